@@ -1,0 +1,190 @@
+"""FER2013-style data loaders: the shared .npz, the Kaggle fer2013.csv, and image folders."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emotion.labels import EMOTIONS
+
+SIZE = 48
+SPLITS = ("Training", "PublicTest", "PrivateTest")
+# Folder name -> FER2013 usage; Kaggle image-folder exports use train/ + test/ (+ sometimes validation/).
+FOLDER_SPLITS = {"train": "Training", "training": "Training", "val": "PublicTest", "valid": "PublicTest",
+                 "validation": "PublicTest", "publictest": "PublicTest", "test": "PrivateTest",
+                 "privatetest": "PrivateTest"}
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm")
+CSV_COLUMNS = ("emotion", "pixels", "Usage")
+
+
+class DataFormatError(ValueError):
+    """The dataset file or folder does not have the expected layout; the message names the bad row/file."""
+
+
+@dataclasses.dataclass
+class FaceDataset:
+    """Grayscale faces with FER2013 labels and usage split."""
+
+    images: np.ndarray  # uint8 [N,48,48]
+    labels: np.ndarray  # int64 [N], 0..6 in EMOTIONS order
+    usage: np.ndarray   # str [N], one of SPLITS
+    source: str
+    sha256: str
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of one usage split (e.g. 'PublicTest')."""
+        mask = self.usage == name
+        return self.images[mask], self.labels[mask]
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per split."""
+        return {s: int((self.usage == s).sum()) for s in SPLITS}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (records exactly which data a model was trained on)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, where: str) -> None:
+    """Validate shapes, label range and split names; raise DataFormatError naming the first bad row."""
+    if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE):
+        raise DataFormatError(f"{where}: images must be [N,{SIZE},{SIZE}], got {images.shape}")
+    if not (len(images) == len(labels) == len(usage)):
+        raise DataFormatError(f"{where}: images/labels/usage lengths differ: {len(images)}/{len(labels)}/{len(usage)}")
+    bad = np.flatnonzero((labels < 0) | (labels >= len(EMOTIONS)))
+    if bad.size:
+        raise DataFormatError(f"{where}: row {bad[0]}: label {labels[bad[0]]} outside 0..{len(EMOTIONS) - 1}")
+    bad = np.flatnonzero(~np.isin(usage, SPLITS))
+    if bad.size:
+        raise DataFormatError(f"{where}: row {bad[0]}: usage {usage[bad[0]]!r} not one of {SPLITS}")
+
+
+def load_npz(path: str | os.PathLike) -> FaceDataset:
+    """Load the shared fer2013.npz (keys images, labels, usage)."""
+    with np.load(path, allow_pickle=False) as d:
+        missing = [k for k in ("images", "labels", "usage") if k not in d.files]
+        if missing:
+            raise DataFormatError(f"{path}: missing arrays {missing}; has {d.files}")
+        images = np.asarray(d["images"], dtype=np.uint8)
+        labels = np.asarray(d["labels"]).astype(np.int64)
+        usage = np.asarray(d["usage"]).astype(str)
+    _check(images, labels, usage, str(path))
+    return FaceDataset(images, labels, usage, str(path), file_sha256(path))
+
+
+def load_csv(path: str | os.PathLike) -> FaceDataset:
+    """Load the Kaggle fer2013.csv (columns emotion,pixels,Usage; 2304 space-separated pixels per row)."""
+    images, labels, usage = [], [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise DataFormatError(f"{path}: empty file")
+        header = [h.strip() for h in header]
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        if missing:
+            raise DataFormatError(f"{path}: line 1 (header): missing columns {missing}; expected "
+                                  f"{','.join(CSV_COLUMNS)}, got {','.join(header)}")
+        ie, ip, iu = (header.index(c) for c in CSV_COLUMNS)
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            where = f"{path}: line {lineno} (data row {lineno - 2})"
+            if len(row) != len(header):
+                raise DataFormatError(f"{where}: {len(row)} fields, expected {len(header)}")
+            try:
+                label = int(row[ie])
+                pix = np.array(row[ip].split(), dtype=np.int64)
+            except ValueError as exc:
+                raise DataFormatError(f"{where}: not numeric ({exc})") from exc
+            if pix.size != SIZE * SIZE:
+                raise DataFormatError(f"{where}: {pix.size} pixels, expected {SIZE * SIZE} ({SIZE}x{SIZE})")
+            if pix.min() < 0 or pix.max() > 255:
+                raise DataFormatError(f"{where}: pixel values outside 0..255")
+            if not 0 <= label < len(EMOTIONS):
+                raise DataFormatError(f"{where}: emotion {label} outside 0..{len(EMOTIONS) - 1}")
+            if row[iu].strip() not in SPLITS:
+                raise DataFormatError(f"{where}: Usage {row[iu]!r} not one of {SPLITS}")
+            images.append(pix.astype(np.uint8).reshape(SIZE, SIZE))
+            labels.append(label)
+            usage.append(row[iu].strip())
+    if not images:
+        raise DataFormatError(f"{path}: no data rows")
+    ds = FaceDataset(np.stack(images), np.array(labels, np.int64), np.array(usage), str(path), file_sha256(path))
+    _check(ds.images, ds.labels, ds.usage, str(path))
+    return ds
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """Read one image file as 48x48 uint8 grayscale (resizing if needed)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise DataFormatError(f"{path}: not a readable image")
+    if img.shape != (SIZE, SIZE):
+        img = cv2.resize(img, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def load_image_folders(root: str | os.PathLike) -> FaceDataset:
+    """Load ``root/{train,validation,test}/<emotion>/*.png`` folders (Kaggle image export layout)."""
+    root = Path(root)
+    images, labels, usage, digest = [], [], [], hashlib.sha256()
+    split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower() in FOLDER_SPLITS)
+    if not split_dirs:
+        raise DataFormatError(f"{root}: no split folders; expected train/<emotion>/*.png and test/<emotion>/*.png")
+    for split_dir in split_dirs:
+        split = FOLDER_SPLITS[split_dir.name.lower()]
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            name = class_dir.name.lower()
+            if name not in EMOTIONS:
+                raise DataFormatError(f"{class_dir}: unknown emotion folder {class_dir.name!r}; expected one of {EMOTIONS}")
+            for f in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS):
+                images.append(_read_gray(f))
+                labels.append(EMOTIONS.index(name))
+                usage.append(split)
+                digest.update(str(f.relative_to(root)).encode())
+                digest.update(f.read_bytes())
+    if not images:
+        raise DataFormatError(f"{root}: no images found under {[d.name for d in split_dirs]}")
+    ds = FaceDataset(np.stack(images), np.array(labels, np.int64), np.array(usage), str(root), digest.hexdigest())
+    _check(ds.images, ds.labels, ds.usage, str(root))
+    return ds
+
+
+def load_dataset(path: str | os.PathLike) -> FaceDataset:
+    """Load FER2013 from an .npz, a Kaggle-style .csv, or an image-folder tree, by what ``path`` is."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset not found: {p} (expected fer2013.npz, fer2013.csv or a folder with train/ and test/)")
+    if p.is_dir():
+        return load_image_folders(p)
+    if p.suffix.lower() == ".npz":
+        return load_npz(p)
+    if p.suffix.lower() == ".csv":
+        return load_csv(p)
+    raise DataFormatError(f"{p}: unsupported dataset type; use .npz, .csv or an image folder")
+
+
+def validation_split(ds: FaceDataset, fraction: float = 0.1, seed: int = 0) -> FaceDataset:
+    """If ``ds`` has no PublicTest rows, move a seeded stratified fraction of Training there (folder exports)."""
+    if (ds.usage == "PublicTest").any():
+        return ds
+    rng = np.random.default_rng(seed)
+    usage = ds.usage.copy()
+    for c in range(len(EMOTIONS)):
+        idx = np.flatnonzero((ds.usage == "Training") & (ds.labels == c))
+        take = rng.permutation(idx)[: int(round(fraction * idx.size))]
+        usage[take] = "PublicTest"
+    return dataclasses.replace(ds, usage=usage)

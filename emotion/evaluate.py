@@ -1,0 +1,106 @@
+"""Accuracy, per-class accuracy, confusion matrix and timing for an emotion model; PNG plots of them."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from emotion.labels import EMOTIONS
+
+
+class _Predictor(Protocol):
+    def predict(self, faces: np.ndarray) -> np.ndarray: ...
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = len(EMOTIONS)) -> np.ndarray:
+    """k x k counts, rows = true label, columns = predicted label."""
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return cm
+
+
+def summarize(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str] = EMOTIONS) -> dict[str, Any]:
+    """Accuracy, per-class accuracy (recall) and confusion matrix of predicted probabilities."""
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int64)
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    support = cm.sum(axis=1)
+    per_class = {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else None,
+        "per_class_accuracy": per_class,
+        "support": {lab: int(s) for lab, s in zip(labels, support)},
+        "confusion_matrix": cm.tolist(),
+        "labels": list(labels),
+    }
+
+
+def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict[str, Any]:
+    """Evaluate an EmotionClassifier-like object on faces; adds batched ms/face to the summary."""
+    images = np.asarray(images)
+    probs, elapsed = [], 0.0
+    classifier.predict(images[:2])  # warm-up: first call traces the graph
+    for i in range(0, len(images), batch_size):
+        t = time.perf_counter()
+        probs.append(classifier.predict(images[i:i + batch_size]))
+        elapsed += time.perf_counter() - t
+    p = np.concatenate(probs) if probs else np.zeros((0, len(EMOTIONS)), np.float32)
+    out = summarize(labels, p)
+    out["ms_per_face_batched"] = 1000.0 * elapsed / max(len(images), 1)
+    out["batch_size"] = batch_size
+    return out
+
+
+def save_confusion_png(cm: np.ndarray | list, path: str | os.PathLike, labels: Sequence[str] = EMOTIONS,
+                       title: str = "Confusion matrix") -> None:
+    """Write a row-normalised confusion-matrix heatmap with counts to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_curves_png(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write loss and accuracy per epoch (train vs PublicTest) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(ep, [h["val_loss"] for h in history], "o-", label="PublicTest")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss (label-smoothed CE)")
+    a1.legend()
+    a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train (augmented)")
+    a2.plot(ep, [h["val_acc"] for h in history], "o-", label="PublicTest")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,47 @@
+"""The single input-normalisation + forward path shared by training-time evaluation and EmotionClassifier."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+MAX_CHUNK = 1024  # faces per forward pass; bounds memory for very large batches
+
+
+def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
+    """Validate faces ([N,S,S] or [N,S,S,1], uint8 0..255 or float) and return float32 [N,S,S,1] in 0..255."""
+    arr = np.asarray(faces)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2 and arr.shape == (size, size):
+        raise ValueError(f"expected a batch [N,{size},{size}]; got a single face {arr.shape} (use faces[None])")
+    if arr.ndim != 3 or arr.shape[1:] != (size, size):
+        raise ValueError(f"expected grayscale faces [N,{size},{size}] or [N,{size},{size},1], got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"faces must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)[..., None]
+
+
+def make_forward(model: keras.Model, tta: bool = True):
+    """Compile a shape-polymorphic forward pass: probabilities [N,7], averaged with the mirrored face if tta."""
+    size = model.input_shape[1]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)], reduce_retracing=True)
+    def forward(x):
+        if not tta:
+            return tf.cast(model(x, training=False), tf.float32)
+        n = tf.shape(x)[0]
+        both = tf.cast(model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False), tf.float32)
+        return 0.5 * (both[:n] + both[n:])
+
+    return forward
+
+
+def predict_proba(forward, faces: np.ndarray, size: int = 48, chunk: int = MAX_CHUNK) -> np.ndarray:
+    """Run ``forward`` (from make_forward) on faces: one call when N <= chunk; float32 [N,7]."""
+    x = as_face_batch(faces, size)
+    if len(x) == 0:
+        return np.zeros((0, 7), np.float32)
+    outs = [forward(tf.constant(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)]
+    return np.concatenate(outs, axis=0).astype(np.float32)

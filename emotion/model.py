@@ -1,0 +1,94 @@
+"""Full emotion model: grayscale 48x48 face -> in-graph preprocessing -> VGGFace ResNet50 -> 7-way head."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from emotion.backbone import resnet50_features
+from emotion.labels import NUM_CLASSES
+
+# keras-vggface RESNET50 (version 2) channel means, BGR; used only with pretrained VGGFace weights.
+VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
+PREPROCESS_MODES = ("standardize", "vggface")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters needed to rebuild the architecture (stored in model.json)."""
+
+    input_size: int = 48
+    head_units: tuple[int, ...] = (512, 256, 128)
+    head_dropout: float = 0.3
+    head_batchnorm: bool = True
+    preprocess: str = "standardize"
+    num_classes: int = NUM_CLASSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the config."""
+        d = dataclasses.asdict(self)
+        d["head_units"] = list(self.head_units)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Rebuild a config from its dict, rejecting unknown keys so stale files fail clearly."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "head_units" in d:
+            d["head_units"] = tuple(int(u) for u in d["head_units"])
+        cfg = cls(**d)
+        if cfg.preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {cfg.preprocess!r}")
+        return cfg
+
+
+class FacePreprocess(layers.Layer):
+    """Grayscale [N,H,W,1] pixels in 0..255 -> 3-channel backbone input; the ONE preprocessing path.
+
+    ``standardize``: per-image zero mean / unit std (robust to exposure, used from scratch).
+    ``vggface``: keras-vggface v2 mean subtraction on 0..255 values (for pretrained VGGFace weights).
+    """
+
+    def __init__(self, mode: str = "standardize", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESS_MODES:
+            raise ValueError(f"unknown preprocess mode {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if self.mode == "standardize":
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+            x = (x - mean) / ops.maximum(std, 1.0)
+            return ops.concatenate([x, x, x], axis=-1)
+        mean = ops.convert_to_tensor(VGGFACE2_MEAN_BGR, dtype="float32")
+        return ops.concatenate([x, x, x], axis=-1) - mean
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+    """Build the full emotion classifier: input float/uint8 [N,S,S,1] grayscale, output softmax [N,7]."""
+    s = config.input_size
+    inputs = keras.Input(shape=(s, s, 1), name="face_gray")
+    x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(inputs)
+    x = resnet50_features(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    for i, units in enumerate(config.head_units, start=1):
+        x = layers.Dense(units, use_bias=not config.head_batchnorm, name=f"head_dense{i}")(x)
+        if config.head_batchnorm:
+            x = layers.BatchNormalization(name=f"head_bn{i}")(x)
+        x = layers.Activation("relu", name=f"head_relu{i}")(x)
+        if config.head_dropout > 0:
+            x = layers.Dropout(config.head_dropout, name=f"head_dropout{i}")(x)
+    outputs = layers.Dense(config.num_classes, activation="softmax", name="emotion_probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="mien_emotion_resnet50")

@@ -1,0 +1,326 @@
+"""Train the emotion model on FER2013: resumable, checkpointed every N steps and every epoch.
+
+python -m emotion.train --data ../shared/data/fer2013.npz --epochs 12 --out runs/emotion [--resume]
+
+Selects on PublicTest (early stopping, best weights), reports PrivateTest only at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from emotion.augment import AugmentConfig, augment_batch  # noqa: E402
+from emotion.backbone import load_vggface_weights  # noqa: E402
+from emotion.data import FaceDataset, load_dataset, validation_split  # noqa: E402
+from emotion.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
+from emotion.inference import make_forward, predict_proba  # noqa: E402
+from emotion.labels import EMOTIONS, NUM_CLASSES  # noqa: E402
+from emotion.model import ModelConfig, build_model  # noqa: E402
+
+CKPT = "ckpt"
+BEST = "best.weights.h5"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options (also used by `mien train emotion`)."""
+    p = argparse.ArgumentParser(prog="python -m emotion.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="fer2013.npz, Kaggle fer2013.csv, or image folder (train/<emotion>/...)")
+    p.add_argument("--out", default="models/emotion/checkpoints/run", help="run directory (checkpoints, metrics)")
+    p.add_argument("--epochs", type=int, default=12, help="length of the cosine schedule, in epochs")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled decay (x lr), not on BN/bias")
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without PublicTest gain")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--precision", default="mixed_bfloat16", choices=["mixed_bfloat16", "float32"],
+                   help="compute dtype while training (weights stay float32)")
+    p.add_argument("--ckpt-every", type=int, default=50, help="also checkpoint every N steps inside an epoch")
+    p.add_argument("--backbone-weights", default=None, help="Keras-2 VGGFace notop ResNet50 .h5 to start from")
+    p.add_argument("--no-tta", action="store_true", help="evaluate without horizontal-flip averaging")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--limit-train", type=int, default=0, help="use only the first N Training faces (tests)")
+    p.add_argument("--limit-eval", type=int, default=0, help="use only the first N PublicTest/PrivateTest faces (tests)")
+    p.add_argument("--log-every", type=int, default=20, help="progress line every N steps")
+    return p.parse_args(argv)
+
+
+@keras.saving.register_keras_serializable("mien")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` then cosine decay to ``final_fraction * peak`` at ``total_steps``."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int, final_fraction: float = 0.01):
+        self.peak, self.total_steps, self.warmup_steps, self.final_fraction = peak, total_steps, warmup_steps, final_fraction
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * (step + 1.0) / float(max(self.warmup_steps, 1))
+        prog = tf.clip_by_value((step - self.warmup_steps) / float(max(self.total_steps - self.warmup_steps, 1)), 0.0, 1.0)
+        cos = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1.0 + tf.cos(math.pi * prog))
+        return tf.where(step < self.warmup_steps, warm, self.peak * cos)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "final_fraction": self.final_fraction}
+
+
+def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
+    """Square-root inverse-frequency class weights (disgust ~3x, happy ~0.75x), mean 1 over samples."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    w = np.sqrt(counts.sum() / (k * np.maximum(counts, 1)))
+    w /= (w[labels]).mean() if len(labels) else 1.0
+    return w.astype(np.float32)
+
+
+def epoch_dataset(x: np.ndarray, y: np.ndarray, w: np.ndarray, epoch: int, seed: int, batch_size: int,
+                  start_step: int, aug: AugmentConfig) -> tf.data.Dataset:
+    """Deterministic per-epoch pipeline: seeded permutation, batching, in-graph augmentation, prefetch."""
+    perm = np.random.default_rng([seed, epoch]).permutation(len(x))
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[y[perm]]
+    ds = tf.data.Dataset.from_tensor_slices((x[perm], onehot, w[y[perm]]))
+    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+    if start_step:
+        ds = ds.skip(start_step)
+    epoch_seed = tf.constant(seed * 100_003 + epoch, tf.int64)
+
+    def _aug(step, batch):
+        xb, yb, wb = batch
+        xb = augment_batch(tf.cast(xb, tf.float32)[..., None], tf.stack([epoch_seed, step]), aug)
+        return xb, yb, wb
+
+    return ds.map(_aug, num_parallel_calls=1).prefetch(2)
+
+
+def save_optimizer(opt: keras.optimizers.Optimizer, path: Path) -> None:
+    """Save every optimizer variable (step count, moments) in order, for exact resume."""
+    np.savez(path, *[np.asarray(v.numpy()) for v in opt.variables])
+
+
+def load_optimizer(opt: keras.optimizers.Optimizer, model: keras.Model, path: Path) -> None:
+    """Restore optimizer variables saved by save_optimizer (builds the optimizer first)."""
+    opt.build(model.trainable_variables)
+    with np.load(path) as d:
+        arrays = [d[f"arr_{i}"] for i in range(len(d.files))]
+    if len(arrays) != len(opt.variables):
+        raise RuntimeError(f"{path}: {len(arrays)} optimizer tensors, optimizer has {len(opt.variables)}")
+    for var, arr in zip(opt.variables, arrays):
+        var.assign(arr)
+
+
+def write_checkpoint(out: Path, model: keras.Model, opt: keras.optimizers.Optimizer, state: dict[str, Any]) -> None:
+    """Atomically replace out/ckpt with weights + optimizer + state (old one kept until the new is complete)."""
+    new, cur, old = out / (CKPT + ".new"), out / CKPT, out / (CKPT + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    model.save_weights(new / "model.weights.h5")
+    save_optimizer(opt, new / "optimizer.npz")
+    (new / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(old, ignore_errors=True)
+    if cur.exists():
+        cur.rename(old)
+    new.rename(cur)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, if any."""
+    for name in (CKPT, CKPT + ".old"):
+        d = out / name
+        if (d / "state.json").exists():
+            return d
+    return None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that determine numerical results, recorded in metrics.json."""
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "platform": platform.platform(), "cpu_count": str(os.cpu_count())}
+
+
+def _log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return (x[:n], y[:n]) if n else (x, y)
+
+
+def eval_split(forward, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], float]:
+    """Summary + plain cross-entropy of the model on one split."""
+    probs = predict_proba(forward, x)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))) if len(y) else float("nan")
+    return summarize(y, probs), loss
+
+
+def write_metrics(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Write metrics.json and training_curves.png from the run state (called every epoch and at the end)."""
+    hist = state["history"]
+    metrics = {
+        "model": "emotion-resnet50 (keras-vggface RESNET50 layout, GAP, 3xDense head)",
+        "status": state.get("status", "running"),
+        "epochs_completed": len(hist),
+        "best_epoch": state.get("best_epoch"),
+        "best_public_test_accuracy": state.get("best_val_acc"),
+        "history": hist,
+        "seconds_per_epoch": (float(np.mean([h["train_seconds"] for h in hist])) if hist else None),
+        **extra,
+    }
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1))
+    tmp.replace(out / "metrics.json")
+    if hist:
+        save_curves_png(hist, out / "training_curves.png")
+    return metrics
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run (or resume) training as configured by ``args``; returns the final metrics dict."""
+    out = Path(args.out)
+    ckpt = find_checkpoint(out)
+    if ckpt is not None and not args.resume:
+        raise SystemExit(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if args.resume and ckpt is None:
+        _log(f"--resume: no checkpoint in {out}, starting a new run")
+    out.mkdir(parents=True, exist_ok=True)
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)
+
+    data = validation_split(load_dataset(args.data), seed=args.seed)
+    x_tr, y_tr = _subset(*data.split("Training"), args.limit_train)
+    x_va, y_va = _subset(*data.split("PublicTest"), args.limit_eval)
+    x_te, y_te = _subset(*data.split("PrivateTest"), args.limit_eval)
+    if len(x_tr) < args.batch_size:
+        raise SystemExit(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
+    steps_per_epoch = len(x_tr) // args.batch_size
+    cw = class_weights(y_tr)
+    _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
+         f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
+
+    head = tuple(int(u) for u in args.head_units.split(","))
+    cfg = ModelConfig(head_units=head, head_dropout=args.dropout,
+                      preprocess="vggface" if args.backbone_weights else "standardize")
+    model = build_model(cfg)
+    if args.backbone_weights and ckpt is None:
+        n = load_vggface_weights(model, args.backbone_weights)
+        _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
+    total_steps = args.epochs * steps_per_epoch
+    schedule = WarmupCosine(args.lr, total_steps, int(args.warmup_epochs * steps_per_epoch))
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[])
+    forward = make_forward(model, tta=not args.no_tta)
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
+                             "best_val_acc": -1.0, "best_epoch": None, "since_best": 0, "history": [],
+                             "status": "running"}
+    if ckpt is not None:
+        model.load_weights(ckpt / "model.weights.h5")
+        load_optimizer(opt, model, ckpt / "optimizer.npz")
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("args", {}).get("batch_size", args.batch_size) != args.batch_size:
+            raise SystemExit(f"--batch-size {args.batch_size} differs from the run's {state['args']['batch_size']}")
+        _log(f"resumed from {ckpt}: epoch {state['epoch'] + 1} step {state['step']} "
+             f"(optimizer step {int(opt.iterations.numpy())}), best PublicTest {state['best_val_acc']:.4f}")
+    state["args"] = {k: v for k, v in vars(args).items() if k not in ("resume",)}
+    (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
+                                                "labels": list(EMOTIONS)}, indent=1))
+    extra = {"config": cfg.to_dict(), "train_args": state["args"], "tta": not args.no_tta,
+             "precision": args.precision, "class_weights": dict(zip(EMOTIONS, map(float, cw))),
+             "data": {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
+                      "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
+             "versions": library_versions()}
+    aug = AugmentConfig()
+
+    while state["status"] == "running" and state["epoch"] < args.epochs:
+        epoch, start = state["epoch"], state["step"]
+        part = state["partial"]
+        _log(f"epoch {epoch + 1}/{args.epochs} from step {start}/{steps_per_epoch}")
+        t_last = time.time()
+        for step, (xb, yb, wb) in enumerate(epoch_dataset(x_tr, y_tr, cw, epoch, args.seed, args.batch_size,
+                                                          start, aug), start=start):
+            r = model.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
+            now = time.time()
+            part["seconds"] += now - t_last
+            t_last = now
+            part["loss"] += float(r["loss"]) * len(yb)
+            part["acc"] += float(r["acc"]) * len(yb)
+            part["n"] += int(len(yb))
+            done = step + 1
+            if done % args.log_every == 0 or done == steps_per_epoch:
+                rate = part["seconds"] / max(done - 0, 1)
+                _log(f"  epoch {epoch + 1} step {done}/{steps_per_epoch} loss {part['loss'] / part['n']:.4f} "
+                     f"acc {part['acc'] / part['n']:.4f} lr {float(schedule(opt.iterations - 1)):.2e} "
+                     f"{rate:.2f} s/step, epoch ETA {(steps_per_epoch - done) * rate / 60:.1f} min")
+            if done % args.ckpt_every == 0 and done < steps_per_epoch:
+                state["step"] = done
+                write_checkpoint(out, model, opt, state)
+                t_last = time.time()
+        t_eval = time.time()
+        val, val_loss = eval_split(forward, x_va, y_va)
+        entry = {"epoch": epoch + 1, "train_loss": part["loss"] / max(part["n"], 1),
+                 "train_acc": part["acc"] / max(part["n"], 1), "val_loss": val_loss, "val_acc": val["accuracy"],
+                 "lr_end": float(schedule(opt.iterations - 1)), "train_seconds": part["seconds"],
+                 "eval_seconds": time.time() - t_eval}
+        state["history"].append(entry)
+        improved = val["accuracy"] > state["best_val_acc"]
+        if improved:
+            state.update(best_val_acc=val["accuracy"], best_epoch=epoch + 1, since_best=0)
+            model.save_weights(out / (BEST + ".tmp.weights.h5"))
+            os.replace(out / (BEST + ".tmp.weights.h5"), out / BEST)
+        else:
+            state["since_best"] += 1
+        _log(f"epoch {epoch + 1} done in {part['seconds'] / 60:.1f} min: train loss {entry['train_loss']:.4f} "
+             f"acc {entry['train_acc']:.4f} | PublicTest loss {val_loss:.4f} acc {val['accuracy']:.4f}"
+             f"{' (best)' if improved else ''} [eval {entry['eval_seconds']:.0f}s]")
+        state.update(epoch=epoch + 1, step=0, partial={"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0})
+        if state["since_best"] >= args.patience:
+            state["status"] = "early_stopped"
+            _log(f"early stopping: no PublicTest gain for {args.patience} epochs")
+        write_checkpoint(out, model, opt, state)
+        write_metrics(out, state, extra)
+
+    # Final report on the best-by-PublicTest weights; PrivateTest is looked at only here.
+    model.load_weights(out / BEST)
+    if state["status"] == "running":
+        state["status"] = "finished"
+    pub, _ = eval_split(forward, x_va, y_va)
+    priv, _ = eval_split(forward, x_te, y_te)
+    extra.update(public_test=pub, private_test=priv, evaluated_on=f"best epoch {state['best_epoch']} weights")
+    metrics = write_metrics(out, state, extra)
+    save_confusion_png(priv["confusion_matrix"], out / "confusion_matrix.png",
+                       title=f"PrivateTest, acc {priv['accuracy']:.3f} (best epoch {state['best_epoch']})")
+    (find_checkpoint(out) / "state.json").write_text(json.dumps(state, indent=1))
+    _log(f"final (best epoch {state['best_epoch']}): PublicTest {pub['accuracy']:.4f} PrivateTest {priv['accuracy']:.4f}")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
