@@ -76,8 +76,18 @@ class FacePreprocess(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
-    """Build the full emotion classifier: input float/uint8 [N,S,S,1] grayscale, output softmax [N,7]."""
+def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) -> keras.Model:
+    """Build the full emotion classifier: float [N,S,S,1] grayscale 0..255 in, softmax [N,7] out.
+
+    ``policy`` (e.g. "float32") overrides the global Keras dtype policy for this model only.
+    """
+    if policy is not None:
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            return build_model(config)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
     s = config.input_size
     inputs = keras.Input(shape=(s, s, 1), name="face_gray")
     x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(inputs)

@@ -62,6 +62,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N Training faces (tests)")
     p.add_argument("--limit-eval", type=int, default=0, help="use only the first N PublicTest/PrivateTest faces (tests)")
     p.add_argument("--log-every", type=int, default=20, help="progress line every N steps")
+    p.add_argument("--run-eagerly", action="store_true",
+                   help="no graph compilation (debugging; tiny runs: skips a ~1-2 min trace, much slower per step)")
+    p.add_argument("--stop-after-steps", type=int, default=0,
+                   help="checkpoint and exit after N training steps in this invocation (bounded sessions, tests)")
     return p.parse_args(argv)
 
 
@@ -194,7 +198,16 @@ def write_metrics(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> di
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume) training as configured by ``args``; returns the final metrics dict."""
+    """Run (or resume) training as configured by ``args``; returns the metrics dict (restores the dtype policy)."""
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(args)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    """Body of train()."""
     out = Path(args.out)
     ckpt = find_checkpoint(out)
     if ckpt is not None and not args.resume:
@@ -229,8 +242,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[])
+                  metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[],
+                  run_eagerly=args.run_eagerly)
     forward = make_forward(model, tta=not args.no_tta)
+    opt.build(model.trainable_variables)  # eagerly: ~5x cheaper than building inside the traced train step
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
                              "best_val_acc": -1.0, "best_epoch": None, "since_best": 0, "history": [],
@@ -252,6 +267,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                       "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
              "versions": library_versions()}
     aug = AugmentConfig()
+    steps_run = 0
 
     while state["status"] == "running" and state["epoch"] < args.epochs:
         epoch, start = state["epoch"], state["step"]
@@ -273,10 +289,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 _log(f"  epoch {epoch + 1} step {done}/{steps_per_epoch} loss {part['loss'] / part['n']:.4f} "
                      f"acc {part['acc'] / part['n']:.4f} lr {float(schedule(opt.iterations - 1)):.2e} "
                      f"{rate:.2f} s/step, epoch ETA {(steps_per_epoch - done) * rate / 60:.1f} min")
-            if done % args.ckpt_every == 0 and done < steps_per_epoch:
+            steps_run += 1
+            stop = bool(args.stop_after_steps) and steps_run >= args.stop_after_steps and done < steps_per_epoch
+            if (done % args.ckpt_every == 0 or stop) and done < steps_per_epoch:
                 state["step"] = done
                 write_checkpoint(out, model, opt, state)
                 t_last = time.time()
+            if stop:
+                _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
+                return write_metrics(out, state, extra)
         t_eval = time.time()
         val, val_loss = eval_split(forward, x_va, y_va)
         entry = {"epoch": epoch + 1, "train_loss": part["loss"] / max(part["n"], 1),
@@ -300,6 +321,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             _log(f"early stopping: no PublicTest gain for {args.patience} epochs")
         write_checkpoint(out, model, opt, state)
         write_metrics(out, state, extra)
+        if args.stop_after_steps and steps_run >= args.stop_after_steps and state["epoch"] < args.epochs \
+                and state["status"] == "running":
+            _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
+            return write_metrics(out, state, extra)
 
     # Final report on the best-by-PublicTest weights; PrivateTest is looked at only here.
     model.load_weights(out / BEST)

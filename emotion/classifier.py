@@ -1,0 +1,85 @@
+"""Inference API used by the pipeline: load the shipped emotion model once, predict batches of faces."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emotion.labels import EMOTIONS
+
+MODEL_JSON = "model.json"
+HOW_TO_GET = ("restore the shipped files with `git checkout -- models/emotion`, or train and export a model: "
+              "`python -m emotion.train --data fer2013.npz --out RUN` then `python -m emotion.export RUN`")
+
+
+class EmotionModelError(RuntimeError):
+    """The emotion weights (or their model.json) are missing, corrupt or incompatible."""
+
+
+def _sha256(path: Path) -> str:
+    from emotion.data import file_sha256
+
+    return file_sha256(path)
+
+
+class EmotionClassifier:
+    """FER2013 7-emotion classifier over 48x48 grayscale faces (VGGFace-layout ResNet50)."""
+
+    labels: tuple[str, ...] = EMOTIONS
+
+    def __init__(self, model, forward, version: str, config, tta: bool, weights_path: Path):
+        self._model = model
+        self._forward = forward
+        self.version = version
+        self.config = config
+        self.tta = tta
+        self.weights_path = weights_path
+        self.input_size = config.input_size
+
+    @classmethod
+    def load(cls, weights_path: str | os.PathLike) -> "EmotionClassifier":
+        """Load weights + sibling model.json; raise EmotionModelError for missing/corrupt/incompatible files."""
+        path = Path(weights_path)
+        meta_path = path.parent / MODEL_JSON
+        if not path.is_file():
+            raise EmotionModelError(f"emotion weights not found: {path}; {HOW_TO_GET}")
+        if not meta_path.is_file():
+            raise EmotionModelError(f"{meta_path} is missing (it describes {path.name}); {HOW_TO_GET}")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EmotionModelError(f"{meta_path}: unreadable model description ({exc}); {HOW_TO_GET}") from exc
+        want = meta.get("weights_sha256")
+        have = _sha256(path)
+        if want and want != have:
+            raise EmotionModelError(f"{path}: sha256 {have[:12]}... does not match {meta_path.name} "
+                                    f"({want[:12]}...): the file is corrupt or from another model; {HOW_TO_GET}")
+        if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
+            raise EmotionModelError(f"{meta_path}: labels {meta.get('labels')} differ from {EMOTIONS}")
+        from emotion.inference import make_forward
+        from emotion.model import ModelConfig, build_model
+        from emotion.weights_io import load_weights_f16
+
+        try:
+            config = ModelConfig.from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmotionModelError(f"{meta_path}: incompatible model config ({exc}); {HOW_TO_GET}") from exc
+        model = build_model(config, policy="float32")
+        try:
+            load_weights_f16(model, path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise EmotionModelError(f"{path}: corrupt or incompatible emotion weights ({exc}); {HOW_TO_GET}") from exc
+        tta = bool(meta.get("tta", True))
+        return cls(model, make_forward(model, tta=tta), "emotion-resnet50-" + have[:12], config, tta, path)
+
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
+        from emotion.inference import predict_proba
+
+        return predict_proba(self._forward, faces, self.input_size)
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier(version={self.version!r}, tta={self.tta})"

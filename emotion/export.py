@@ -1,0 +1,116 @@
+"""Export a training run's best weights as the shipped float16 model, only if it beats the shipped one.
+
+python -m emotion.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
+
+The exported file is re-evaluated in float32 inference (the product's path) on PublicTest and
+PrivateTest, and those numbers go into the shipped metrics.json; selection compares PublicTest only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from emotion.classifier import MODEL_JSON, EmotionClassifier  # noqa: E402
+from emotion.data import file_sha256, load_dataset, validation_split  # noqa: E402
+from emotion.evaluate import evaluate, save_confusion_png  # noqa: E402
+from emotion.labels import EMOTIONS  # noqa: E402
+from emotion.model import ModelConfig, build_model  # noqa: E402
+from emotion.weights_io import save_weights_f16  # noqa: E402
+
+WEIGHTS_NAME = "emotion_resnet50.weights.h5"
+MAX_BYTES = 60 * 1024 * 1024
+
+
+def shipped_public_accuracy(dest: Path) -> float | None:
+    """PublicTest accuracy recorded for the model currently shipped in ``dest`` (None if none)."""
+    try:
+        m = json.loads((dest / "metrics.json").read_text())
+        return float(m["shipped"]["public_test"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emotion", data: str | None = None,
+               force: bool = False, limit_eval: int = 0) -> dict[str, Any]:
+    """Write float16 weights + model.json + metrics.json (+ PNGs) from ``run_dir`` into ``dest`` if better."""
+    run, dest = Path(run_dir), Path(dest)
+    run_meta = json.loads((run / "model.json").read_text())
+    run_metrics = json.loads((run / "metrics.json").read_text())
+    config = ModelConfig.from_dict(run_meta["config"])
+    model = build_model(config, policy="float32")
+    model.load_weights(run / "best.weights.h5")
+
+    data_path = data or run_metrics["data"]["path"]
+    ds = validation_split(load_dataset(data_path), seed=run_metrics["train_args"]["seed"])
+    if ds.sha256 != run_metrics["data"]["sha256"]:
+        raise SystemExit(f"{data_path}: sha256 differs from the data the run was trained on")
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".export-") as tmp:
+        tmp = Path(tmp)
+        save_weights_f16(model, tmp / WEIGHTS_NAME)
+        size = (tmp / WEIGHTS_NAME).stat().st_size
+        if size > MAX_BYTES:
+            raise SystemExit(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
+        meta = {"config": config.to_dict(), "tta": run_meta.get("tta", True), "labels": list(EMOTIONS),
+                "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
+                "weights_dtype": "float16", "input": "grayscale face, 48x48, uint8 0..255 (FER2013 framing)",
+                "source_run": str(run), "best_epoch": run_metrics.get("best_epoch")}
+        (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1))
+        clf = EmotionClassifier.load(tmp / WEIGHTS_NAME)
+        results = {}
+        for split in ("PublicTest", "PrivateTest"):
+            x, y = ds.split(split)
+            if limit_eval:
+                x, y = x[:limit_eval], y[:limit_eval]
+            results[split] = evaluate(clf, x, y)
+        pub = results["PublicTest"]["accuracy"]
+        current = shipped_public_accuracy(dest)
+        summary = {"public_test": pub, "private_test": results["PrivateTest"]["accuracy"],
+                   "previous_public_test": current, "run_best_public_test": run_metrics.get("best_public_test_accuracy"),
+                   "weights_mb": size / 2**20, "exported": False}
+        if current is not None and pub <= current and not force:
+            print(f"not exported: PublicTest {pub:.4f} does not beat the shipped {current:.4f}", flush=True)
+            return summary
+        metrics = dict(run_metrics)
+        metrics["shipped"] = {"weights_file": WEIGHTS_NAME, "weights_sha256": meta["weights_sha256"],
+                              "weights_dtype": "float16", "inference_precision": "float32",
+                              "tta": meta["tta"], "version": clf.version,
+                              "public_test": results["PublicTest"], "private_test": results["PrivateTest"]}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        save_confusion_png(results["PrivateTest"]["confusion_matrix"], tmp / "confusion_matrix.png",
+                           title=f"PrivateTest (shipped {clf.version}), acc {results['PrivateTest']['accuracy']:.3f}")
+        if (run / "training_curves.png").exists():
+            shutil.copy(run / "training_curves.png", tmp / "training_curves.png")
+        for f in tmp.iterdir():
+            os.replace(f, dest / f.name)
+    summary["exported"] = True
+    print(f"exported {clf.version} to {dest}: PublicTest {pub:.4f}, PrivateTest {summary['private_test']:.4f}, "
+          f"{size / 2**20:.1f} MB", flush=True)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m emotion.export", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--dest", default="models/emotion")
+    p.add_argument("--data", default=None, help="dataset path (default: the one recorded by the run)")
+    p.add_argument("--force", action="store_true", help="export even if not better than the shipped model")
+    p.add_argument("--limit-eval", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    export_run(a.run_dir, a.dest, a.data, a.force, a.limit_eval)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Training on a tiny slice writes every artefact and resumes mid-epoch; export + EmotionClassifier contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from emotion.labels import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    usage = np.array(["Training"] * 32 + ["PublicTest"] * 16 + ["PrivateTest"] * 16)
+    labels = np.arange(64) % 7
+    images = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, images=images, labels=labels.astype(np.int8), usage=usage)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_npz, tmp_path_factory):
+    """Run 1 step, stop (simulated interruption), then --resume to finish the 2-step epoch."""
+    from emotion.train import parse_args, train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    common = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--log-every", "1",
+              "--run-eagerly"]  # eager: a graph trace of ResNet50's train step costs ~1-2 min on 2 cores
+    train(parse_args(common + ["--stop-after-steps", "1"]))
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["partial"]["n"]) == (0, 1, 16)
+    assert not (out / "best.weights.h5").exists()
+    with pytest.raises(SystemExit, match="--resume"):
+        train(parse_args(common))
+    train(parse_args(common + ["--resume"]))
+    return out
+
+
+@pytest.mark.slow
+def test_training_writes_artefacts_and_resumes(trained_run):
+    out = trained_run
+    for name in ("metrics.json", "training_curves.png", "confusion_matrix.png", "best.weights.h5", "model.json",
+                 "ckpt/model.weights.h5", "ckpt/optimizer.npz", "ckpt/state.json"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["epochs_completed"] == 1 and m["best_epoch"] == 1
+    h = m["history"][0]
+    assert set(h) >= {"train_loss", "train_acc", "val_loss", "val_acc", "train_seconds", "lr_end"}
+    for split in ("public_test", "private_test"):
+        assert m[split]["n"] == 16
+        assert np.asarray(m[split]["confusion_matrix"]).shape == (7, 7)
+        assert set(m[split]["per_class_accuracy"]) == set(EMOTIONS)
+    assert len(m["data"]["sha256"]) == 64 and m["versions"]["tensorflow"]
+    with np.load(out / "ckpt" / "optimizer.npz") as d:
+        iterations = [int(d[k]) for k in d.files if d[k].ndim == 0 and d[k].dtype.kind in "iu"]
+    assert iterations == [2]  # one step before the interruption + one after resuming
+
+
+@pytest.mark.slow
+def test_export_and_classifier_contract(trained_run, tmp_path):
+    from emotion.classifier import EmotionClassifier, EmotionModelError
+    from emotion.export import WEIGHTS_NAME, export_run
+
+    dest = tmp_path / "ship"
+    summary = export_run(trained_run, dest)
+    assert summary["exported"] and summary["weights_mb"] < 60
+    meta = json.loads((dest / "model.json").read_text())
+    assert meta["weights_dtype"] == "float16" and len(meta["weights_sha256"]) == 64
+    shipped = json.loads((dest / "metrics.json").read_text())["shipped"]
+    assert shipped["public_test"]["n"] == 16 and "ms_per_face_batched" in shipped["private_test"]
+    assert not export_run(trained_run, dest)["exported"]  # not better than itself
+
+    clf = EmotionClassifier.load(dest / WEIGHTS_NAME)
+    assert clf.labels == EMOTIONS and clf.version == "emotion-resnet50-" + meta["weights_sha256"][:12]
+    faces = np.random.default_rng(1).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    p = clf.predict(faces)
+    assert p.shape == (3, 7) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(clf.predict(faces[..., None].astype(np.float64)), p, rtol=1e-5, atol=1e-6)
+    assert clf.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+    with pytest.raises(ValueError, match=r"\[N,48,48\]"):
+        clf.predict(np.zeros((2, 64, 64), np.uint8))
+
+    bad = tmp_path / "bad"
+    shutil.copytree(dest, bad)
+    w = bad / WEIGHTS_NAME
+    w.write_bytes(w.read_bytes()[: 1 << 20])  # truncated download
+    with pytest.raises(EmotionModelError, match="sha256"):
+        EmotionClassifier.load(w)
+    meta["weights_sha256"] = __import__("emotion.data", fromlist=["x"]).file_sha256(w)
+    (bad / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(EmotionModelError, match="corrupt"):
+        EmotionClassifier.load(w)
+    with pytest.raises(EmotionModelError, match="not found"):
+        EmotionClassifier.load(tmp_path / "nowhere" / WEIGHTS_NAME)
+    (bad / "model.json").unlink()
+    with pytest.raises(EmotionModelError, match="model.json is missing"):
+        EmotionClassifier.load(w)
