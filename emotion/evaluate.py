@@ -55,6 +55,44 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
     return out
 
 
+def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split: str = "PrivateTest",
+                     json_path: str | os.PathLike | None = None,
+                     png_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load a FER2013-style dataset, evaluate one split, optionally write the JSON and confusion PNG."""
+    import json
+
+    from emotion.data import SPLITS, load_dataset
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    ds = load_dataset(data_path)
+    x, y = ds.split(split)
+    if len(y) == 0:
+        raise ValueError(f"{data_path}: no {split} rows")
+    out = evaluate(classifier, x, y)
+    out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=1)
+    if png_path:
+        save_confusion_png(out["confusion_matrix"], png_path,
+                           title=f"{split}: accuracy {out['accuracy']:.3f} ({out['model']})")
+    return out
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """Human-readable accuracy, per-class accuracy, confusion matrix and timing."""
+    labels = result["labels"]
+    lines = [f"{result.get('split', 'eval')}: accuracy {result['accuracy']:.4f} on {result['n']} faces, "
+             f"{result.get('ms_per_face_batched', float('nan')):.2f} ms/face batched",
+             "per-class accuracy: " + ", ".join(
+                 f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in result["per_class_accuracy"].items()),
+             "confusion (rows true, cols predicted): " + " ".join(f"{l[:4]:>5}" for l in labels)]
+    for lab, row in zip(labels, result["confusion_matrix"]):
+        lines.append(f"  {lab:>9} " + " ".join(f"{v:5d}" for v in row))
+    return "\n".join(lines)
+
+
 def save_confusion_png(cm: np.ndarray | list, path: str | os.PathLike, labels: Sequence[str] = EMOTIONS,
                        title: str = "Confusion matrix") -> None:
     """Write a row-normalised confusion-matrix heatmap with counts to ``path``."""
@@ -104,3 +142,27 @@ def save_curves_png(history: list[dict[str, Any]], path: str | os.PathLike) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m emotion.evaluate --data PATH [--split PrivateTest] [--weights W] [--json F] [--png F]`."""
+    import argparse
+
+    from emotion.classifier import EmotionClassifier
+
+    p = argparse.ArgumentParser(prog="python -m emotion.evaluate", description="Evaluate the emotion model.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="PrivateTest")
+    p.add_argument("--weights", default="models/emotion/emotion_resnet50.weights.h5")
+    p.add_argument("--json", default=None)
+    p.add_argument("--png", default=None)
+    a = p.parse_args(argv)
+    result = evaluate_dataset(EmotionClassifier.load(a.weights), a.data, a.split, a.json, a.png)
+    print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -10,7 +10,7 @@ MAX_CHUNK = 1024  # faces per forward pass; bounds memory for very large batches
 
 
 def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
-    """Validate faces ([N,S,S] or [N,S,S,1], uint8 0..255 or float) and return float32 [N,S,S,1] in 0..255."""
+    """Validate faces ([N,S,S] or [N,S,S,1]; uint8, float 0..255 or float 0..1) -> float32 [N,S,S,1] in 0..255."""
     arr = np.asarray(faces)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
@@ -20,7 +20,10 @@ def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
         raise ValueError(f"expected grayscale faces [N,{size},{size}] or [N,{size},{size},1], got {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ValueError(f"faces must be numeric, got dtype {arr.dtype}")
-    return arr.astype(np.float32, copy=False)[..., None]
+    x = arr.astype(np.float32, copy=False)
+    if np.issubdtype(arr.dtype, np.floating) and x.size and float(x.max()) <= 1.0:
+        x = x * 255.0  # floats in 0..1 -> the 0..255 scale used in training
+    return x[..., None]
 
 
 def make_forward(model: keras.Model, tta: bool = True):

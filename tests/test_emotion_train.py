@@ -61,7 +61,7 @@ def test_training_writes_artefacts_and_resumes(trained_run):
 
 
 @pytest.mark.slow
-def test_export_and_classifier_contract(trained_run, tmp_path):
+def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     from emotion.classifier import EmotionClassifier, EmotionModelError
     from emotion.export import WEIGHTS_NAME, export_run
 
@@ -81,9 +81,17 @@ def test_export_and_classifier_contract(trained_run, tmp_path):
     assert p.shape == (3, 7) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-4)
     np.testing.assert_allclose(clf.predict(faces[..., None].astype(np.float64)), p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.predict(faces / 255.0), p, rtol=1e-4, atol=1e-5)  # floats in 0..1 accepted
     assert clf.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
     with pytest.raises(ValueError, match=r"\[N,48,48\]"):
         clf.predict(np.zeros((2, 64, 64), np.uint8))
+
+    from emotion.evaluate import evaluate_dataset, format_report
+
+    res = evaluate_dataset(clf, tiny_npz, "PrivateTest", tmp_path / "e.json", tmp_path / "e.png")
+    assert res["n"] == 16 and (tmp_path / "e.png").is_file()
+    assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == res["accuracy"]
+    assert "PrivateTest: accuracy" in format_report(res)
 
     bad = tmp_path / "bad"
     shutil.copytree(dest, bad)
