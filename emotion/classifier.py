@@ -53,8 +53,10 @@ class EmotionClassifier:
         except (OSError, ValueError) as exc:
             raise EmotionModelError(f"{meta_path}: unreadable model description ({exc}); {HOW_TO_GET}") from exc
         want = meta.get("weights_sha256")
+        if not want:
+            raise EmotionModelError(f"{meta_path}: no weights_sha256 (not an exported model); {HOW_TO_GET}")
         have = _sha256(path)
-        if want and want != have:
+        if want != have:
             raise EmotionModelError(f"{path}: sha256 {have[:12]}... does not match {meta_path.name} "
                                     f"({want[:12]}...): the file is corrupt or from another model; {HOW_TO_GET}")
         if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
