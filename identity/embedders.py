@@ -1,0 +1,73 @@
+"""Face embedders behind one small interface, with a registry (as deepface's ``modeling.py``)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from identity.errors import ModelFileError
+
+
+class Embedder(Protocol):
+    name: str
+    version: str  # changes whenever the weights change; stored with every artefact built on embeddings
+    input_size: int
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        """L2-normalised embeddings [N,D] for aligned RGB uint8 faces [N,S,S,3], in one batched call."""
+
+
+class FaceNetEmbedder:
+    """FaceNet InceptionResNetV1 (Taniai's Keras weights): 160x160 RGB → prewhitened → 128-d, L2-normalised."""
+
+    name = "facenet"
+
+    def __init__(self, weights_path: str | os.PathLike, weights_sha256: str | None = None, batch_size: int = 32):
+        from identity import facenet
+
+        path = Path(weights_path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: FaceNet weights file not found; run `mien models fetch`.")
+        self.input_size = facenet.INPUT_SIZE
+        self.batch_size = batch_size
+        self._model = facenet.build_inception_resnet_v1()
+        facenet.load_taniai_weights(self._model, path)
+        digest = weights_sha256 or _file_sha256(path)
+        self.version = f"facenet-taniai-{digest[:12]}"
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        from identity.facenet import EMBEDDING_DIM, l2_normalize, prewhiten
+
+        faces = np.asarray(faces)
+        if len(faces) == 0:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        if faces.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(f"FaceNet expects faces of shape [N,{self.input_size},{self.input_size},3], got {faces.shape}")
+        x = prewhiten(faces)
+        out = self._model.predict_on_batch(x) if len(x) <= self.batch_size else self._model.predict(
+            x, batch_size=self.batch_size, verbose=0
+        )
+        return l2_normalize(np.asarray(out, dtype=np.float32))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {"facenet": FaceNetEmbedder}
+
+
+def build_embedder(name: str, weights_path: str | os.PathLike, **options) -> Embedder:
+    """Instantiate a registered embedder by name from its weights file."""
+    try:
+        factory = EMBEDDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDERS)}") from None
+    return factory(weights_path, **options)

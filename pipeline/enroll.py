@@ -1,0 +1,154 @@
+"""Enrollment: photo folders (``<dir>/<person>/*.jpg``) → cached embeddings → identity classifier."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from identity.cache import CacheEntry, EmbeddingCache, content_hash
+from identity.classifier import IdentityClassifier, Thresholds
+from identity.errors import IdentityError
+from pipeline.images import ImageError, decode_image, is_image_path
+
+log = logging.getLogger(__name__)
+# Among several faces in an enrollment photo, the largest is used only if this many times bigger than the next.
+DOMINANT_AREA_RATIO = 2.0
+
+
+class EnrollmentError(IdentityError):
+    """Enrollment could not produce a classifier; the previous one is left untouched."""
+
+
+@dataclass
+class PersonReport:
+    name: str
+    photos: int = 0
+    used: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+@dataclass
+class EnrollmentReport:
+    persons: list[PersonReport]
+    embedded: int  # photos that went through the models in this run (cache misses)
+    cached: int
+    ignored: list[str] = field(default_factory=list)
+    classifier_path: Path | None = None
+
+    @property
+    def enrolled(self) -> list[str]:
+        return [p.name for p in self.persons if p.used]
+
+
+def _person_dirs(root: Path) -> tuple[list[Path], list[str]]:
+    if not root.exists():
+        raise EnrollmentError(f"{root}: no such folder. Put photos in {root}/<person name>/*.jpg.")
+    if not root.is_dir():
+        raise EnrollmentError(f"{root}: is a file; enrollment takes a folder of person folders.")
+    persons = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ignored = sorted(str(p) for p in root.iterdir() if p.is_file() and is_image_path(p))
+    if not persons:
+        raise EnrollmentError(f"{root}: no person folders inside. Put photos in {root}/<person name>/*.jpg.")
+    return persons, ignored
+
+
+def _choose_face(faces) -> tuple[object | None, str | None]:
+    if not faces:
+        return None, "no face found"
+    if len(faces) == 1 or faces[0].area >= DOMINANT_AREA_RATIO * faces[1].area:
+        return faces[0], None
+    return None, f"{len(faces)} faces of similar size; crop the photo to the person"
+
+
+def cache_version(recognizer) -> str:
+    """Everything that changes a photo's embedding: weights, detector settings, face crop."""
+    return f"{recognizer.embedder.version}|{recognizer.detector.signature}|{recognizer.identity_crop.signature}"
+
+
+@dataclass
+class LabelledEmbeddings:
+    """Embeddings of the usable photos of a folder of person folders, with per-person reports."""
+
+    vectors: np.ndarray
+    labels: list[str]
+    files: list[str]
+    report: EnrollmentReport
+
+
+def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathLike | None = None,
+                 progress=None) -> LabelledEmbeddings:
+    """Embed every usable photo of ``root/<person>/`` (cache misses only, one batch) and report per person."""
+    from pipeline.recognizer import cache_path
+
+    root = Path(root)
+    person_dirs, ignored = _person_dirs(root)
+    cache = EmbeddingCache(cache_file or cache_path(), cache_version(recognizer))
+    photos = [(d, f) for d in person_dirs for f in sorted(d.rglob("*")) if f.is_file() and is_image_path(f)]
+    report_of = {d: PersonReport(d.name) for d in person_dirs}
+    keys: dict[Path, str] = {}
+    pending = []  # (key, aligned crop, bbox) of cache misses
+    cached = 0
+    for d, f in (progress(photos) if progress else photos):
+        report_of[d].photos += 1
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            report_of[d].skipped.append((str(f), f"unreadable ({exc.strerror})"))
+            continue
+        key = keys[f] = content_hash(data)
+        if cache.get(key) is not None:
+            cached += 1
+            continue
+        try:
+            image = decode_image(data, str(f))
+        except ImageError as exc:
+            cache.put(key, CacheEntry(None, str(exc).split(": ", 1)[-1]))
+            continue
+        face, reason = _choose_face(recognizer.detect(image))
+        if face is None:
+            cache.put(key, CacheEntry(None, reason))
+            continue
+        pending.append((key, recognizer.identity_crop(image, face), face.bbox))
+    if pending:
+        embeddings = recognizer.embedder.embed(np.stack([p[1] for p in pending]))
+        for (key, _, bbox), emb in zip(pending, embeddings):
+            cache.put(key, CacheEntry(emb, None, bbox))
+    cache.save()
+
+    vectors, labels, files = [], [], []
+    for d, f in photos:
+        if f not in keys:
+            continue
+        entry = cache.get(keys[f])
+        if entry.embedding is None:
+            report_of[d].skipped.append((str(f), entry.reason or "unusable"))
+        else:
+            report_of[d].used += 1
+            vectors.append(entry.embedding)
+            labels.append(d.name)
+            files.append(str(f))
+    report = EnrollmentReport(list(report_of.values()), embedded=len(pending), cached=cached, ignored=ignored)
+    dim = vectors[0].shape[0] if vectors else 0
+    return LabelledEmbeddings(np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), labels, files, report)
+
+
+def enroll_folder(root: str | os.PathLike, recognizer, thresholds: Thresholds | None = None,
+                  classifier_file: str | os.PathLike | None = None, cache_file: str | os.PathLike | None = None,
+                  progress=None) -> EnrollmentReport:
+    """Embed a folder of person folders and train + save the identity classifier atomically.
+
+    If no photo is usable the previous classifier is kept and EnrollmentError says why.
+    """
+    from pipeline.recognizer import classifier_path
+
+    data = embed_folder(root, recognizer, cache_file, progress)
+    if not len(data.labels):
+        raise EnrollmentError(f"{root}: no usable face in any photo; nothing enrolled, previous classifier kept.")
+    clf = IdentityClassifier(data.vectors, data.labels, recognizer.embedder.version, thresholds or Thresholds())
+    target = Path(classifier_file or classifier_path())
+    clf.save(target)
+    data.report.classifier_path = target
+    return data.report

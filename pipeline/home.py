@@ -1,0 +1,30 @@
+"""Where mien keeps what it writes at run time (fetched weights, caches, the classifier)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def running_from_checkout() -> bool:
+    """True when the code runs from a source checkout (``pip install -e .`` or the repo itself)."""
+    return (REPO_ROOT / "setup.cfg").is_file() and (REPO_ROOT / "pipeline").is_dir()
+
+
+def mien_home() -> Path:
+    """``$MIEN_HOME`` if set, else ``models/`` of the checkout, else ``~/.cache/mien``; created on demand."""
+    env = os.environ.get("MIEN_HOME")
+    if env:
+        home = Path(env).expanduser()
+    elif running_from_checkout():
+        home = REPO_ROOT / "models"
+    else:
+        home = Path.home() / ".cache" / "mien"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def shipped_models_dir() -> Path:
+    """Models that ship with mien (the emotion model), found next to the code whatever MIEN_HOME is."""
+    return REPO_ROOT / "models"

