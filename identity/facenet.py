@@ -177,8 +177,8 @@ def prewhiten(faces: np.ndarray) -> np.ndarray:
     axes = tuple(range(1, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     std = x.std(axis=axes, keepdims=True)
-    n = np.prod(x.shape[1:])
-    return (x - mean) / np.maximum(std, 1.0 / np.sqrt(n))
+    floor = np.float32(1.0 / np.sqrt(np.prod(x.shape[1:])))
+    return ((x - mean) / np.maximum(std, floor)).astype(np.float32, copy=False)
 
 
 def l2_normalize(v: np.ndarray, eps: float = 1e-10) -> np.ndarray:

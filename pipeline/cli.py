@@ -79,6 +79,9 @@ def _thresholds(args):
 def cmd_enroll(args) -> int:
     from pipeline.enroll import enroll_folder
 
+    from pipeline.enroll import check_enrollment_dir
+
+    check_enrollment_dir(args.dir)  # fail fast, before minutes of model loading
     rec = _recognizer(args, emotion=False, identity=False)
     report = enroll_folder(args.dir, rec, thresholds=_thresholds(args), progress=_progress("enroll"))
     for p in report.persons:
@@ -327,12 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_tensorflow()
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s: %(message)s")
+    from emotion import EmotionModelError
+    from emotion.data import DataFormatError
     from identity.errors import IdentityError
     from pipeline.images import ImageError
 
     try:
         return args.func(args)
-    except (IdentityError, ImageError) as exc:
+    except (IdentityError, ImageError, EmotionModelError, DataFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

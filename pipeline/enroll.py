@@ -55,6 +55,11 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[str]]:
     return persons, ignored
 
 
+def check_enrollment_dir(root: str | os.PathLike) -> None:
+    """Raise EnrollmentError if ``root`` is not a folder of person folders (cheap; no models needed)."""
+    _person_dirs(Path(root))
+
+
 def _choose_face(faces) -> tuple[object | None, str | None]:
     if not faces:
         return None, "no face found"

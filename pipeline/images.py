@@ -22,7 +22,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to an RGB uint8 array (EXIF orientation applied)."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes), not an image.")
-    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n\t ")[-2:] != b"\xff\xd9":
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:  # some writers append bytes after EOI
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download the photo.")
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR: 8-bit BGR whatever the source (gray, RGBA, 16-bit), EXIF orientation applied.

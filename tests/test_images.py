@@ -1,0 +1,79 @@
+"""Photos in every shape users have: each either decodes to RGB uint8 or fails naming the file."""
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.images import ImageError, decode_image, list_images, load_image
+
+
+def _png(array: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", array)
+    assert ok
+    return buf.tobytes()
+
+
+def _jpeg(array_bgr: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", array_bgr)
+    assert ok
+    return buf.tobytes()
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert a minimal APP1/EXIF segment carrying the orientation tag after SOI."""
+    ifd = struct.pack(">H", 1) + struct.pack(">HHII", 0x0112, 3, 1, orientation << 16) + struct.pack(">I", 0)
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty file"),
+    (b"this is a text file, not a photo", "not a readable image"),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 200, "truncated JPEG"),
+])
+def test_unreadable_bytes_name_the_file(data, message):
+    with pytest.raises(ImageError, match=rf"holiday\.jpg: .*{message}"):
+        decode_image(data, "holiday.jpg")
+
+
+def test_truncated_real_jpeg(tmp_path):
+    full = _jpeg(np.full((64, 64, 3), 120, np.uint8))
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ImageError, match="cut.jpg: truncated JPEG"):
+        load_image(path)
+
+
+def test_gray_rgba_and_16bit_become_rgb_uint8():
+    gray = np.tile(np.arange(32, dtype=np.uint8), (16, 1))
+    rgba = np.dstack([np.full((16, 32), c, np.uint8) for c in (10, 20, 30, 255)])  # BGRA in OpenCV order
+    deep = (gray.astype(np.uint16) * 257)
+    for array in (gray, rgba, deep):
+        out = decode_image(_png(array))
+        assert out.shape == (16, 32, 3) and out.dtype == np.uint8
+    assert tuple(decode_image(_png(rgba))[0, 0]) == (30, 20, 10)  # BGR(A) file -> RGB
+    assert decode_image(_png(deep))[0, 31, 0] == 31  # 16-bit scaled down, not clipped
+
+
+def test_exif_rotation_is_applied():
+    img = np.zeros((20, 40, 3), np.uint8)  # wide
+    rotated = decode_image(_with_exif_orientation(_jpeg(img), 6))  # 6 = rotate 90 degrees clockwise
+    assert rotated.shape[:2] == (40, 20)
+
+
+def test_missing_paths_and_folders(tmp_path):
+    with pytest.raises(ImageError, match="nope.jpg: no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="is a directory"):
+        load_image(tmp_path)
+    with pytest.raises(ImageError, match="missing: no such file or folder"):
+        list_images(tmp_path / "missing")
+    (tmp_path / "a b é.JPG").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.jpg").write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a b é.JPG"]

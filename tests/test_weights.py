@@ -1,0 +1,39 @@
+"""Weights are resolved in one place, checksum-verified, and a bad file says how to fix it."""
+from __future__ import annotations
+
+import pytest
+
+from identity.errors import ModelFileError
+
+
+def test_missing_weights_say_how_to_fetch(tmp_path, monkeypatch):
+    from pipeline import weights
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    with pytest.raises(weights.ModelMissingError, match="mien models fetch"):
+        weights.resolve("facenet")
+
+
+def test_wrong_hash_weights_are_refused_and_nothing_is_installed(tmp_path, monkeypatch):
+    from pipeline import weights
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
+    fake = tmp_path / "facenet_keras.h5"
+    fake.write_bytes(b"\x89HDF\r\n" + b"0" * 1000)
+    with pytest.raises(ModelFileError, match="facenet_keras.h5.*sha256"):
+        weights.fetch("facenet", from_path=fake)
+    assert not (tmp_path / "home" / "weights" / "facenet_keras.h5").exists()
+    # a corrupted file already in place is detected on load, with the fix
+    (tmp_path / "home" / "weights").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home" / "weights" / "facenet_keras.h5").write_bytes(b"truncated")
+    with pytest.raises(ModelFileError, match="expected sha256.*delete it and run `mien models fetch`"):
+        weights.resolve("facenet")
+
+
+def test_fetch_from_a_local_copy(tmp_path, monkeypatch, facenet_weights):
+    from pipeline import weights
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    path = weights.fetch("facenet", from_path=facenet_weights)
+    assert path == tmp_path / "weights" / "facenet_keras.h5"
+    assert weights.sha256_file(path) == weights.FACENET.sha256
