@@ -35,6 +35,7 @@ class FaceNetEmbedder:
         self.batch_size = batch_size
         self._model = facenet.build_inception_resnet_v1()
         facenet.load_taniai_weights(self._model, path)
+        self._forward = _polymorphic_forward(self._model, self.input_size)
         digest = weights_sha256 or _file_sha256(path)
         self.version = f"facenet-taniai-{digest[:12]}"
 
@@ -47,10 +48,19 @@ class FaceNetEmbedder:
         if faces.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"FaceNet expects faces of shape [N,{self.input_size},{self.input_size},3], got {faces.shape}")
         x = prewhiten(faces)
-        out = self._model.predict_on_batch(x) if len(x) <= self.batch_size else self._model.predict(
-            x, batch_size=self.batch_size, verbose=0
-        )
-        return l2_normalize(np.asarray(out, dtype=np.float32))
+        out = np.concatenate([self._forward(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
+        return l2_normalize(out.astype(np.float32, copy=False))
+
+
+def _polymorphic_forward(model, size: int):
+    """One traced graph for every batch size: a batch of 1 never pays a multi-second retrace."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def forward(x):
+        return model(x, training=False)
+
+    return forward
 
 
 def _file_sha256(path: Path) -> str:

