@@ -1,0 +1,230 @@
+"""The results database: every recognition (image, thresholds, model versions, faces) in SQLite.
+
+One recognition and its faces are written in a single transaction, so a process killed mid-write
+leaves either the whole record or nothing. The schema version lives in ``PRAGMA user_version`` and
+is migrated forward by ``MIGRATIONS`` when a database is opened.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UsageError
+from pipeline.home import mien_home
+from pipeline.records import ImageRecord
+
+DB_NAME = "mien.db"
+
+# MIGRATIONS[i] brings a database from schema version i to i + 1; never edit a shipped entry, append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE recognitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        source TEXT NOT NULL,
+        image_name TEXT NOT NULL,
+        image_sha256 TEXT,
+        width INTEGER,
+        height INTEGER,
+        thresholds TEXT NOT NULL,
+        models TEXT NOT NULL,
+        error TEXT,
+        n_faces INTEGER NOT NULL
+    );
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recognition_id INTEGER NOT NULL REFERENCES recognitions(id) ON DELETE CASCADE,
+        face_id INTEGER NOT NULL,
+        x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+        detection_confidence REAL NOT NULL,
+        identity TEXT,
+        identity_confidence REAL,
+        identity_distance REAL,
+        emotion TEXT,
+        emotion_confidence REAL,
+        emotion_scores TEXT
+    );
+    """,
+    """
+    CREATE INDEX faces_identity ON faces(identity);
+    CREATE INDEX faces_recognition ON faces(recognition_id);
+    CREATE INDEX recognitions_created ON recognitions(created);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DatabaseError(UsageError):
+    """The results database cannot be used (newer schema, not a database, unwritable)."""
+
+
+def default_db_path() -> Path:
+    """``mien.db`` under MIEN_HOME."""
+    return mien_home() / DB_NAME
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION, one transaction per step; return the version found before."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise DatabaseError(f"results database has schema version {found}, newer than this mien ({SCHEMA_VERSION}); "
+                            "upgrade mien or use another --db.")
+    for version in range(found, SCHEMA_VERSION):
+        # executescript would COMMIT implicitly; run each statement inside one explicit transaction instead.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in (s.strip() for s in MIGRATIONS[version].split(";")):
+                if stmt:
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def parse_since(text: str) -> float:
+    """A date or datetime (ISO 8601, local time unless it carries a zone) as a Unix timestamp."""
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise DatabaseError(f"--since {text!r}: expected a date like 2024-05-31 or 2024-05-31T14:00") from None
+    return dt.timestamp()
+
+
+class ResultsDB:
+    """A thread-safe handle on the results database (one connection, writes serialised by a lock)."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            migrate(self._conn)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"{self.path}: not a usable SQLite database ({exc}).") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "ResultsDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def add(self, record: ImageRecord, *, image_sha256: str | None, thresholds: dict, models: dict,
+            source: str, created: float | None = None) -> int:
+        """Store one image's recognition and all its faces in one transaction; return its id."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT INTO recognitions (created, source, image_name, image_sha256, width, height, thresholds,"
+                    " models, error, n_faces) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (time.time() if created is None else created, source, record.file, image_sha256, record.width,
+                     record.height, json.dumps(thresholds, sort_keys=True), json.dumps(models, sort_keys=True),
+                     record.error, len(record.faces)))
+                rid = cur.lastrowid
+                cur.executemany(
+                    "INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity,"
+                    " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(rid, f.face_id, *map(int, f.bbox), float(f.detection_confidence),
+                      f.identity.name if f.identity else None,
+                      float(f.identity.confidence) if f.identity else None,
+                      float(f.identity.distance) if f.identity else None,
+                      f.emotion.label if f.emotion else None,
+                      float(f.emotion.confidence) if f.emotion else None,
+                      json.dumps(f.emotion.scores) if f.emotion else None) for f in record.faces])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            return int(rid)
+
+    def query(self, person: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict]:
+        """Recognitions (newest first) with their faces; ``person`` keeps those where that person was seen."""
+        where, params = [], []
+        if since is not None:
+            where.append("r.created >= ?")
+            params.append(since)
+        if person is not None:
+            where.append("EXISTS (SELECT 1 FROM faces f WHERE f.recognition_id = r.id AND f.identity = ?)")
+            params.append(person)
+        sql = "SELECT * FROM recognitions r" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY r.created DESC, r.id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        with self._lock:
+            self._conn.row_factory = sqlite3.Row
+            try:
+                rows = self._conn.execute(sql, params).fetchall()
+                faces: dict[int, list[dict]] = {}
+                ids = [r["id"] for r in rows]
+                for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+                    marks = ",".join("?" * len(chunk))
+                    for f in self._conn.execute(f"SELECT * FROM faces WHERE recognition_id IN ({marks}) "
+                                                "ORDER BY recognition_id, face_id", chunk):
+                        faces.setdefault(f["recognition_id"], []).append(_face_dict(f))
+            finally:
+                self._conn.row_factory = None
+        return [_recognition_dict(r, faces.get(r["id"], [])) for r in rows]
+
+    def check(self) -> list[str]:
+        """Consistency problems (empty when fine): SQLite integrity plus every record holding all its faces."""
+        with self._lock:
+            problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            problems += [f"recognition {rid}: {have} faces stored, {want} expected" for rid, want, have in
+                         self._conn.execute("SELECT r.id, r.n_faces, (SELECT COUNT(*) FROM faces f WHERE "
+                                            "f.recognition_id = r.id) AS have FROM recognitions r WHERE have != r.n_faces")]
+        return problems
+
+
+def _face_dict(f: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "face_id": f["face_id"], "bbox": [f["x"], f["y"], f["w"], f["h"]],
+        "detection_confidence": f["detection_confidence"],
+        "identity": None if f["identity"] is None else {
+            "name": f["identity"], "confidence": f["identity_confidence"], "distance": f["identity_distance"]},
+        "emotion": None if f["emotion"] is None else {
+            "label": f["emotion"], "confidence": f["emotion_confidence"], "scores": json.loads(f["emotion_scores"])},
+    }
+
+
+def _recognition_dict(r: sqlite3.Row, faces: list[dict]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "created": datetime.fromtimestamp(r["created"], timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "source": r["source"], "image": r["image_name"], "image_sha256": r["image_sha256"],
+        "width": r["width"], "height": r["height"], "thresholds": json.loads(r["thresholds"]),
+        "models": json.loads(r["models"]), "error": r["error"], "faces": faces,
+    }
+
+
+def history_rows(recognitions: list[dict]) -> list[list[str]]:
+    """Table rows (time, source, image, face, who, emotion) for ``mien history``."""
+    rows = []
+    for r in recognitions:
+        if r["error"] or not r["faces"]:
+            rows.append([r["created"], r["source"], r["image"], "-", "ERROR" if r["error"] else "(no face)",
+                         r["error"] or ""])
+        for f in r["faces"]:
+            who = f["identity"]["name"] if f["identity"] else "-"
+            emo = f"{f['emotion']['label']} {f['emotion']['confidence']:.2f}" if f["emotion"] else "-"
+            rows.append([r["created"], r["source"], r["image"], str(f["face_id"]), who, emo])
+    return rows

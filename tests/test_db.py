@@ -1,0 +1,151 @@
+"""The results database: round trip, filters, schema migration, and surviving a process killed mid-write."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from identity.classifier import IdentityMatch
+from pipeline.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
+from pipeline.records import EmotionResult, FaceRecord, ImageRecord
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {"detector": "mtcnn-test", "embedder": "facenet-test", "classifier": "abc", "emotion": None}
+THRESHOLDS = {"identity": {"distance": 0.95, "probability": 0.5}, "emotion": 0.0}
+
+
+def record(name: str, *people: str) -> ImageRecord:
+    faces = [FaceRecord(i, (10 * i, 20, 30, 40), 0.99, {}, IdentityMatch(p, 0.9, 0.5, p),
+                        EmotionResult("happy", 0.8, {"happy": 0.8, "sad": 0.2}))
+             for i, p in enumerate(people, start=1)]
+    return ImageRecord(name, 640, 480, faces)
+
+
+def test_round_trip_and_filters(tmp_path):
+    with ResultsDB(tmp_path / "r.db") as db:
+        assert db.schema_version == SCHEMA_VERSION
+        old = db.add(record("a.jpg", "madonna"), image_sha256="aa", thresholds=THRESHOLDS, models=MODELS,
+                     source="cli", created=parse_since("2024-01-01T12:00"))
+        new = db.add(record("b.jpg", "madonna", "elton_john"), image_sha256="bb", thresholds=THRESHOLDS,
+                     models=MODELS, source="server")
+        db.add(ImageRecord("broken.jpg", error="not an image"), image_sha256=None, thresholds=THRESHOLDS,
+               models=MODELS, source="cli")
+        everything = db.query()
+        assert [r["image"] for r in everything] == ["broken.jpg", "b.jpg", "a.jpg"]  # newest first
+        b = next(r for r in everything if r["id"] == new)
+        assert [f["identity"]["name"] for f in b["faces"]] == ["madonna", "elton_john"]
+        assert b["faces"][1]["bbox"] == [20, 20, 30, 40] and b["faces"][0]["emotion"]["scores"]["sad"] == 0.2
+        assert b["models"] == MODELS and b["thresholds"] == THRESHOLDS and b["image_sha256"] == "bb"
+        assert [r["id"] for r in db.query(person="elton_john")] == [new]
+        assert [r["id"] for r in db.query(person="madonna")] == [new, old]
+        assert [r["id"] for r in db.query(person="madonna", since=parse_since("2024-06-01"))] == [new]
+        assert len(db.query(limit=1)) == 1
+        assert db.query(person="nobody") == []
+        assert db.check() == []
+
+
+def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("INSERT INTO recognitions (created, source, image_name, thresholds, models, n_faces) "
+                 "VALUES (1.0, 'cli', 'old.jpg', '{}', '{}', 0)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with ResultsDB(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 2
+        assert [r["image"] for r in db.query()] == ["old.jpg"]
+    indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"faces_identity", "recognitions_created"} <= indexes
+
+
+def test_newer_schema_or_foreign_file_is_refused(tmp_path):
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(DatabaseError, match="newer than this mien"):
+        ResultsDB(newer)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DatabaseError, match="not a usable SQLite database"):
+        ResultsDB(junk)
+    with pytest.raises(DatabaseError, match="expected a date"):
+        parse_since("last tuesday")
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from test_db import record, MODELS, THRESHOLDS
+    from pipeline.db import ResultsDB
+
+    class Stuck(float):
+        def __float__(self):  # called while the record's transaction is open: announce, then hang
+            print("in transaction", flush=True)
+            time.sleep(600)
+            return 0.0
+
+    db = ResultsDB(sys.argv[1])
+    for i in range(40):
+        db.add(record(f"{{i}}.jpg", "madonna", "elton_john", "ben_afflek"), image_sha256=str(i),
+               thresholds=THRESHOLDS, models=MODELS, source="cli")
+    print("committed 40", flush=True)
+    stuck = record("stuck.jpg", "madonna", "elton_john", "ben_afflek")
+    stuck.faces[2].detection_confidence = Stuck(0.5)
+    db.add(stuck, image_sha256="x", thresholds=THRESHOLDS, models=MODELS, source="cli")
+""")
+
+
+def test_killed_writer_leaves_whole_records_only(tmp_path):
+    path = tmp_path / "killed.db"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}")
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "committed 40"
+        assert proc.stdout.readline().strip() == "in transaction"  # the 41st record is half inserted now
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with ResultsDB(path) as db:
+        assert db.check() == []
+        found = db.query()
+        assert len(found) == 40 and all(len(r["faces"]) == 3 for r in found)
+        assert "stuck.jpg" not in {r["image"] for r in found}
+        db.add(record("after.jpg", "madonna"), image_sha256="y", thresholds=THRESHOLDS, models=MODELS, source="cli")
+        assert db.query(limit=1)[0]["image"] == "after.jpg"
+
+
+@pytest.mark.slow
+def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_path):
+    from test_cli import mien
+
+    photo = sorted((demo_photos[1] / "madonna").iterdir())[0]
+    db = tmp_path / "results.db"
+    r = mien("recognize", photo, "--db", db, "--no-emotion", home=mien_home)
+    assert r.returncode == 0, r.stderr
+    r = mien("history", "--db", db, "--person", "madonna", "--json", home=mien_home)
+    assert r.returncode == 0, r.stderr
+    [found] = json.loads(r.stdout)
+    assert found["source"] == "cli" and found["image"] == str(photo) and len(found["image_sha256"]) == 64
+    assert found["faces"][0]["identity"]["name"] == "madonna"
+    assert found["models"]["embedder"].startswith("facenet-taniai-") and found["models"]["classifier"]
+    assert found["thresholds"]["identity"]["distance"] > 0
+    r = mien("history", "--db", db, "--person", "elton_john", home=mien_home)
+    assert r.returncode == 0 and "madonna" not in r.stdout
+    r = mien("history", "--db", db, "--since", "tomorrow", home=mien_home)
+    assert r.returncode == 2 and "expected a date" in r.stderr and "Traceback" not in r.stderr
