@@ -9,6 +9,8 @@ import numpy as np
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # Images are downscaled to this longest side for detection; boxes are mapped back.
 MAX_DETECTION_SIDE = 1600
+# Largest min_face_size handed to mtcnn 1.0 itself (larger ones are obtained by downscaling the image).
+MTCNN_SAFE_MIN_FACE = 20
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class MTCNNDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
+        if self.min_face_size * scale > MTCNN_SAFE_MIN_FACE:
+            # mtcnn 1.0 sizes its pyramid from the image alone: with min_face_size above ~20 its last
+            # levels fall under the 12 px P-Net window and every face is lost. Shrink the image instead.
+            scale = MTCNN_SAFE_MIN_FACE / self.min_face_size
         work = image
         if scale < 1.0:
             import cv2

@@ -157,3 +157,15 @@ def test_corrupt_embedding_cache_is_rebuilt_not_trusted(recognizer, enrolled, de
     data = embed_folder(root, recognizer, cache_file=cache)
     assert data.report.embedded == 2 and len(data.labels) == 2
     assert embed_folder(root, recognizer, cache_file=cache).report.embedded == 0
+
+
+def test_min_face_size_option(demo_photos, mien_home):
+    """Larger --min-face-size keeps big faces and drops small ones (mtcnn 1.0 alone loses all faces above ~24 px)."""
+    from pipeline.detection import build_detector
+    from pipeline.images import load_image
+
+    photo = load_image(sorted((demo_photos[1] / "mindy_kaling").iterdir())[0])
+    face = build_detector("mtcnn").detect(photo)[0]
+    side = min(face.bbox[2:])
+    assert build_detector("mtcnn", min_face_size=max(21, side // 2)).detect(photo)[0].bbox == pytest.approx(face.bbox, abs=0.1 * side)
+    assert build_detector("mtcnn", min_face_size=2 * max(face.bbox[2:])).detect(photo) == []
