@@ -71,3 +71,19 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         IdentityClassifier(x[:6], y[:6], "facenet-aaa").save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_embedding_cache_roundtrip_and_version_check(tmp_path, caplog):
+    from identity.cache import CacheEntry, EmbeddingCache
+
+    path = tmp_path / "cache.npz"
+    cache = EmbeddingCache(path, "facenet-aaa|mtcnn-min20")
+    vec = np.arange(128, dtype=np.float32) / 128
+    cache.put("k1", CacheEntry(vec, None, (1, 2, 3, 4)))
+    cache.put("k2", CacheEntry(None, "no face found"))
+    cache.save()
+    again = EmbeddingCache(path, "facenet-aaa|mtcnn-min20")
+    assert np.array_equal(again.get("k1").embedding, vec) and again.get("k1").bbox == (1, 2, 3, 4)
+    assert again.get("k2").embedding is None and again.get("k2").reason == "no face found"
+    other = EmbeddingCache(path, "facenet-bbb|mtcnn-min20")  # other weights or detector settings: not reused
+    assert other.get("k1") is None and "ignoring it" in caplog.text
