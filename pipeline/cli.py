@@ -109,8 +109,11 @@ def cmd_recognize(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     records, rows = [], []
+    store = _open_db(args.db) if args.db else None
     for record, image in rec.recognize_paths(paths, cropped=args.cropped):
         records.append(record)
+        if store is not None:
+            _store(store, rec, record, "cli")
         rows.extend(table_rows(record))
         if record.error:
             failed += 1
@@ -130,6 +133,73 @@ def cmd_recognize(args) -> int:
             "emotion": rec.options.emotion_threshold,
         })
     return 1 if failed else 0
+
+
+def _reported(func):
+    """Run a command of the serve/video/history family, turning its user errors into `error: ...` and exit 2."""
+    import functools
+
+    @functools.wraps(func)
+    def run(args) -> int:
+        from pipeline.errors import UsageError
+
+        try:
+            return func(args)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _open_db(path):
+    from pipeline.db import DatabaseError, ResultsDB
+
+    try:
+        return ResultsDB(None if path == "default" else path)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _store(store, rec, record, source: str) -> None:
+    """Add one recognized image to the results database, with its file hash, thresholds and model versions."""
+    from identity.cache import content_hash
+    from pipeline.provenance import model_versions, thresholds_used
+
+    try:
+        digest = content_hash(Path(record.file).read_bytes())
+    except OSError:
+        digest = None
+    store.add(record, image_sha256=digest, thresholds=thresholds_used(rec), models=model_versions(rec), source=source)
+
+
+@_reported
+def cmd_history(args) -> int:
+    from pipeline.db import history_rows, parse_since
+    from pipeline.results import format_table
+
+    store = _open_db(args.db)
+    found = store.query(person=args.person, since=parse_since(args.since) if args.since else None, limit=args.limit)
+    store.close()
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(history_rows(found), header=("time", "source", "image", "face", "who", "emotion")))
+    return 0
+
+
+@_reported
+def cmd_serve(args) -> int:
+    from pipeline.server import serve
+
+    return serve(args)
+
+
+@_reported
+def cmd_video(args) -> int:
+    from pipeline.video import run_video_command
+
+    return run_video_command(args, _recognizer(args))
 
 
 def cmd_embed(args) -> int:
@@ -282,9 +352,46 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cropped", action="store_true", help="each image is one already-cropped face (no detection)")
     r.add_argument("--emotion-threshold", type=float, default=0.0, help="below this probability the emotion is 'uncertain'")
     r.add_argument("--no-emotion", action="store_true", help="identity only")
+    r.add_argument("--db", nargs="?", const="default", help="also store results in the SQLite results database "
+                   "(default MIEN_HOME/mien.db)")
     _add_detection(r)
     _add_identity_thresholds(r)
     r.set_defaults(func=cmd_recognize)
+
+    h = sub.add_parser("history", help="query the results database")
+    h.add_argument("--person", help="only recognitions where this person was seen")
+    h.add_argument("--since", help="only recognitions at or after this date/time (ISO 8601, e.g. 2024-05-31)")
+    h.add_argument("--limit", type=int, help="at most N recognitions, newest first")
+    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    h.add_argument("--db", default="default", help="results database (default MIEN_HOME/mien.db)")
+    h.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("serve", help="REST API + web page (FastAPI, OpenAPI docs at /docs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--allow-unauthenticated", action="store_true",
+                   help="enable enrolling/forgetting people without a token (MIEN_API_TOKEN unset)")
+    s.add_argument("--read-only", action="store_true", help="disable the endpoints that change enrolled people")
+    s.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image (default 10 MB)")
+    s.add_argument("--db", default="default", help="results database (default MIEN_HOME/mien.db)")
+    s.add_argument("--no-emotion", action="store_true", help="identity only")
+    _add_detection(s)
+    s.set_defaults(func=cmd_serve)
+
+    vd = sub.add_parser("video", help="who + emotion over time in a video file or webcam, with face tracking")
+    vd.add_argument("input", help="a video file, or a webcam index such as 0")
+    vd.add_argument("--out", help="write the annotated video here (.mp4 or .avi)")
+    vd.add_argument("--jsonl", help="write one JSON line per frame and face here")
+    vd.add_argument("--summary", help="write the per-person summary JSON + timeline PNGs into this folder")
+    vd.add_argument("--every", type=int, default=1, help="detect + recognize every N frames, track in between (default 1)")
+    vd.add_argument("--max-frames", type=int, help="stop after N frames (webcams run until Ctrl-C otherwise)")
+    vd.add_argument("--smoothing", type=float, default=0.3,
+                    help="emotion smoothing factor of the exponential moving average, 0..1 (1 = no smoothing)")
+    vd.add_argument("--emotion-threshold", type=float, default=0.0, help="below this probability the emotion is 'uncertain'")
+    vd.add_argument("--no-emotion", action="store_true", help="identity only")
+    _add_detection(vd)
+    _add_identity_thresholds(vd)
+    vd.set_defaults(func=cmd_video)
 
     em = sub.add_parser("embed", help="export a 128-d FaceNet embedding per face to an .npz")
     em.add_argument("paths", nargs="+")

@@ -1,0 +1,338 @@
+"""``mien serve``: the REST API (FastAPI, OpenAPI docs at /docs) and the web page at /.
+
+Models load once at start-up. Model calls are serialised by one lock (TensorFlow already uses every
+core for one call); everything else (upload, decoding, drawing, the database) runs concurrently. The
+identity classifier is swapped copy-on-write: each request takes a snapshot, enrollment builds and saves
+a new classifier and then swaps it in, so a request never sees a half-updated one.
+"""
+
+import base64
+import copy
+import dataclasses
+import hmac
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from identity.classifier import IdentityClassifier
+from identity.cache import content_hash
+from identity.errors import NotEnrolledError
+from pipeline.db import ResultsDB
+from pipeline.errors import UsageError
+from pipeline.home import mien_home
+from pipeline.images import ImageError, decode_image
+from pipeline.people import PersonNameError, UnknownPersonError, enroll_photos, forget_person, validate_person_name
+from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
+
+log = logging.getLogger(__name__)
+WEB_PAGE = Path(__file__).with_name("web") / "index.html"
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
+MAX_PHOTOS_PER_REQUEST = 20
+# Leading bytes of the formats mien decodes (OpenCV): JPEG, PNG, BMP, WebP, TIFF.
+MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+         (b"MM\x00*", "TIFF"))
+
+
+class ServeConfigError(UsageError):
+    """The server cannot start as configured (e.g. no token while enrolling is enabled)."""
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    """How the API behaves: auth token, whether people can be changed, limits and where it writes."""
+
+    token: str | None = None
+    allow_unauthenticated: bool = False
+    read_only: bool = False
+    max_upload: int = DEFAULT_MAX_UPLOAD
+    db_path: Path | None = None
+    home: Path | None = None
+
+    def check(self) -> None:
+        """Refuse to serve mutating endpoints to anyone at all unless explicitly allowed."""
+        if not self.token and not self.read_only and not self.allow_unauthenticated:
+            raise ServeConfigError("MIEN_API_TOKEN is not set, so anyone could enroll or forget people. Set it "
+                                   "(clients send `Authorization: Bearer <token>`), or pass --read-only or "
+                                   "--allow-unauthenticated.")
+
+
+def image_kind(data: bytes) -> str | None:
+    """The image format named by the leading bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in MAGIC if data.startswith(magic)), None)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for request bodies over the limit, checked on Content-Length and while streaming."""
+
+    def __init__(self, app, limit_for):
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            from fastapi.responses import JSONResponse
+
+            response = JSONResponse({"detail": f"request body too large ({int(length)} bytes; limit {limit})"}, 413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:  # FastAPI re-raises HTTPException from body parsing as the response
+                raise HTTPException(413, f"request body too large (over {limit} bytes)")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+class ServerState:
+    """Models, the current classifier snapshot, locks and the results database of one server."""
+
+    def __init__(self, recognizer, config: ServerConfig):
+        from pipeline.recognizer import cache_path, classifier_path
+
+        self.config = config
+        self.home = config.home or mien_home()
+        self.classifier_file = classifier_path(self.home)
+        self.cache_file = cache_path(self.home)
+        self.base = copy.copy(recognizer)  # our own `classifier` attribute; the models are shared
+        try:
+            self.classifier = IdentityClassifier.load(self.classifier_file, recognizer.embedder.version)
+        except NotEnrolledError:
+            self.classifier = None
+        self.base.classifier = None
+        self.model_lock = threading.Lock()
+        self.enroll_lock = threading.Lock()
+        self.db = ResultsDB(config.db_path or self.home / "mien.db")
+
+    def snapshot(self, **option_changes):
+        """A Recognizer view with the current classifier and per-request options (models shared, not copied)."""
+        rec = copy.copy(self.base)
+        rec.classifier = self.classifier
+        changes = {k: v for k, v in option_changes.items() if v is not None}
+        if changes:
+            rec.options = dataclasses.replace(rec.options, **changes)
+        return rec
+
+    def people(self) -> list[dict]:
+        clf = self.classifier
+        return [{"name": p, "photos": n} for p, n in (clf.counts.items() if clf else [])]
+
+
+class _LockedModels:
+    """A Recognizer whose model calls take the server's model lock (for enrollment running beside requests)."""
+
+    def __init__(self, recognizer, lock: threading.Lock):
+        self._rec, self._lock = recognizer, lock
+
+    def __getattr__(self, name):
+        return getattr(self._rec, name)
+
+    def detect(self, image):
+        with self._lock:
+            return self._rec.detect(image)
+
+    def embed_faces(self, image, faces):
+        with self._lock:
+            return self._rec.embed_faces(image, faces)
+
+
+async def _read_image_upload(upload: UploadFile, limit: int) -> bytes:
+    """The bytes of an uploaded image, or a 4xx: too large (413), not an image by type or content (415)."""
+    data = await upload.read(limit + 1)
+    name = upload.filename or "upload"
+    if len(data) > limit:
+        raise HTTPException(413, f"{name}: larger than the {limit // (1024 * 1024)} MB upload limit")
+    if not data:
+        raise HTTPException(422, f"{name}: empty file (0 bytes), not an image")
+    ctype = (upload.content_type or "").split(";")[0].strip().lower()
+    if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
+        raise HTTPException(415, f"{name}: content type {ctype!r} is not an image")
+    if image_kind(data) is None:
+        raise HTTPException(415, f"{name}: not a JPEG, PNG, BMP, WebP or TIFF image")
+    return data
+
+
+def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
+    """The FastAPI application around an already loaded Recognizer."""
+    config = config or ServerConfig()
+    config.check()
+    state = ServerState(recognizer, config)
+    app = FastAPI(title="mien", version="1", description="Face identity + emotion recognition. Changing enrolled "
+                  "people needs `Authorization: Bearer <MIEN_API_TOKEN>`.")
+    app.state.mien = state
+    app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
+        MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
+    bearer = HTTPBearer(auto_error=False)
+    page = WEB_PAGE.read_text(encoding="utf-8")
+
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if config.read_only:
+            raise HTTPException(403, "this server is read-only (started with --read-only)")
+        if not config.token:
+            return  # --allow-unauthenticated
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def person_name(name: str) -> str:
+        try:
+            return validate_person_name(name)
+        except PersonNameError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness plus what is loaded: model versions, number of people, whether emotion is available."""
+        rec = state.snapshot()
+        return {"status": "ok", "models": model_versions(rec), "people": len(state.people()),
+                "emotion": rec.emotion_model is not None, "read_only": config.read_only,
+                "auth": "bearer" if config.token else "none"}
+
+    @app.post("/recognize")
+    async def recognize(
+        file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP or TIFF)")],
+        identity_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a face")] = None,
+        distance_threshold: Annotated[float | None, Form(gt=0, description="max distance to the nearest enrolled photo")] = None,
+        emotion_threshold: Annotated[float | None, Form(ge=0, le=1, description="below it the emotion is 'uncertain'")] = None,
+        annotate: Annotated[bool, Form(description="also return the annotated image (base64 JPEG)")] = False,
+    ) -> dict:
+        """Who + emotion for every face: the JSON record of `mien recognize --json` for one image."""
+        data = await _read_image_upload(file, config.max_upload)
+        name = file.filename or "upload"
+        rec = state.snapshot(probability_threshold=identity_threshold, distance_threshold=distance_threshold,
+                             emotion_threshold=emotion_threshold)
+
+        def work() -> dict:
+            try:
+                image = decode_image(data, name)
+            except ImageError as exc:
+                raise HTTPException(422, str(exc)) from None
+            with state.model_lock:
+                record = rec.recognize(image, name)
+            models, thresholds = model_versions(rec), thresholds_used(rec)
+            rid = state.db.add(record, image_sha256=content_hash(data), thresholds=thresholds, models=models,
+                               source="server")
+            out = record.to_dict()
+            out.update(id=rid, models=models, thresholds=thresholds)
+            if annotate:
+                import cv2
+
+                from pipeline.drawing import annotate as draw
+
+                ok, buf = cv2.imencode(".jpg", draw(image, record), [cv2.IMWRITE_JPEG_QUALITY, 85])
+                out["annotated_jpeg_base64"] = base64.b64encode(buf.tobytes()).decode("ascii")
+            return out
+
+        return await run_in_threadpool(work)
+
+    @app.get("/people")
+    def people() -> dict:
+        """Enrolled people with the number of photos each was enrolled from."""
+        return {"people": state.people(), "classifier": classifier_fingerprint(state.classifier)}
+
+    @app.post("/people/{name}/photos", dependencies=[Depends(authorised)])
+    async def add_photos(name: str, files: Annotated[list[UploadFile], File(description="one or more photos")]) -> dict:
+        """Enroll photos of one person (new or existing); only new photos go through the models."""
+        name = person_name(name)
+        if len(files) > MAX_PHOTOS_PER_REQUEST:
+            raise HTTPException(413, f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
+        photos = [(f.filename or f"photo_{i}", await _read_image_upload(f, config.max_upload))
+                  for i, f in enumerate(files, start=1)]
+
+        def work() -> dict:
+            with state.enroll_lock:
+                update = enroll_photos(name, photos, _LockedModels(state.base, state.model_lock), state.classifier,
+                                       classifier_file=state.classifier_file, cache_file=state.cache_file,
+                                       home=state.home)
+                if update.classifier is None:
+                    raise HTTPException(422, {"message": f"no usable face in the photos of {name}; nothing enrolled",
+                                              "photos": [p.to_dict() for p in update.photos]})
+                state.classifier = update.classifier  # the swap: requests from now on see the new person
+            return {"person": name, "photos": [p.to_dict() for p in update.photos],
+                    "enrolled_photos": update.classifier.counts[name], "people": state.people()}
+
+        return await run_in_threadpool(work)
+
+    @app.delete("/people/{name}", dependencies=[Depends(authorised)])
+    def delete_person(name: str) -> dict:
+        """Forget a person: their embeddings, cache entries and uploaded photos; the classifier is rebuilt."""
+        name = person_name(name)
+        with state.enroll_lock:
+            try:
+                state.classifier = forget_person(name, state.base, state.classifier, classifier_file=state.classifier_file,
+                                                 cache_file=state.cache_file, home=state.home)
+            except UnknownPersonError as exc:
+                raise HTTPException(404, str(exc)) from None
+        return {"forgotten": name, "people": state.people()}
+
+    return app
+
+
+def serve(args) -> int:
+    """``mien serve``: check the configuration, load the models once, run uvicorn."""
+    import uvicorn
+
+    from pipeline.recognizer import Options, Recognizer
+
+    config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
+                          allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
+                          max_upload=int(args.max_upload_mb * 1024 * 1024),
+                          db_path=None if args.db == "default" else Path(args.db))
+    config.check()  # before minutes of model loading
+    print("loading models ...", flush=True)
+    rec = Recognizer(Options(min_face_size=args.min_face_size, detection_threshold=args.detection_threshold),
+                     emotion=not args.no_emotion)
+    app = create_app(rec, config)
+    print(f"mien serving on http://{args.host}:{args.port}/  (API docs: /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
+class BackgroundServer:
+    """Run an app with uvicorn in a daemon thread (for tests, benchmarks and embedding): ``with ... as url:``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind((host, port))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

@@ -1,0 +1,206 @@
+"""`mien serve`: the REST API on the real models and demo photos (in-process client and a real uvicorn)."""
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def server_home(src: Path, dst: Path) -> Path:
+    """A MIEN_HOME for one server: a copy of the session's enrolled classifier and embedding cache."""
+    (dst / "identity").mkdir(parents=True)
+    for f in (src / "identity").iterdir():
+        shutil.copy(f, dst / "identity" / f.name)
+    return dst
+
+
+def make_client(recognizer, home: Path, **config):
+    from fastapi.testclient import TestClient
+
+    from pipeline.server import ServerConfig, create_app
+
+    config.setdefault("token", TOKEN)
+    return TestClient(create_app(recognizer, ServerConfig(home=home, **config)))
+
+
+def jpeg(path: Path) -> tuple[str, bytes, str]:
+    return path.name, path.read_bytes(), "image/jpeg"
+
+
+@pytest.fixture(scope="module")
+def client(recognizer, enrolled, mien_home, tmp_path_factory):
+    return make_client(recognizer, server_home(mien_home, tmp_path_factory.mktemp("server_home")))
+
+
+def val_photo(demo_photos, person: str, i: int = 0) -> Path:
+    return sorted((demo_photos[1] / person).iterdir())[i]
+
+
+def test_health_people_page_and_docs(client):
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["people"] == 5 and h["auth"] == "bearer"
+    assert h["models"]["embedder"].startswith("facenet-taniai-")
+    people = client.get("/people").json()["people"]
+    assert [p["name"] for p in people] == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
+    assert all(p["photos"] >= 10 for p in people)
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="recognize-form"' in page.text and 'id="people-table"' in page.text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recognize", "/people", "/people/{name}/photos", "/people/{name}", "/health"} <= set(paths)
+
+
+def test_recognize_matches_the_python_api_and_is_stored(client, recognizer, demo_photos):
+    from pipeline.images import load_image
+
+    photo = val_photo(demo_photos, "madonna")
+    r = client.post("/recognize", files={"file": jpeg(photo)}, data={"annotate": "true"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    expected = recognizer.recognize(load_image(photo), photo.name).to_dict()
+    assert {k: out[k] for k in expected} == expected  # the record of `mien recognize --json`
+    assert out["faces"][0]["identity"]["name"] == "madonna"
+    assert out["models"]["classifier"] and out["thresholds"]["identity"]["distance"] > 0
+    annotated = cv2.imdecode(np.frombuffer(base64.b64decode(out["annotated_jpeg_base64"]), np.uint8), cv2.IMREAD_COLOR)
+    assert annotated.shape[:2] == (out["height"], out["width"])
+    stored = client.app.state.mien.db.query(person="madonna")
+    assert out["id"] in [s["id"] for s in stored] and stored[0]["source"] == "server"
+
+
+def test_request_thresholds_apply(client, demo_photos):
+    photo = val_photo(demo_photos, "elton_john")
+    r = client.post("/recognize", files={"file": jpeg(photo)}, data={"distance_threshold": "0.01"})
+    assert r.status_code == 200, r.text
+    assert {f["identity"]["name"] for f in r.json()["faces"]} == {"unknown"}
+    assert r.json()["thresholds"]["identity"]["distance"] == 0.01
+    assert client.post("/recognize", files={"file": jpeg(photo)}, data={"emotion_threshold": "7"}).status_code == 422
+
+
+def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo_photos):
+    r = client.post("/recognize", files={"file": ("notes.txt", b"hello, not a photo", "text/plain")})
+    assert r.status_code == 415 and "notes.txt" in r.json()["detail"]
+    r = client.post("/recognize", files={"file": ("fake.jpg", b"GIF89a....", "image/jpeg")})
+    assert r.status_code == 415 and "not a JPEG, PNG" in r.json()["detail"]
+    r = client.post("/recognize", files={"file": ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 500, "image/png")})
+    assert r.status_code == 422 and "broken.png: not a readable image" in r.json()["detail"]
+    r = client.post("/recognize", files={"file": ("empty.jpg", b"", "image/jpeg")})
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    assert client.post("/recognize").status_code == 422  # no file at all
+
+    small = make_client(recognizer, server_home(mien_home, tmp_path / "h"), max_upload=100 * 1024)
+    big = b"\xff\xd8\xff" + bytes(150 * 1024)
+    r = small.post("/recognize", files={"file": ("big.jpg", big, "image/jpeg")})
+    assert r.status_code == 413 and "upload limit" in r.json()["detail"]
+    r = small.post("/recognize", files={"file": ("huge.jpg", big * 2, "image/jpeg")})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    ok = small.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert ok.status_code == 200  # the demo photos are under 100 KB
+
+
+def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home, tmp_path, demo_photos):
+    from pipeline.server import ServeConfigError, ServerConfig
+
+    photo = {"files": jpeg(val_photo(demo_photos, "madonna"))}
+    assert client.post("/people/madonna/photos", files=photo).status_code == 401
+    assert client.post("/people/madonna/photos", files=photo, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.delete("/people/madonna").status_code == 401
+    for bad in ("%2E%2E", "a\\b", ".hidden", "x" * 65, "unknown", "a:b", "%20"):
+        r = client.delete(f"/people/{bad}", headers=AUTH)
+        assert r.status_code == 400, (bad, r.text)
+    r = client.post("/people/%2e%2e/photos", files=photo, headers=AUTH)
+    assert r.status_code == 400 and "may not contain" in r.json()["detail"]
+    assert client.delete("/people/a%2Fb", headers=AUTH).status_code in (400, 404)
+    assert client.delete("/people/nobody", headers=AUTH).status_code == 404
+    assert client.get("/people").json()["people"][3]["name"] == "madonna"  # nothing changed
+
+    with pytest.raises(ServeConfigError, match="MIEN_API_TOKEN is not set"):
+        ServerConfig().check()
+    ro = make_client(recognizer, server_home(mien_home, tmp_path / "ro"), token=None, read_only=True)
+    assert ro.delete("/people/madonna").status_code == 403
+    assert ro.get("/people").status_code == 200
+
+
+def test_serve_refuses_to_start_without_token(mien_home):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MIEN_API_TOKEN"}
+    env["MIEN_HOME"] = str(mien_home)
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--port", "1"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 2 and "MIEN_API_TOKEN is not set" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """Over real HTTP (uvicorn): recognition keeps answering correctly while a person is forgotten and re-enrolled."""
+    import httpx
+
+    from identity.cache import EmbeddingCache
+    from pipeline.enroll import cache_version
+    from pipeline.server import BackgroundServer, ServerConfig, create_app
+
+    home = server_home(mien_home, tmp_path / "home")
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db"))
+    cache_file = home / "identity" / "embeddings_cache.npz"
+    cached_before = len(EmbeddingCache(cache_file, cache_version(recognizer)).entries)
+    ben_train = sorted((demo_photos[0] / "ben_afflek").iterdir())[:4]
+    ben_val, madonna = val_photo(demo_photos, "ben_afflek"), val_photo(demo_photos, "madonna")
+    results, errors = [], []
+
+    with BackgroundServer(app) as url:
+        def recognize_madonna(n: int) -> None:
+            with httpx.Client(base_url=url, timeout=120) as http:
+                for _ in range(n):
+                    try:
+                        r = http.post("/recognize", files={"file": jpeg(madonna)})
+                        results.append((r.status_code, r.json()["faces"][0]["identity"]["name"]))
+                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                        errors.append(repr(exc))
+
+        readers = [threading.Thread(target=recognize_madonna, args=(4,)) for _ in range(2)]
+        for t in readers:
+            t.start()
+        with httpx.Client(base_url=url, timeout=120, headers=AUTH) as http:
+            r = http.delete("/people/ben_afflek")
+            assert r.status_code == 200, r.text
+            assert [p["name"] for p in r.json()["people"]] == ["elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
+            assert http.delete("/people/ben_afflek").status_code == 404
+            r = http.post("/recognize", files={"file": jpeg(ben_val)})
+            assert r.json()["faces"][0]["identity"]["name"] != "ben_afflek"
+
+            blank = cv2.imencode(".png", np.full((200, 200, 3), 128, np.uint8))[1].tobytes()
+            r = http.post("/people/ben_afflek/photos", files=[("files", jpeg(p)) for p in ben_train] +
+                          [("files", ("wall.png", blank, "image/png"))])
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["enrolled_photos"] == 4 and len(out["people"]) == 5
+            assert out["photos"][-1] == {"file": "wall.png", "used": False, "reason": "no face found"}
+            r = http.post("/people/ben_afflek/photos", files=[("files", jpeg(ben_train[0]))])  # same photo again
+            assert r.json()["enrolled_photos"] == 4
+            r = http.post("/people/nobody_here/photos", files=[("files", ("wall.png", blank, "image/png"))])
+            assert r.status_code == 422 and "no usable face" in r.text
+            r = http.post("/recognize", files={"file": jpeg(ben_val)})
+            assert r.json()["faces"][0]["identity"]["name"] == "ben_afflek"
+        for t in readers:
+            t.join(timeout=300)
+
+    assert not errors and results == [(200, "madonna")] * 8
+    assert len(list((home / "enrollment" / "ben_afflek").iterdir())) == 4
+    cache = EmbeddingCache(cache_file, cache_version(recognizer))
+    ben_used = {p.name: p.used for p in enrolled.persons}["ben_afflek"]
+    # forgetting dropped ben's enrolled embeddings; re-enrolling added 4 photos and the wall
+    assert len(cache.entries) == cached_before - ben_used + 4 + 1
+    from identity.classifier import IdentityClassifier
+
+    saved = IdentityClassifier.load(home / "identity" / "classifier.joblib")
+    assert saved.counts["ben_afflek"] == 4 and len(saved.persons) == 5
