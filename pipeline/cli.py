@@ -197,8 +197,9 @@ def cmd_serve(args) -> int:
 
 @_reported
 def cmd_video(args) -> int:
-    from pipeline.video import run_video_command
+    from pipeline.video import check_source, run_video_command
 
+    check_source(args.input)  # before minutes of model loading
     return run_video_command(args, _recognizer(args))
 
 

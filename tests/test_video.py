@@ -1,0 +1,147 @@
+"""`mien video`: tracking, identity vote, emotion smoothing and outputs, on a clip built from the demo photos."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.tracking import EmotionSmoother, Tracker, label_changes
+
+FPS = 10
+BLURRED = (7, 8)  # frames where ben's face is blurred: still detected, but not recognized as him
+
+
+def test_smoothing_reduces_flicker_of_a_noisy_emotion():
+    rng = np.random.default_rng(0)
+    labels = ["angry", "happy", "sad"]
+    smoother, raw, smoothed = EmotionSmoother(0.3), [], []
+    for i in range(60):  # a happy face whose per-frame scores flicker to sad now and then
+        p = np.array([0.05, 0.55, 0.40]) + rng.normal(0, 0.12, 3)
+        p = np.clip(p, 0.01, None) / np.clip(p, 0.01, None).sum()
+        raw.append(labels[int(np.argmax(p))])
+        smoothed.append(labels[int(np.argmax(smoother.update(p)))])
+    assert label_changes(raw) >= 10
+    assert label_changes(smoothed) <= label_changes(raw) // 4
+    assert label_changes(["a", None, "a", "b"]) == 1
+    with pytest.raises(ValueError):
+        EmotionSmoother(0)
+
+
+def test_tracker_follows_boxes_splits_people_and_refinds_by_embedding():
+    a, b = np.eye(128, dtype=np.float32)[0], np.eye(128, dtype=np.float32)[1]  # distance sqrt(2): different people
+    tr = Tracker(max_missed=5)
+    ids = [tr.update(i, [(100 + 4 * i, 50, 80, 100)], [a], ["ann"])[0].track_id for i in range(5)]
+    assert ids == [1] * 5
+    # someone else at the same place is a new track, however much the boxes overlap
+    assert tr.update(5, [(120, 50, 80, 100)], [b], ["bob"])[0].track_id == 2
+    # ann comes back far away after a short absence: re-found by embedding
+    assert tr.update(7, [(400, 300, 80, 100)], [a * 0.99], ["ann"])[0].track_id == 1
+    # two faces in one frame get two tracks; a long absence ends a track
+    two = tr.update(8, [(400, 300, 80, 100), (120, 50, 80, 100)], [a, b], ["ann", "bob"])
+    assert [t.track_id for t in two] == [1, 2]
+    assert tr.update(20, [(400, 300, 80, 100)], [a], ["ann"])[0].track_id == 3
+    assert [t.track_id for t in tr.all_tracks()] == [1, 2, 3]
+
+
+def make_clip(path: Path, demo_photos) -> Path:
+    """20 frames of ben (drifting right and down, frames 7-8 blurred) then 20 of madonna, 640x480 at 10 fps."""
+    val = demo_photos[1]
+    photos = [cv2.imread(str(sorted((val / p).iterdir())[0])) for p in ("ben_afflek", "madonna")]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
+    for k, photo in enumerate(photos):
+        for i in range(20):
+            frame = np.full((480, 640, 3), 110, np.uint8)
+            face = cv2.resize(photo, (280, 420))
+            if k == 0 and i in BLURRED:
+                face = cv2.GaussianBlur(face, (0, 0), 6)
+            x, y = 100 + 3 * i, 30 + i
+            frame[y:y + 420, x:x + 280] = face
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, demo_photos) -> Path:
+    return make_clip(tmp_path_factory.mktemp("video") / "clip.avi", demo_photos)
+
+
+@pytest.mark.slow
+def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_path):
+    from pipeline.video import process_video
+
+    out, jsonl, summary = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl", tmp_path / "summary"
+    result = process_video(clip, recognizer, out=out, jsonl=jsonl, summary_dir=summary)
+    s = result.summary
+    assert result.frames == result.detected_frames == 40 and not s["truncated"]
+    tracks = s["tracks"]
+    assert [(t["identity"], t["first_s"], t["last_s"]) for t in tracks] == [("ben_afflek", 0.0, 1.9), ("madonna", 2.0, 3.9)]
+    ben = tracks[0]
+    # the blurred frames are not recognized as ben, but the vote keeps the track's name
+    assert ben["raw_identity_changes"] >= 2 and ben["voted_identity_changes"] == 0
+    assert ben["votes"]["ben_afflek"] >= 17
+
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 40 and [ln["frame"] for ln in lines] == list(range(40))
+    assert {ln["identity"] for ln in lines[:20]} == {"ben_afflek"} and {ln["identity"] for ln in lines[20:]} == {"madonna"}
+    assert {lines[i]["raw_identity"] for i in BLURRED} != {"ben_afflek"}
+    assert lines[10]["time"] == 1.0 and lines[10]["track_id"] == 1 and lines[30]["track_id"] == 2
+
+    cap = cv2.VideoCapture(str(out))
+    n, (ok, frame) = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.read()
+    cap.release()
+    assert ok and frame.shape == (480, 640, 3) and n == 40
+
+    doc = json.loads((summary / "summary.json").read_text())
+    assert set(doc["people"]) == {"ben_afflek", "madonna"}
+    assert doc["people"]["ben_afflek"]["seconds"] == pytest.approx(2.0)
+    assert doc["models"]["embedder"].startswith("facenet-taniai-")
+    for person in ("ben_afflek", "madonna"):
+        png = cv2.imread(str(summary / doc["people"][person]["timeline_png"]))
+        assert png is not None and png.shape[1] >= 800
+    if recognizer.emotion_model is not None:
+        for t in tracks:
+            assert t["smoothed_emotion_changes"] <= t["raw_emotion_changes"]
+        for person in doc["people"].values():
+            assert sum(person["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert lines[0]["emotion"] in recognizer.emotion_model.labels + ["uncertain"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.slow
+def test_detecting_every_5th_frame_tracks_in_between(recognizer, enrolled, clip):
+    from pipeline.video import process_video
+
+    result = process_video(clip, recognizer, every=5)
+    assert result.detected_frames == 8 and result.frames == 40
+    assert [(t["identity"], t["voted_identity_changes"]) for t in result.summary["tracks"]] == [("ben_afflek", 0), ("madonna", 0)]
+    ben = [o for o in result.observations if o.track_id == 1]
+    assert len(ben) == 20 and [o.detected for o in ben[:6]] == [True, False, False, False, False, True]
+    # optical flow moves the carried boxes with the face (3 px per frame to the right)
+    assert ben[4].bbox[0] - ben[0].bbox[0] == pytest.approx(12, abs=3)
+    assert all(o.identity == "ben_afflek" for o in ben)
+
+
+@pytest.mark.slow
+def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_path):
+    from pipeline.video import VideoError, process_video
+
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.5)])
+    result = process_video(cut, recognizer, every=10)
+    assert 5 <= result.frames < 40 and result.summary["truncated"]
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(VideoError, match="cannot open as a video|no frame could be decoded"):
+        process_video(junk, recognizer)
+    with pytest.raises(VideoError, match="no webcam at index 9"):
+        process_video("9", recognizer)
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "video", str(tmp_path / "missing.mp4")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "missing.mp4: no such video file" in r.stderr and "Traceback" not in r.stderr
