@@ -36,8 +36,8 @@ class IdentityVote:
     confidence: Counter = field(default_factory=Counter)
 
     def add(self, name: str, confidence: float) -> None:
-        self.counts[name] += 1
-        self.confidence[name] += confidence
+        self.counts[str(name)] += 1
+        self.confidence[str(name)] += float(confidence)
 
     @property
     def name(self) -> str | None:

@@ -1,0 +1,189 @@
+"""REST API throughput and latency, and video frames/s, on the 5-person demo photos.
+
+    python benchmarks/serve.py [--clients 8] [--seconds 20] [--json FILE]
+
+Starts `mien serve`'s app (uvicorn, in-process) on a free local port, lets N concurrent clients post
+the held-out demo photos for a bounded time and reports requests/s, p50/p95 latency and errors; checks
+that every answer names the same people with the same boxes as `mien recognize --json` on those photos.
+Then measures `mien video` frames/s on a 640x480 clip built from the photos, detecting every frame vs
+every 5th frame. Runs in a temporary MIEN_HOME: a user's enrolled people are never touched.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def faces_key(record: dict) -> list[tuple]:
+    """What must agree between the API and the CLI: per face, its box and who it is."""
+    return [(tuple(f["bbox"]), f["identity"]["name"] if f["identity"] else None,
+             f["emotion"]["label"] if f["emotion"] else None) for f in record["faces"]]
+
+
+def post_photo(conn, path: Path) -> tuple[int, bytes]:
+    """POST one photo to /recognize as multipart/form-data over a kept-alive http.client connection."""
+    boundary = "mienbenchboundary7d1f"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    conn.request("POST", "/recognize", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def make_clip(path: Path, val: Path, fps: int = 10) -> Path:
+    """640x480: 20 frames of one person drifting, then 20 of another (as tests/test_video.py builds)."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    for person in ("ben_afflek", "madonna"):
+        face = cv2.resize(cv2.imread(str(sorted((val / person).iterdir())[0])), (280, 420))
+        for i in range(20):
+            frame = np.full((480, 640, 3), 110, np.uint8)
+            frame[30 + i:450 + i, 100 + 3 * i:380 + 3 * i] = face
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def load_clients(url: str, photos: list[Path], clients: int, seconds: float) -> dict:
+    """N threads posting the photos round-robin until the time is up; latencies, errors, answers per photo."""
+    from http.client import HTTPConnection
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    latencies, errors, answers = [], [], {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+    counter = iter(range(10**9))  # a shared round-robin over the photos, so every photo gets checked
+
+    def client(k: int) -> None:
+        conn = HTTPConnection(host, port, timeout=120)
+        while time.monotonic() < stop:
+            with lock:
+                p = photos[next(counter) % len(photos)]
+            t = time.perf_counter()
+            try:
+                status, body = post_photo(conn, p)
+                dt = time.perf_counter() - t
+                with lock:
+                    if status != 200:
+                        errors.append(f"{p.name}: HTTP {status} {body[:200]!r}")
+                    else:
+                        latencies.append(dt)
+                        answers.setdefault(str(p), set()).add(tuple(faces_key(json.loads(body))))
+            except Exception as exc:  # noqa: BLE001 - counted as an error
+                conn.close()
+                conn = HTTPConnection(host, port, timeout=120)
+                with lock:
+                    errors.append(f"{p.name}: {exc!r}")
+        conn.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "seconds": wall, "requests": len(latencies), "errors": errors,
+            "requests_per_s": len(latencies) / wall, "p50_ms": 1000 * percentile(latencies, 50),
+            "p95_ms": 1000 * percentile(latencies, 95), "answers": answers}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args(argv)
+
+    from pipeline import weights
+
+    real_weights = weights.fetch("facenet")
+    work = Path(tempfile.mkdtemp(prefix="mien-bench-serve-"))
+    train, val = work / "train", work / "val"
+    weights.extract_demo_photos(train, val)
+    home = work / "home"
+    (home / "weights").mkdir(parents=True)
+    os.symlink(real_weights, home / "weights" / real_weights.name)
+    os.environ["MIEN_HOME"] = str(home)
+
+    from pipeline import Recognizer
+    from pipeline.enroll import enroll_folder
+    from pipeline.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.video import process_video
+
+    r: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
+    rec = Recognizer()
+    enroll_folder(train, rec)
+    rec.reload_classifier()
+    photos = sorted(val.rglob("*.jpg"))
+
+    # ---- the CLI's answers for the same photos ------------------------------------------------
+    cli_json = work / "cli.json"
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "recognize", str(val), "--json", str(cli_json)],
+                   check=True, capture_output=True, env=dict(os.environ))
+    cli = {i["file"]: tuple(faces_key(i)) for i in json.loads(cli_json.read_text())["images"]}
+
+    # ---- API under load ------------------------------------------------------------------------
+    app = create_app(rec, ServerConfig(read_only=True, db_path=work / "bench.db"))
+    with BackgroundServer(app) as url:
+        from http.client import HTTPConnection
+        from urllib.parse import urlsplit
+
+        post_photo(HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=120), photos[0])  # warm-up
+        load = load_clients(url, photos, args.clients, args.seconds)
+    answers = load.pop("answers")
+    mismatches = [p for p, got in answers.items() if got != {cli[p]}]
+    load["photos_checked_against_cli"] = len(answers)
+    load["mismatches_vs_cli"] = mismatches
+    load["stored_in_db"] = len(app.state.mien.db.query())
+    r["serve"] = load
+
+    # ---- video frames/s on a 640x480 clip ------------------------------------------------------
+    clip = make_clip(work / "clip.avi", val)
+    r["video"] = {}
+    for every in (1, 5):
+        res = process_video(clip, rec, every=every)
+        r["video"][f"every_{every}"] = {"frames": res.frames, "detected_frames": res.detected_frames,
+                                        "frames_per_s": res.processing_fps,
+                                        "tracks": [t["identity"] for t in res.summary["tracks"]]}
+    shutil.rmtree(work, ignore_errors=True)
+
+    s = r["serve"]
+    print(f"API: {s['clients']} clients for {s['seconds']:.0f}s: {s['requests']} requests, {s['requests_per_s']:.2f} req/s, "
+          f"p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, {len(s['errors'])} errors, "
+          f"{len(s['mismatches_vs_cli'])} of {s['photos_checked_against_cli']} photos differ from the CLI, "
+          f"{s['stored_in_db']} stored in the results database")
+    for e in s["errors"][:5]:
+        print(f"  error: {e}")
+    for k, v in r["video"].items():
+        print(f"video 640x480, detect {k.replace('_', ' ')}: {v['frames_per_s']:.2f} frames/s "
+              f"({v['detected_frames']} of {v['frames']} frames detected), tracks {v['tracks']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    return r
+
+
+if __name__ == "__main__":
+    main()
