@@ -1,0 +1,85 @@
+"""The web page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload, see names."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (Debian: apt-get install -y chromium); the web page is not browser-tested")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recognizer, enrolled, mien_home, demo_photos,
+                                                               tmp_path):
+    from pipeline.server import BackgroundServer, ServerConfig, create_app
+    from test_server import TOKEN, server_home
+
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "web.db"))
+    photo = sorted((demo_photos[1] / "madonna").iterdir())[0]
+    new_photos = sorted((demo_photos[0] / "ben_afflek").iterdir())[:2]
+    with BackgroundServer(app) as url:
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url + "/")
+        assert page.title().startswith("mien")
+
+        # Recognize tab: upload a demo photo, the table names the person and the annotated image shows
+        page.set_input_files("#photo", str(photo))
+        page.click("#recognize-button")
+        page.wait_for_selector("#faces tbody tr.face")
+        assert page.locator("#faces tbody tr.face td.who").first.inner_text() == "madonna"
+        assert "face(s) in " + photo.name in page.inner_text("#recognize-status")
+        assert page.eval_on_selector("#annotated", "img => img.complete && img.naturalWidth") > 0
+
+        # a file that is not an image gives the server's message, not a broken page
+        junk = tmp_path / "notes.txt"
+        junk.write_text("not a photo")
+        page.set_input_files("#photo", str(junk))
+        page.click("#recognize-button")
+        page.wait_for_selector("#recognize-status.error")
+        assert "notes.txt" in page.inner_text("#recognize-status")
+
+        # People tab: the enrolled people with counts
+        page.click("#tab-people")
+        page.wait_for_selector("#people-table tr.person")
+        names = page.locator("#people-table tr.person td.name").all_inner_texts()
+        assert names == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
+
+        # adding photos needs the token
+        page.fill("#person-name", "new_ben")
+        page.set_input_files("#person-photos", [str(p) for p in new_photos])
+        page.fill("#token", "wrong")
+        page.click("#enroll-button")
+        page.wait_for_selector("#people-status.error")
+        assert "bearer token" in page.inner_text("#people-status")
+        page.fill("#token", TOKEN)
+        page.click("#enroll-button")
+        page.wait_for_function("document.querySelector('#people-status').textContent.startsWith('enrolled new_ben')")
+        page.wait_for_selector("#people-table tr.person:has-text('new_ben')")
+        row = page.locator("#people-table tr.person", has_text="new_ben")
+        assert row.locator("td.count").inner_text() == "2"
+
+        # forget (confirm dialog accepted): the row goes away and the server no longer knows the person
+        page.on("dialog", lambda d: d.accept())
+        row.locator("button").click()
+        page.wait_for_function("!document.querySelector('#people-table').textContent.includes('new_ben')")
+        assert page.inner_text("#people-status") == "forgot new_ben"
+        page.close()
+    assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
+    assert not (tmp_path / "home" / "enrollment" / "new_ben").exists()
+    shutil.rmtree(tmp_path / "home", ignore_errors=True)
