@@ -97,39 +97,36 @@ class Track:
 class Tracker:
     """Greedy IoU + embedding association of each frame's detections to live tracks."""
 
-    def __init__(self, iou_threshold: float = 0.3, same_person: float = 1.0, different_person: float = 1.25,
-                 reid_distance: float = 0.8, max_missed: int = 30, smoothing: float = 0.3):
+    def __init__(self, iou_threshold: float = 0.3, different_person: float = 1.25, reid_distance: float = 0.8,
+                 max_missed: int = 30, smoothing: float = 0.3):
         self.iou_threshold = iou_threshold
-        self.same_person = same_person          # embedding distance under which two faces are surely one person
-        self.different_person = different_person  # over which they are surely two people, whatever the boxes say
-        self.reid_distance = reid_distance      # re-find a track by embedding alone (after it was lost or jumped)
-        self.max_missed = max_missed            # frames a track survives without a detection
+        # Embedding distance over which two faces are two people however much their boxes overlap. On the demo
+        # photos different people are >= 1.28 apart, the same person <= 1.25 (blurred frames included); a frame
+        # recognized as someone else below this distance stays in its track and is outvoted there.
+        self.different_person = different_person
+        self.reid_distance = reid_distance  # re-find a track by embedding alone (after it was lost or jumped)
+        self.max_missed = max_missed        # frames a track survives without a detection
         self.smoothing = smoothing
         self.tracks: list[Track] = []
         self.finished: list[Track] = []
         self._next_id = 1
 
-    def _compatible(self, track: Track, emb: np.ndarray | None, name: str | None) -> tuple[bool, float]:
+    def _compatible(self, track: Track, emb: np.ndarray | None) -> tuple[bool, float]:
         if emb is None or track.embedding is None:
             return True, 0.0
         dist = float(np.linalg.norm(emb - track.embedding))
-        if dist > self.different_person:
-            return False, dist
-        names_differ = name not in (None, UNKNOWN) and track.name not in (None, UNKNOWN) and name != track.name
-        return not (dist > self.same_person and names_differ), dist
+        return dist <= self.different_person, dist
 
-    def update(self, frame: int, boxes: list[Box], embeddings: Sequence[np.ndarray | None] | None = None,
-               names: Sequence[str | None] | None = None) -> list[Track]:
+    def update(self, frame: int, boxes: list[Box], embeddings: Sequence[np.ndarray | None] | None = None) -> list[Track]:
         """Assign each detection of ``frame`` to a track (new ones are created); returns them in order."""
         n = len(boxes)
         embeddings = list(embeddings) if embeddings is not None else [None] * n
-        names = list(names) if names is not None else [None] * n
         self._expire(frame)
         pairs = []
         for ti, t in enumerate(self.tracks):
             for di in range(n):
                 overlap = iou(t.bbox, boxes[di])
-                ok, dist = self._compatible(t, embeddings[di], names[di])
+                ok, dist = self._compatible(t, embeddings[di])
                 if not ok:
                     continue
                 if overlap >= self.iou_threshold:

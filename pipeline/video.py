@@ -247,7 +247,7 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
     embeddings = recognizer.embed_faces(rgb, faces)
     matches = recognizer.classifier.predict(embeddings, recognizer._thresholds()) if recognizer.classifier else [None] * len(faces)
     emotions = recognizer._emotions([recognizer.emotion_crop(rgb, f) for f in faces])
-    tracks = tracker.update(frame, [f.bbox for f in faces], embeddings, [m.name if m else None for m in matches])
+    tracks = tracker.update(frame, [f.bbox for f in faces], embeddings)
     obs = []
     for track, match, emo in zip(tracks, matches, emotions):
         if match is not None:

@@ -104,6 +104,13 @@ def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo
     assert r.status_code == 413 and "upload limit" in r.json()["detail"]
     r = small.post("/recognize", files={"file": ("huge.jpg", big * 2, "image/jpeg")})
     assert r.status_code == 413 and "too large" in r.json()["detail"]
+    def chunked():  # no Content-Length: the limit is enforced while the body streams in
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        yield from [big] * 3
+        yield b"\r\n--b--\r\n"
+
+    r = small.post("/recognize", content=chunked(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
     ok = small.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
     assert ok.status_code == 200  # the demo photos are under 100 KB
 

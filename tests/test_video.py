@@ -36,16 +36,16 @@ def test_smoothing_reduces_flicker_of_a_noisy_emotion():
 def test_tracker_follows_boxes_splits_people_and_refinds_by_embedding():
     a, b = np.eye(128, dtype=np.float32)[0], np.eye(128, dtype=np.float32)[1]  # distance sqrt(2): different people
     tr = Tracker(max_missed=5)
-    ids = [tr.update(i, [(100 + 4 * i, 50, 80, 100)], [a], ["ann"])[0].track_id for i in range(5)]
+    ids = [tr.update(i, [(100 + 4 * i, 50, 80, 100)], [a])[0].track_id for i in range(5)]
     assert ids == [1] * 5
     # someone else at the same place is a new track, however much the boxes overlap
-    assert tr.update(5, [(120, 50, 80, 100)], [b], ["bob"])[0].track_id == 2
+    assert tr.update(5, [(120, 50, 80, 100)], [b])[0].track_id == 2
     # ann comes back far away after a short absence: re-found by embedding
-    assert tr.update(7, [(400, 300, 80, 100)], [a * 0.99], ["ann"])[0].track_id == 1
+    assert tr.update(7, [(400, 300, 80, 100)], [a * 0.99])[0].track_id == 1
     # two faces in one frame get two tracks; a long absence ends a track
-    two = tr.update(8, [(400, 300, 80, 100), (120, 50, 80, 100)], [a, b], ["ann", "bob"])
+    two = tr.update(8, [(400, 300, 80, 100), (120, 50, 80, 100)], [a, b])
     assert [t.track_id for t in two] == [1, 2]
-    assert tr.update(20, [(400, 300, 80, 100)], [a], ["ann"])[0].track_id == 3
+    assert tr.update(20, [(400, 300, 80, 100)], [a])[0].track_id == 3
     assert [t.track_id for t in tr.all_tracks()] == [1, 2, 3]
 
 
@@ -115,16 +115,18 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
 
 
 @pytest.mark.slow
-def test_detecting_every_5th_frame_tracks_in_between(recognizer, enrolled, clip):
+def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip):
     from pipeline.video import process_video
 
-    result = process_video(clip, recognizer, every=5)
-    assert result.detected_frames == 8 and result.frames == 40
-    assert [(t["identity"], t["voted_identity_changes"]) for t in result.summary["tracks"]] == [("ben_afflek", 0), ("madonna", 0)]
+    result = process_video(clip, recognizer, every=4)
+    assert result.detected_frames == 10 and result.frames == 40
+    tracks = result.summary["tracks"]
+    assert [(t["identity"], t["voted_identity_changes"]) for t in tracks] == [("ben_afflek", 0), ("madonna", 0)]
+    assert tracks[0]["raw_identity_changes"] >= 2  # blurred frame 8 is detected here, and outvoted
     ben = [o for o in result.observations if o.track_id == 1]
-    assert len(ben) == 20 and [o.detected for o in ben[:6]] == [True, False, False, False, False, True]
+    assert len(ben) == 20 and [o.detected for o in ben[:5]] == [True, False, False, False, True]
     # optical flow moves the carried boxes with the face (3 px per frame to the right)
-    assert ben[4].bbox[0] - ben[0].bbox[0] == pytest.approx(12, abs=3)
+    assert ben[3].bbox[0] - ben[0].bbox[0] == pytest.approx(9, abs=3)
     assert all(o.identity == "ben_afflek" for o in ben)
 
 
