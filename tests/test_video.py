@@ -110,7 +110,7 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
             assert t["smoothed_emotion_changes"] <= t["raw_emotion_changes"]
         for person in doc["people"].values():
             assert sum(person["emotion_share"].values()) == pytest.approx(1.0, abs=1e-3)
-        assert lines[0]["emotion"] in recognizer.emotion_model.labels + ["uncertain"]
+        assert lines[0]["emotion"] in list(recognizer.emotion_model.labels) + ["uncertain"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
