@@ -31,6 +31,7 @@ test: install-dev
 bench: install
 	$(BIN)/python benchmarks/identity.py
 	$(BIN)/python benchmarks/emotion.py
+	$(BIN)/python benchmarks/serve.py
 
 clean-demo:
 	rm -rf demo_output demo_data

@@ -441,11 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     from emotion import EmotionModelError
     from emotion.data import DataFormatError
     from identity.errors import IdentityError
+    from pipeline.errors import UsageError
     from pipeline.images import ImageError
 
     try:
         return args.func(args)
-    except (IdentityError, ImageError, EmotionModelError, DataFormatError) as exc:
+    except (IdentityError, ImageError, EmotionModelError, DataFormatError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
