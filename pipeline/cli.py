@@ -262,7 +262,7 @@ def cmd_evaluate_identity(args) -> int:
     rec = _recognizer(args, emotion=False, identity=False)
     if args.align:
         rec.identity_crop = IdentityCrop(method=args.align)
-    result = evaluate_identity(args.enroll, args.test, rec, _thresholds(args))
+    result = evaluate_identity(args.enroll, args.test, rec, _thresholds(args), progress=_progress("evaluate"))
     lopo = result["leave_one_person_out"]
     print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
     print(f"top-1 accuracy: {result['top1_accuracy']:.3f} on {result['test_photos']} photos "

@@ -10,11 +10,11 @@ from pipeline.enroll import embed_folder
 
 
 def evaluate_identity(enroll_dir: str | os.PathLike, test_dir: str | os.PathLike, recognizer,
-                      thresholds: Thresholds | None = None) -> dict:
+                      thresholds: Thresholds | None = None, progress=None) -> dict:
     """Top-1 accuracy per person, then for each person: enroll the others and count false accepts/rejects."""
     th = thresholds or Thresholds()
-    train = embed_folder(enroll_dir, recognizer)
-    test = embed_folder(test_dir, recognizer)
+    train = embed_folder(enroll_dir, recognizer, progress=progress)
+    test = embed_folder(test_dir, recognizer, progress=progress)
     persons = sorted(set(train.labels))
     clf = IdentityClassifier(train.vectors, train.labels, recognizer.embedder.version, th)
     matches = clf.predict(test.vectors)
