@@ -1,7 +1,6 @@
 """Face embedders behind one small interface, with a registry (as deepface's ``modeling.py``)."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Protocol
@@ -9,6 +8,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from identity.errors import ModelFileError
+from identity.storage import sha256_file
 
 
 class Embedder(Protocol):
@@ -36,7 +36,7 @@ class FaceNetEmbedder:
         self._model = facenet.build_inception_resnet_v1()
         facenet.load_taniai_weights(self._model, path)
         self._forward = _polymorphic_forward(self._model, self.input_size)
-        digest = weights_sha256 or _file_sha256(path)
+        digest = weights_sha256 or sha256_file(path)
         self.version = f"facenet-taniai-{digest[:12]}"
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
@@ -61,14 +61,6 @@ def _polymorphic_forward(model, size: int):
         return model(x, training=False)
 
     return forward
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 EMBEDDERS: dict[str, Callable[..., Embedder]] = {"facenet": FaceNetEmbedder}

@@ -1,6 +1,7 @@
 """Atomic file writes: a crash mid-write never leaves a half-written artefact in place."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -41,3 +42,12 @@ def write_json_atomic(target: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (weights files are ~100 MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

