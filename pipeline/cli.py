@@ -124,41 +124,17 @@ def cmd_recognize(args) -> int:
             write_annotated(image, record, args.annotate)
     print(format_table(rows))
     if args.json:
-        write_results_json(args.json, records, {
-            "detector": rec.detector.name,
-            "embedder": rec.embedder.version,
-            "emotion": rec.emotion_model.version if rec.emotion_model else None,
-        }, {
-            "identity": rec._thresholds().__dict__ if rec.classifier else None,
-            "emotion": rec.options.emotion_threshold,
-        })
+        from pipeline.provenance import model_versions, thresholds_used
+
+        write_results_json(args.json, records, model_versions(rec), thresholds_used(rec))
     return 1 if failed else 0
 
 
-def _reported(func):
-    """Run a command of the serve/video/history family, turning its user errors into `error: ...` and exit 2."""
-    import functools
-
-    @functools.wraps(func)
-    def run(args) -> int:
-        from pipeline.errors import UsageError
-
-        try:
-            return func(args)
-        except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return run
-
-
 def _open_db(path):
-    from pipeline.db import DatabaseError, ResultsDB
+    """The results database (DatabaseError, a UsageError, is reported by main())."""
+    from pipeline.db import ResultsDB
 
-    try:
-        return ResultsDB(None if path == "default" else path)
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return ResultsDB(None if path == "default" else path)
 
 
 def _store(store, rec, record, source: str) -> None:
@@ -173,7 +149,6 @@ def _store(store, rec, record, source: str) -> None:
     store.add(record, image_sha256=digest, thresholds=thresholds_used(rec), models=model_versions(rec), source=source)
 
 
-@_reported
 def cmd_history(args) -> int:
     from pipeline.db import history_rows, parse_since
     from pipeline.results import format_table
@@ -188,14 +163,12 @@ def cmd_history(args) -> int:
     return 0
 
 
-@_reported
 def cmd_serve(args) -> int:
     from pipeline.server import serve
 
-    return serve(args)
+    return serve(args, lambda: _recognizer(args))
 
 
-@_reported
 def cmd_video(args) -> int:
     from pipeline.video import check_source, run_video_command
 

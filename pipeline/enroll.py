@@ -5,6 +5,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -74,6 +75,51 @@ def cache_version(recognizer) -> str:
 
 
 @dataclass
+class EmbeddedPhotos:
+    """What embed_photos found: ``(content hash, CacheEntry)`` per photo in input order, and the counts."""
+
+    entries: list[tuple[str, CacheEntry]]
+    embedded: int  # cache misses that went through the models now
+    cached: int  # cache hits
+
+
+def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, cache: EmbeddingCache) -> EmbeddedPhotos:
+    """Cache entry per ``(name, bytes)`` photo; misses are decoded, detected and embedded in one FaceNet batch.
+
+    The cache is updated and saved. Enrollment from folders and from uploads share this path.
+    """
+    entries: list[tuple[str, CacheEntry | None]] = []
+    pending = []  # (index, key, identity crop, bbox) of cache misses with a usable face
+    cached = 0
+    for name, data in photos:
+        key = content_hash(data)
+        entry = cache.get(key)
+        if entry is not None:
+            cached += 1
+        else:
+            try:
+                image = decode_image(data, name)
+            except ImageError as exc:
+                entry = CacheEntry(None, str(exc).split(": ", 1)[-1])
+            else:
+                face, reason = _choose_face(recognizer.detect(image))
+                if face is None:
+                    entry = CacheEntry(None, reason)
+                else:
+                    pending.append((len(entries), key, recognizer.identity_crop(image, face), face.bbox))
+            if entry is not None:
+                cache.put(key, entry)
+        entries.append((key, entry))
+    if pending:
+        embeddings = recognizer.embedder.embed(np.stack([p[2] for p in pending]))
+        for (index, key, _, bbox), emb in zip(pending, embeddings):
+            entries[index] = (key, CacheEntry(emb, None, bbox))
+            cache.put(key, entries[index][1])
+    cache.save()
+    return EmbeddedPhotos(entries, len(pending), cached)
+
+
+@dataclass
 class LabelledEmbeddings:
     """Embeddings of the usable photos of a folder of person folders, with per-person reports."""
 
@@ -93,41 +139,22 @@ def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathL
     cache = EmbeddingCache(cache_file or cache_path(), cache_version(recognizer))
     photos = [(d, f) for d in person_dirs for f in sorted(d.rglob("*")) if f.is_file() and is_image_path(f)]
     report_of = {d: PersonReport(d.name) for d in person_dirs}
-    keys: dict[Path, str] = {}
-    pending = []  # (key, aligned crop, bbox) of cache misses
-    cached = 0
-    for d, f in (progress(photos) if progress else photos):
-        report_of[d].photos += 1
-        try:
-            data = f.read_bytes()
-        except OSError as exc:
-            report_of[d].skipped.append((str(f), f"unreadable ({exc.strerror})"))
-            continue
-        key = keys[f] = content_hash(data)
-        if cache.get(key) is not None:
-            cached += 1
-            continue
-        try:
-            image = decode_image(data, str(f))
-        except ImageError as exc:
-            cache.put(key, CacheEntry(None, str(exc).split(": ", 1)[-1]))
-            continue
-        face, reason = _choose_face(recognizer.detect(image))
-        if face is None:
-            cache.put(key, CacheEntry(None, reason))
-            continue
-        pending.append((key, recognizer.identity_crop(image, face), face.bbox))
-    if pending:
-        embeddings = recognizer.embedder.embed(np.stack([p[1] for p in pending]))
-        for (key, _, bbox), emb in zip(pending, embeddings):
-            cache.put(key, CacheEntry(emb, None, bbox))
-    cache.save()
+    read: list[tuple[Path, Path]] = []  # (person dir, photo) of the photos whose bytes could be read
 
+    def readable():
+        for d, f in (progress(photos) if progress else photos):
+            report_of[d].photos += 1
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                report_of[d].skipped.append((str(f), f"unreadable ({exc.strerror})"))
+                continue
+            read.append((d, f))
+            yield str(f), data
+
+    result = embed_photos(readable(), recognizer, cache)
     vectors, labels, files = [], [], []
-    for d, f in photos:
-        if f not in keys:
-            continue
-        entry = cache.get(keys[f])
+    for (d, f), (_, entry) in zip(read, result.entries):
         if entry.embedding is None:
             report_of[d].skipped.append((str(f), entry.reason or "unusable"))
         else:
@@ -135,7 +162,8 @@ def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathL
             vectors.append(entry.embedding)
             labels.append(d.name)
             files.append(str(f))
-    report = EnrollmentReport(list(report_of.values()), embedded=len(pending), cached=cached, ignored=ignored)
+    report = EnrollmentReport(list(report_of.values()), embedded=result.embedded, cached=result.cached,
+                              ignored=ignored)
     dim = vectors[0].shape[0] if vectors else 0
     return LabelledEmbeddings(np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), labels, files, report)
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from identity.cache import CacheEntry, EmbeddingCache, content_hash
+from identity.cache import EmbeddingCache
 from identity.classifier import IdentityClassifier, Thresholds
 from identity.errors import IdentityError
 from identity.storage import atomic_path
-from pipeline.enroll import _choose_face, cache_version
+from pipeline.enroll import cache_version, embed_photos
 from pipeline.home import mien_home
-from pipeline.images import ImageError, decode_image
 
 MAX_NAME_LENGTH = 64
 _NAME_OK = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]+$")
@@ -80,27 +79,12 @@ def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, classi
     name = validate_person_name(name)
     cache = EmbeddingCache(cache_file, cache_version(recognizer))
     results, keys = [], []
-    for filename, data in photos:
-        key = content_hash(data)
-        entry = cache.get(key)
-        if entry is None:
-            try:
-                image = decode_image(data, filename)
-            except ImageError as exc:
-                results.append(PhotoResult(filename, False, str(exc)))
-                continue
-            face, reason = _choose_face(recognizer.detect(image))
-            if face is None:
-                entry = CacheEntry(None, reason)
-            else:
-                entry = CacheEntry(recognizer.embed_faces(image, [face])[0], None, face.bbox)
-            cache.put(key, entry)
+    for (filename, data), (key, entry) in zip(photos, embed_photos(photos, recognizer, cache).entries):
         if entry.embedding is None:
             results.append(PhotoResult(filename, False, entry.reason))
             continue
         results.append(PhotoResult(filename, True))
         keys.append((key, data, entry.embedding))
-    cache.save()
     if not keys:
         return PersonUpdate(None, results)
 

@@ -27,6 +27,6 @@ def model_versions(recognizer) -> dict[str, str | None]:
 
 def thresholds_used(recognizer) -> dict:
     """The identity and emotion thresholds a Recognizer applies now."""
-    th = recognizer._thresholds()
+    th = recognizer.thresholds()
     return {"identity": {"distance": th.distance, "probability": th.probability} if th else None,
             "emotion": recognizer.options.emotion_threshold}

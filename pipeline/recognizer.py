@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 UNCERTAIN = "uncertain"
 
 
+def emotion_label(scores: dict[str, float], threshold: float) -> str:
+    """The most probable emotion, or ``uncertain`` when its probability is below ``threshold``."""
+    label = max(scores, key=scores.get)
+    return label if scores[label] >= threshold else UNCERTAIN
+
+
 def classifier_path(home: Path | None = None) -> Path:
     return (home or mien_home()) / "identity" / "classifier.joblib"
 
@@ -84,7 +90,8 @@ class Recognizer:
         self.classifier = self._load_classifier()
 
     # ---- recognition -----------------------------------------------------------------------
-    def _thresholds(self) -> Thresholds | None:
+    def thresholds(self) -> Thresholds | None:
+        """The classifier's stored thresholds with this Recognizer's per-call overrides applied."""
         if self.classifier is None:
             return None
         base = self.classifier.thresholds
@@ -102,16 +109,22 @@ class Recognizer:
         crops = [self.identity_crop(image, f) for f in faces]
         return self.embedder.embed(np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8))
 
-    def _emotions(self, gray_faces: list[np.ndarray]) -> list[EmotionResult | None]:
+    def identify(self, embeddings: np.ndarray) -> list:
+        """IdentityMatch per embedding under the current thresholds (None for each while nobody is enrolled)."""
+        if self.classifier is None or not len(embeddings):
+            return [None] * len(embeddings)
+        return self.classifier.predict(embeddings, self.thresholds())
+
+    def emotions(self, gray_faces: list[np.ndarray]) -> list[EmotionResult | None]:
+        """EmotionResult per 48x48 gray face, in one batched call (None for each without an emotion model)."""
         if self.emotion_model is None or not gray_faces:
             return [None] * len(gray_faces)
         probs = self.emotion_model.predict(np.stack(gray_faces))
-        labels = self.emotion_model.labels
         out = []
         for p in probs:
-            best = int(np.argmax(p))
-            label = labels[best] if p[best] >= self.options.emotion_threshold else UNCERTAIN
-            out.append(EmotionResult(label, float(p[best]), {l: float(v) for l, v in zip(labels, p)}))
+            scores = {l: float(v) for l, v in zip(self.emotion_model.labels, p)}
+            label = emotion_label(scores, self.options.emotion_threshold)
+            out.append(EmotionResult(label, max(scores.values()), scores))
         return out
 
     def recognize_batch(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImageRecord]:
@@ -124,9 +137,9 @@ class Recognizer:
                 id_crops.append(self.identity_crop(img, f))
                 emo_crops.append(self.emotion_crop(img, f))
         matches: list = [None] * len(id_crops)
-        if id_crops and self.classifier is not None:
-            matches = self.classifier.predict(self.embedder.embed(np.stack(id_crops)), self._thresholds())
-        emotions = self._emotions(emo_crops)
+        if id_crops and self.classifier is not None:  # no FaceNet work while nobody is enrolled
+            matches = self.identify(self.embedder.embed(np.stack(id_crops)))
+        emotions = self.emotions(emo_crops)
         records, k = [], 0
         for name, img, faces in zip(names, images, per_image):
             rec = ImageRecord(file=name, width=int(img.shape[1]), height=int(img.shape[0]))
@@ -149,8 +162,8 @@ class Recognizer:
         rgb = [cv2.resize(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), (160, 160)) for f in faces]
         matches: list = [None] * len(faces)
         if faces and self.classifier is not None:
-            matches = self.classifier.predict(self.embedder.embed(np.stack(rgb)), self._thresholds())
-        emotions = self._emotions(gray)
+            matches = self.identify(self.embedder.embed(np.stack(rgb)))
+        emotions = self.emotions(gray)
         return [
             ImageRecord(n, int(f.shape[1]), int(f.shape[0]),
                         [FaceRecord(1, (0, 0, int(f.shape[1]), int(f.shape[0])), 1.0, {}, m, e)])

@@ -14,9 +14,9 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Callable
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,6 +30,9 @@ from pipeline.home import mien_home
 from pipeline.images import ImageError, decode_image
 from pipeline.people import PersonNameError, UnknownPersonError, enroll_photos, forget_person, validate_person_name
 from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
+
+if TYPE_CHECKING:
+    from pipeline.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 WEB_PAGE = Path(__file__).with_name("web") / "index.html"
@@ -287,11 +290,9 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     return app
 
 
-def serve(args) -> int:
-    """``mien serve``: check the configuration, load the models once, run uvicorn."""
+def serve(args, load_recognizer: Callable[[], "Recognizer"]) -> int:
+    """``mien serve``: check the configuration, then load the models once (``load_recognizer``) and run uvicorn."""
     import uvicorn
-
-    from pipeline.recognizer import Options, Recognizer
 
     config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
                           allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
@@ -299,9 +300,7 @@ def serve(args) -> int:
                           db_path=None if args.db == "default" else Path(args.db))
     config.check()  # before minutes of model loading
     print("loading models ...", flush=True)
-    rec = Recognizer(Options(min_face_size=args.min_face_size, detection_threshold=args.detection_threshold),
-                     emotion=not args.no_emotion)
-    app = create_app(rec, config)
+    app = create_app(load_recognizer(), config)
     print(f"mien serving on http://{args.host}:{args.port}/  (API docs: /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0

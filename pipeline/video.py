@@ -22,10 +22,10 @@ import numpy as np
 from identity.storage import atomic_path, write_json_atomic
 from pipeline.errors import UsageError
 from pipeline.provenance import model_versions, thresholds_used
+from pipeline.recognizer import emotion_label
 from pipeline.tracking import UNKNOWN, Track, Tracker, label_changes
 
 log = logging.getLogger(__name__)
-UNCERTAIN = "uncertain"
 
 
 class VideoError(UsageError):
@@ -245,8 +245,8 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
         tracker.update(frame, [])
         return []
     embeddings = recognizer.embed_faces(rgb, faces)
-    matches = recognizer.classifier.predict(embeddings, recognizer._thresholds()) if recognizer.classifier else [None] * len(faces)
-    emotions = recognizer._emotions([recognizer.emotion_crop(rgb, f) for f in faces])
+    matches = recognizer.identify(embeddings)
+    emotions = recognizer.emotions([recognizer.emotion_crop(rgb, f) for f in faces])
     tracks = tracker.update(frame, [f.bbox for f in faces], embeddings)
     obs = []
     for track, match, emo in zip(tracks, matches, emotions):
@@ -260,16 +260,11 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
             s = track.smoother.update(np.array([emo.scores[k] for k in labels]))
             smoothed = dict(zip(labels, map(float, s)))
             track.raw_emotions.append(emo.label)
-            track.smoothed_emotions.append(_decide(smoothed, recognizer.options.emotion_threshold))
+            track.smoothed_emotions.append(emotion_label(smoothed, recognizer.options.emotion_threshold))
         obs.append(Observation(frame, t, track.track_id, track.bbox, True, match.name if match else None, track.name,
                                match.confidence if match else None, emo.label if emo else None, raw_scores,
                                track.smoothed_emotions[-1] if smoothed else None, smoothed))
     return obs
-
-
-def _decide(scores: dict[str, float], threshold: float) -> str:
-    label = max(scores, key=scores.get)
-    return label if scores[label] >= threshold else UNCERTAIN
 
 
 def _carried(track: Track, frame: int, t: float, labels: list[str] | None) -> Observation:
