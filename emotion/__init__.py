@@ -13,18 +13,19 @@ from emotion.labels import EMOTIONS, NUM_CLASSES
 _LAZY = {
     "EmotionClassifier": "emotion.classifier",
     "EmotionModelError": "emotion.classifier",
-    "evaluate": "emotion.evaluate",
-    "save_confusion_png": "emotion.evaluate",
-    "load_dataset": "emotion.data",
-    "DataFormatError": "emotion.data",
-    "FaceDataset": "emotion.data",
+    "EmotionError": "emotion.errors",
+    "evaluate": "emotion.training.evaluate",
+    "save_confusion_png": "emotion.training.evaluate",
+    "load_dataset": "emotion.training.data",
+    "DataFormatError": "emotion.training.data",
+    "FaceDataset": "emotion.training.data",
     "build_model": "emotion.model",
     "ModelConfig": "emotion.model",
     "load_vggface_weights": "emotion.backbone",
     "VGGFaceWeightsError": "emotion.backbone",
     "to_keras3_name": "emotion.backbone",
     "to_vggface_name": "emotion.backbone",
-    "export_run": "emotion.export",
+    "export_run": "emotion.training.export",
 }
 
 __all__ = ["EMOTIONS", "NUM_CLASSES", *_LAZY]

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from emotion.errors import EmotionError
+
 SEP_KERAS2 = "/"
 SEP_KERAS3 = "__"
 
@@ -28,7 +30,7 @@ RESNET50_STAGES: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
 )
 
 
-class VGGFaceWeightsError(ValueError):
+class VGGFaceWeightsError(EmotionError, ValueError):
     """A VGGFace weights file is missing, unreadable or does not fit the backbone."""
 
 

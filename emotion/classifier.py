@@ -8,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import EmotionError
 from emotion.labels import EMOTIONS
 
 MODEL_JSON = "model.json"
 HOW_TO_GET = ("restore the shipped files with `git checkout -- models/emotion`, or train and export a model: "
-              "`python -m emotion.train --data fer2013.npz --out RUN` then `python -m emotion.export RUN`")
+              "`mien train emotion --data fer2013.npz --out RUN` then `mien export emotion RUN`")
 
 
-class EmotionModelError(RuntimeError):
+class EmotionModelError(EmotionError):
     """The emotion weights (or their model.json) are missing, corrupt or incompatible."""
 
 
 def _sha256(path: Path) -> str:
-    from emotion.data import file_sha256
+    from emotion.weights_io import file_sha256
 
     return file_sha256(path)
 

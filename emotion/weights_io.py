@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
+from typing import TYPE_CHECKING
+
 import h5py
-import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 FORMAT = "mien-emotion-weights"
 FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (weights checksums; which data a model was trained on)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_weights_f16(model: keras.Model, path: str | os.PathLike) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 def test_augment_deterministic_and_bounded():
     import tensorflow as tf
 
-    from emotion.augment import AugmentConfig, augment_batch
+    from emotion.training.augment import AugmentConfig, augment_batch
 
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 48, 48, 1)).astype("float32"))
     a = augment_batch(x, tf.constant([3, 7]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion.data import DataFormatError, load_csv, load_dataset, load_image_folders, load_npz, validation_split
+from emotion.training.data import DataFormatError, load_csv, load_dataset, load_image_folders, load_npz, validation_split
 from emotion.labels import EMOTIONS
 
 USAGES = ("Training", "PublicTest", "PrivateTest")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion.evaluate import confusion_matrix, format_report, summarize
+from emotion.training.evaluate import confusion_matrix, format_report, summarize
 from emotion.labels import EMOTIONS
 
 

@@ -34,7 +34,7 @@ def test_emotion_crop_is_tight_gray_48_and_pads_at_edges():
 
 
 def test_missing_or_corrupt_emotion_weights_leave_emotion_null(tmp_path, caplog):
-    from pipeline.emotion_model import load_emotion_model
+    from pipeline.assets import load_emotion_model
 
     assert load_emotion_model(tmp_path / "none.weights.h5") is None
     assert "emotion weights not found" in caplog.text and "Identity still works" in caplog.text
@@ -95,7 +95,7 @@ def test_emotion_threshold_marks_uncertain_but_keeps_scores(recognizer, demo_pho
 @pytest.mark.skipif(not FER.is_file(), reason=f"FER2013 not available at {FER}")
 def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
     """--cropped: each image is one face (no detection); FER2013 test faces written as PNGs are classified."""
-    from emotion.data import load_npz
+    from emotion.training.data import load_npz
 
     x, y = load_npz(FER).split("PrivateTest")
     idx = np.random.default_rng(7).choice(len(y), 60, replace=False)

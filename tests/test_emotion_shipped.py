@@ -22,7 +22,7 @@ def test_shipped_model_matches_its_metrics():
     if not FER.is_file():
         pytest.skip(f"FER2013 not available at {FER}")
     from emotion.classifier import EmotionClassifier
-    from emotion.data import load_npz
+    from emotion.training.data import load_npz
 
     clf = EmotionClassifier.load(WEIGHTS)
     metrics = json.loads((SHIPPED / "metrics.json").read_text())

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from emotion.errors import TrainingError
 from emotion.labels import EMOTIONS
 
 
@@ -25,7 +26,7 @@ def tiny_npz(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(tiny_npz, tmp_path_factory):
     """Run 1 step, stop (simulated interruption), then --resume to finish the 2-step epoch."""
-    from emotion.train import parse_args, train
+    from emotion.training.train import parse_args, train
 
     out = tmp_path_factory.mktemp("run") / "run"
     common = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--log-every", "1",
@@ -34,7 +35,7 @@ def trained_run(tiny_npz, tmp_path_factory):
     state = json.loads((out / "ckpt" / "state.json").read_text())
     assert (state["epoch"], state["step"], state["partial"]["n"]) == (0, 1, 16)
     assert not (out / "best.weights.h5").exists()
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(TrainingError, match="--resume"):
         train(parse_args(common))
     train(parse_args(common + ["--resume"]))
     return out
@@ -63,7 +64,7 @@ def test_training_writes_artefacts_and_resumes(trained_run):
 @pytest.mark.slow
 def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     from emotion.classifier import EmotionClassifier, EmotionModelError
-    from emotion.export import WEIGHTS_NAME, export_run
+    from emotion.training.export import WEIGHTS_NAME, export_run
 
     dest = tmp_path / "ship"
     summary = export_run(trained_run, dest)
@@ -86,7 +87,7 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     with pytest.raises(ValueError, match=r"\[N,48,48\]"):
         clf.predict(np.zeros((2, 64, 64), np.uint8))
 
-    from emotion.evaluate import evaluate_dataset, format_report
+    from emotion.training.evaluate import evaluate_dataset, format_report
 
     res = evaluate_dataset(clf, tiny_npz, "PrivateTest", tmp_path / "e.json", tmp_path / "e.png")
     assert res["n"] == 16 and (tmp_path / "e.png").is_file()
@@ -99,7 +100,7 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     w.write_bytes(w.read_bytes()[: 1 << 20])  # truncated download
     with pytest.raises(EmotionModelError, match="sha256"):
         EmotionClassifier.load(w)
-    meta["weights_sha256"] = __import__("emotion.data", fromlist=["x"]).file_sha256(w)
+    meta["weights_sha256"] = __import__("emotion.weights_io", fromlist=["x"]).file_sha256(w)
     (bad / "model.json").write_text(json.dumps(meta))
     with pytest.raises(EmotionModelError, match="corrupt"):
         EmotionClassifier.load(w)

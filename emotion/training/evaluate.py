@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from emotion.labels import EMOTIONS
+
+if TYPE_CHECKING:
+    import argparse
 
 
 class _Predictor(Protocol):
@@ -56,24 +59,29 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
 
 
 def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split: str = "PrivateTest",
-                     json_path: str | os.PathLike | None = None,
-                     png_path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Load a FER2013-style dataset, evaluate one split, optionally write the JSON and confusion PNG."""
+                     json_path: str | os.PathLike | None = None, png_path: str | os.PathLike | None = None,
+                     limit: int = 0) -> dict[str, Any]:
+    """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG."""
     import json
 
-    from emotion.data import SPLITS, load_dataset
+    from emotion.training.data import SPLITS, DataFormatError, load_dataset
 
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise DataFormatError(f"split must be one of {SPLITS}, got {split!r}")
     ds = load_dataset(data_path)
     x, y = ds.split(split)
     if len(y) == 0:
-        raise ValueError(f"{data_path}: no {split} rows")
+        raise DataFormatError(f"{data_path}: no {split} rows")
+    if limit:
+        keep = np.sort(np.random.default_rng(0).choice(len(y), size=min(limit, len(y)), replace=False))
+        x, y = x[keep], y[keep]
     out = evaluate(classifier, x, y)
     out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None))
     if json_path:
-        with open(json_path, "w") as f:
+        tmp = f"{json_path}.tmp"
+        with open(tmp, "w") as f:
             json.dump(out, f, indent=1)
+        os.replace(tmp, json_path)
     if png_path:
         save_confusion_png(out["confusion_matrix"], png_path,
                            title=f"{split}: accuracy {out['accuracy']:.3f} ({out['model']})")
@@ -144,21 +152,29 @@ def save_curves_png(history: list[dict[str, Any]], path: str | os.PathLike) -> N
     plt.close(fig)
 
 
+def add_arguments(p: "argparse.ArgumentParser") -> None:
+    """Options of `mien evaluate emotion` (and `python -m emotion.training.evaluate`)."""
+    from emotion.training.data import SPLITS, dataset_path
+
+    p.add_argument("--data", required=True, type=dataset_path, help="fer2013.npz, fer2013.csv or an image-folder dataset")
+    p.add_argument("--split", choices=SPLITS, default="PrivateTest", help="which FER2013 split")
+    p.add_argument("--limit", type=int, default=0, help="evaluate a fixed random sample of N faces (seed 0); 0 = all")
+    p.add_argument("--weights", default=None, help="emotion weights file (default: the shipped model)")
+    p.add_argument("--json", help="write the full result here")
+    p.add_argument("--confusion", help="write the confusion matrix PNG here")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m emotion.evaluate --data PATH [--split PrivateTest] [--weights W] [--json F] [--png F]`."""
+    """`python -m emotion.training.evaluate --data PATH --weights W [...]` (the product's form is `mien evaluate emotion`)."""
     import argparse
 
     from emotion.classifier import EmotionClassifier
 
-    p = argparse.ArgumentParser(prog="python -m emotion.evaluate", description="Evaluate the emotion model.")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="PrivateTest")
-    p.add_argument("--weights", default="models/emotion/emotion_resnet50.weights.h5")
-    p.add_argument("--json", default=None)
-    p.add_argument("--png", default=None)
+    p = argparse.ArgumentParser(prog="python -m emotion.training.evaluate", description="Evaluate an emotion model.")
+    add_arguments(p)
     a = p.parse_args(argv)
-    result = evaluate_dataset(EmotionClassifier.load(a.weights), a.data, a.split, a.json, a.png)
-    print(format_report(result))
+    clf = EmotionClassifier.load(a.weights or "models/emotion/emotion_resnet50.weights.h5")
+    print(format_report(evaluate_dataset(clf, a.data, a.split, a.json, a.confusion, a.limit)))
     return 0
 
 

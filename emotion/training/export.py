@@ -1,6 +1,6 @@
 """Export a training run's best weights as the shipped float16 model, only if it beats the shipped one.
 
-python -m emotion.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
+python -m emotion.training.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
 
 The exported file is re-evaluated in float32 inference (the product's path) on PublicTest and
 PrivateTest, and those numbers go into the shipped metrics.json; selection compares PublicTest only.
@@ -20,11 +20,15 @@ from typing import Any, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from emotion.classifier import MODEL_JSON, EmotionClassifier  # noqa: E402
-from emotion.data import file_sha256, load_dataset, validation_split  # noqa: E402
-from emotion.evaluate import evaluate, save_confusion_png  # noqa: E402
+from emotion.errors import TrainingError  # noqa: E402
+from emotion.training.options import add_export_arguments  # noqa: E402
+from emotion.training.data import load_dataset, validation_split
+from emotion.weights_io import file_sha256  # noqa: E402
+from emotion.training.evaluate import evaluate, save_confusion_png  # noqa: E402
 from emotion.labels import EMOTIONS  # noqa: E402
 from emotion.model import ModelConfig, build_model  # noqa: E402
 from emotion.weights_io import save_weights_f16  # noqa: E402
+from emotion.training.train import TRAIN_STATE  # noqa: E402
 
 WEIGHTS_NAME = "emotion_resnet50.weights.h5"
 MAX_BYTES = 60 * 1024 * 1024
@@ -37,6 +41,20 @@ def shipped_public_accuracy(dest: Path) -> float | None:
         return float(m["shipped"]["public_test"]["accuracy"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def state_at_best_epoch(run: Path) -> dict[str, Any]:
+    """The run's training state as of its best epoch (the exported weights), for `train --init-from` to go on."""
+    from emotion.training.train import find_checkpoint
+
+    ckpt = find_checkpoint(run)
+    if ckpt is None:
+        raise TrainingError(f"{run}: no checkpoint with the run's state; is it a training run directory?")
+    state = json.loads((ckpt / "state.json").read_text())
+    best = state["best_epoch"]
+    return {**state, "epoch": best, "step": 0, "since_best": 0, "status": "running",
+            "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
+            "history": [h for h in state["history"] if h["epoch"] <= best]}
 
 
 def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emotion", data: str | None = None,
@@ -52,7 +70,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
     data_path = data or run_metrics["data"]["path"]
     ds = validation_split(load_dataset(data_path), seed=run_metrics["train_args"]["seed"])
     if ds.sha256 != run_metrics["data"]["sha256"]:
-        raise SystemExit(f"{data_path}: sha256 differs from the data the run was trained on")
+        raise TrainingError(f"{data_path}: sha256 differs from the data the run was trained on")
 
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".export-") as tmp:
@@ -60,7 +78,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         save_weights_f16(model, tmp / WEIGHTS_NAME)
         size = (tmp / WEIGHTS_NAME).stat().st_size
         if size > MAX_BYTES:
-            raise SystemExit(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
+            raise TrainingError(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
         meta = {"config": config.to_dict(), "tta": run_meta.get("tta", True), "labels": list(EMOTIONS),
                 "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
                 "weights_dtype": "float16", "input": "grayscale face, 48x48, uint8 0..255 (FER2013 framing)",
@@ -89,6 +107,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         save_confusion_png(results["PrivateTest"]["confusion_matrix"], tmp / "confusion_matrix.png",
                            title=f"PrivateTest (shipped {clf.version}), acc {results['PrivateTest']['accuracy']:.3f}")
+        (tmp / TRAIN_STATE).write_text(json.dumps(state_at_best_epoch(run), indent=1))
         if (run / "training_curves.png").exists():
             shutil.copy(run / "training_curves.png", tmp / "training_curves.png")
         for f in tmp.iterdir():
@@ -99,17 +118,17 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
     return summary
 
 
+def run(args: argparse.Namespace) -> int:
+    """Export the run if it beats the shipped model on PublicTest."""
+    export_run(args.run_dir, args.dest, args.data, args.force, args.limit_eval)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m emotion.export", description=__doc__.splitlines()[0])
-    p.add_argument("run_dir")
-    p.add_argument("--dest", default="models/emotion")
-    p.add_argument("--data", default=None, help="dataset path (default: the one recorded by the run)")
-    p.add_argument("--force", action="store_true", help="export even if not better than the shipped model")
-    p.add_argument("--limit-eval", type=int, default=0, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    export_run(a.run_dir, a.dest, a.data, a.force, a.limit_eval)
-    return 0
+    p = argparse.ArgumentParser(prog="python -m emotion.training.export", description=__doc__.splitlines()[0])
+    add_export_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """Train the emotion model on FER2013: resumable, checkpointed every N steps and every epoch.
 
-python -m emotion.train --data ../shared/data/fer2013.npz --epochs 12 --out runs/emotion [--resume]
+python -m emotion.training.train --data ../shared/data/fer2013.npz --out runs/emotion [--init-from models/emotion] [--resume]
 
-Selects on PublicTest (early stopping, best weights), reports PrivateTest only at the end.
+Selects on PublicTest (early stopping, best weights), reports PrivateTest only at the end. The learning rate is a
+pure function of the optimizer step (= epoch x steps per epoch), so a run continued from an exported model's
+train_state.json on another machine follows the same schedule (SGD momentum is rebuilt in a few steps).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -26,10 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emotion.augment import AugmentConfig, augment_batch  # noqa: E402
+from emotion.errors import TrainingError  # noqa: E402
+from emotion.training.augment import AugmentConfig, augment_batch  # noqa: E402
+from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args  # noqa: E402
 from emotion.backbone import load_vggface_weights  # noqa: E402
-from emotion.data import FaceDataset, load_dataset, validation_split  # noqa: E402
-from emotion.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
+from emotion.training.data import load_dataset, validation_split  # noqa: E402
+from emotion.training.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
 from emotion.inference import make_forward, predict_proba  # noqa: E402
 from emotion.labels import EMOTIONS, NUM_CLASSES  # noqa: E402
 from emotion.model import ModelConfig, build_model  # noqa: E402
@@ -38,35 +41,57 @@ CKPT = "ckpt"
 BEST = "best.weights.h5"
 
 
+# Augmentation presets: "light" is a random 44-of-48 px crop (as a shift) + flip; "strong" the earlier default.
+AUGMENTS: dict[str, AugmentConfig] = {name: AugmentConfig(**kw) for name, kw in AUGMENT_PRESETS.items()}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line options (also used by `mien train emotion`)."""
-    p = argparse.ArgumentParser(prog="python -m emotion.train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="fer2013.npz, Kaggle fer2013.csv, or image folder (train/<emotion>/...)")
-    p.add_argument("--out", default="models/emotion/checkpoints/run", help="run directory (checkpoints, metrics)")
-    p.add_argument("--epochs", type=int, default=12, help="length of the cosine schedule, in epochs")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled decay (x lr), not on BN/bias")
-    p.add_argument("--warmup-epochs", type=float, default=0.5)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without PublicTest gain")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--precision", default="mixed_bfloat16", choices=["mixed_bfloat16", "float32"],
-                   help="compute dtype while training (weights stay float32)")
-    p.add_argument("--ckpt-every", type=int, default=50, help="also checkpoint every N steps inside an epoch")
-    p.add_argument("--backbone-weights", default=None, help="Keras-2 VGGFace notop ResNet50 .h5 to start from")
-    p.add_argument("--no-tta", action="store_true", help="evaluate without horizontal-flip averaging")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--limit-train", type=int, default=0, help="use only the first N Training faces (tests)")
-    p.add_argument("--limit-eval", type=int, default=0, help="use only the first N PublicTest/PrivateTest faces (tests)")
-    p.add_argument("--log-every", type=int, default=20, help="progress line every N steps")
-    p.add_argument("--run-eagerly", action="store_true",
-                   help="no graph compilation (debugging; tiny runs: skips a ~1-2 min trace, much slower per step)")
-    p.add_argument("--stop-after-steps", type=int, default=0,
-                   help="checkpoint and exit after N training steps in this invocation (bounded sessions, tests)")
-    return p.parse_args(argv)
+    """Parse training options from a command line."""
+    p = argparse.ArgumentParser(prog="python -m emotion.training.train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return finish_args(p.parse_args(argv))
+
+
+# Arguments that define the model and the schedule: a continued run takes them from the state it continues.
+SCHEDULE_ARGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
+                 "label_smoothing", "head_units", "dropout", "seed", "precision", "augment", "no_class_weights",
+                 "no_tta", "patience")
+TRAIN_STATE = "train_state.json"
+
+
+def make_optimizer(args: argparse.Namespace, schedule) -> keras.optimizers.Optimizer:
+    """The configured optimizer, with weight decay off for BatchNorm parameters and biases."""
+    if args.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum, nesterov=True,
+                                   weight_decay=args.weight_decay)
+    else:
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def continued_state(init_dir: Path) -> dict[str, Any] | None:
+    """The training state an exported model was saved with (None if it was exported without one)."""
+    path = init_dir / TRAIN_STATE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    state.update(step=0, partial={"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0}, status="running")
+    return state
+
+
+def load_init_weights(model: keras.Model, init_dir: Path) -> str:
+    """Load an exported model's float16 weights (checksum-verified) into ``model``; returns its file name."""
+    from emotion.classifier import MODEL_JSON
+    from emotion.weights_io import file_sha256
+    from emotion.weights_io import load_weights_f16
+
+    meta = json.loads((init_dir / MODEL_JSON).read_text())
+    weights = init_dir / meta["weights_file"]
+    if file_sha256(weights) != meta.get("weights_sha256"):
+        raise TrainingError(f"{weights}: sha256 does not match {init_dir / MODEL_JSON}; restore it with git checkout")
+    load_weights_f16(model, weights)
+    return str(weights)
 
 
 @keras.saving.register_keras_serializable("mien")
@@ -211,9 +236,22 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     ckpt = find_checkpoint(out)
     if ckpt is not None and not args.resume:
-        raise SystemExit(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if args.resume and ckpt is None:
+        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    init_dir = Path(args.init_from) if args.init_from else None
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
+                             "best_val_acc": -1.0, "best_epoch": None, "since_best": 0, "history": [],
+                             "status": "running"}
+    if ckpt is not None:
+        state = json.loads((ckpt / "state.json").read_text())
+    elif init_dir is not None and (continued := continued_state(init_dir)) is not None:
+        state = continued
+    elif args.resume:
         _log(f"--resume: no checkpoint in {out}, starting a new run")
+    # A run goes on with the model and schedule it started with, whatever this command line says.
+    for key in SCHEDULE_ARGS:
+        if key in state.get("args", {}) and state["args"][key] != getattr(args, key):
+            _log(f"continuing with the run's {key}={state['args'][key]!r} (command line: {getattr(args, key)!r})")
+            setattr(args, key, state["args"][key])
     out.mkdir(parents=True, exist_ok=True)
 
     keras.mixed_precision.set_global_policy(args.precision)
@@ -224,9 +262,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     x_va, y_va = _subset(*data.split("PublicTest"), args.limit_eval)
     x_te, y_te = _subset(*data.split("PrivateTest"), args.limit_eval)
     if len(x_tr) < args.batch_size:
-        raise SystemExit(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
+        raise TrainingError(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
     steps_per_epoch = len(x_tr) // args.batch_size
-    cw = class_weights(y_tr)
+    cw = np.ones(NUM_CLASSES, np.float32) if args.no_class_weights else class_weights(y_tr)
     _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
          f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
 
@@ -234,30 +272,31 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = ModelConfig(head_units=head, head_dropout=args.dropout,
                       preprocess="vggface" if args.backbone_weights else "standardize")
     model = build_model(cfg)
-    if args.backbone_weights and ckpt is None:
+    if args.backbone_weights and ckpt is None and init_dir is None:
         n = load_vggface_weights(model, args.backbone_weights)
         _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
     total_steps = args.epochs * steps_per_epoch
     schedule = WarmupCosine(args.lr, total_steps, int(args.warmup_epochs * steps_per_epoch))
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
-    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    opt = make_optimizer(args, schedule)
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[],
-                  run_eagerly=args.run_eagerly)
+                  run_eagerly=args.run_eagerly, jit_compile=args.jit_compile)
     forward = make_forward(model, tta=not args.no_tta)
     opt.build(model.trainable_variables)  # eagerly: ~5x cheaper than building inside the traced train step
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
-                             "best_val_acc": -1.0, "best_epoch": None, "since_best": 0, "history": [],
-                             "status": "running"}
     if ckpt is not None:
         model.load_weights(ckpt / "model.weights.h5")
         load_optimizer(opt, model, ckpt / "optimizer.npz")
-        state = json.loads((ckpt / "state.json").read_text())
-        if state.get("args", {}).get("batch_size", args.batch_size) != args.batch_size:
-            raise SystemExit(f"--batch-size {args.batch_size} differs from the run's {state['args']['batch_size']}")
         _log(f"resumed from {ckpt}: epoch {state['epoch'] + 1} step {state['step']} "
              f"(optimizer step {int(opt.iterations.numpy())}), best PublicTest {state['best_val_acc']:.4f}")
+    elif init_dir is not None:
+        state["init_from"] = load_init_weights(model, init_dir)
+        # The schedule is a function of the step: put the fresh optimizer where the continued epoch counter is.
+        opt.iterations.assign(state["epoch"] * steps_per_epoch)
+        if state["best_epoch"] is not None:  # the exported weights are the continued run's best so far
+            model.save_weights(out / BEST)
+        _log(f"initialised from {state['init_from']}: epoch {state['epoch'] + 1} of {args.epochs}, "
+             f"lr {float(schedule(opt.iterations)):.2e}, best PublicTest so far {state['best_val_acc']:.4f}")
     state["args"] = {k: v for k, v in vars(args).items() if k not in ("resume",)}
     (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
                                                 "labels": list(EMOTIONS)}, indent=1))
@@ -266,7 +305,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
              "data": {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
                       "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
              "versions": library_versions()}
-    aug = AugmentConfig()
+    aug = AUGMENTS[args.augment]
     steps_run = 0
 
     while state["status"] == "running" and state["epoch"] < args.epochs:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import EmotionError
 from emotion.labels import EMOTIONS
+from emotion.weights_io import file_sha256
 
 SIZE = 48
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -22,8 +24,17 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm")
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(EmotionError, ValueError):
     """The dataset file or folder does not have the expected layout; the message names the bad row/file."""
+
+
+def dataset_path(text: str) -> str:
+    """Argument type: an existing dataset file or folder (argparse turns the error into a usage message)."""
+    import argparse
+
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such dataset file or folder")
+    return text
 
 
 @dataclasses.dataclass
@@ -44,15 +55,6 @@ class FaceDataset:
     def counts(self) -> dict[str, int]:
         """Number of rows per split."""
         return {s: int((self.usage == s).sum()) for s in SPLITS}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (records exactly which data a model was trained on)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, where: str) -> None:
