@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from pipeline import Recognizer
-    from pipeline.emotion_model import load_emotion_model
+    from pipeline.assets import load_emotion_model
     from pipeline.images import load_image
     from workspace import demo_workspace
 

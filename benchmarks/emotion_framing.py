@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     import cv2
     import numpy as np
 
-    from emotion.data import load_dataset
+    from emotion.training.data import load_dataset
     from pipeline.detection import build_detector
-    from pipeline.emotion_model import load_emotion_model
+    from pipeline.assets import load_emotion_model
     from pipeline.faceprep import EmotionCrop
 
     model = load_emotion_model(args.weights, required=True)

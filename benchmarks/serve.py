@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from pipeline import Recognizer
     from pipeline.enroll import enroll_folder
-    from pipeline.server import BackgroundServer, ServerConfig, create_app
-    from pipeline.video import process_video
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.app.video import process_video
 
     r: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     rec = Recognizer()
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---- the CLI's answers for the same photos ------------------------------------------------
     cli_json = work / "cli.json"
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "recognize", str(val), "--json", str(cli_json)],
+    subprocess.run([sys.executable, "-m", "pipeline.app.cli", "recognize", str(val), "--json", str(cli_json)],
                    check=True, capture_output=True, env=dict(os.environ))
     cli = {i["file"]: tuple(faces_key(i)) for i in json.loads(cli_json.read_text())["images"]}
 

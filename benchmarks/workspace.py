@@ -12,12 +12,12 @@ def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
     The FaceNet weights and the sdist are fetched into the user's home first (once, then reused) and
     linked into the private home, so a benchmark never touches the user's enrolled people.
     """
-    from pipeline import weights
+    from pipeline import assets
 
-    real_weights = weights.fetch("facenet")
+    real_weights = assets.fetch("facenet")
     work = Path(tempfile.mkdtemp(prefix=prefix))
     train, val = work / "train", work / "val"
-    weights.extract_demo_photos(train, val)
+    assets.extract_demo_photos(train, val)
     home = work / "home"
     (home / "weights").mkdir(parents=True)
     os.symlink(real_weights, home / "weights" / real_weights.name)

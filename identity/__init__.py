@@ -1,6 +1,24 @@
-"""Who is this face: FaceNet embeddings, an embeddings cache, and an open-set linear-SVM classifier."""
-from identity.classifier import UNKNOWN, IdentityClassifier, IdentityMatch, Thresholds
-from identity.errors import IdentityError, ModelFileError, NotEnrolledError, StaleModelError
+"""Who is this face: FaceNet embeddings, an embeddings cache, and an open-set linear-SVM classifier.
 
-__all__ = ["UNKNOWN", "IdentityClassifier", "IdentityMatch", "Thresholds", "IdentityError", "ModelFileError",
-           "NotEnrolledError", "StaleModelError"]
+Members load on first use, so importing ``identity.errors`` (as every command does) does not import scikit-learn.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "UNKNOWN": "identity.classifier", "IdentityClassifier": "identity.classifier",
+    "IdentityMatch": "identity.classifier", "Thresholds": "identity.classifier",
+    "IdentityError": "identity.errors", "ModelFileError": "identity.errors",
+    "NotEnrolledError": "identity.errors", "StaleModelError": "identity.errors",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public API members on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'identity' has no attribute {name!r}")

@@ -132,7 +132,7 @@ class LabelledEmbeddings:
 def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathLike | None = None,
                  progress=None) -> LabelledEmbeddings:
     """Embed every usable photo of ``root/<person>/`` (cache misses only, one batch) and report per person."""
-    from pipeline.recognizer import cache_path
+    from pipeline.assets import cache_path
 
     root = Path(root)
     person_dirs, ignored = _person_dirs(root)
@@ -175,7 +175,7 @@ def enroll_folder(root: str | os.PathLike, recognizer, thresholds: Thresholds | 
 
     If no photo is usable the previous classifier is kept and EnrollmentError says why.
     """
-    from pipeline.recognizer import classifier_path
+    from pipeline.assets import classifier_path
 
     data = embed_folder(root, recognizer, cache_file, progress)
     if not len(data.labels):

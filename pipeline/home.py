@@ -24,7 +24,3 @@ def mien_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     return home
 
-
-def shipped_models_dir() -> Path:
-    """Models that ship with mien (the emotion model), found next to the code whatever MIEN_HOME is."""
-    return REPO_ROOT / "models"

@@ -7,10 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.errors import MienError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-class ImageError(ValueError):
+class ImageError(MienError, ValueError):
     """An input file that is not a readable image; the message names the file."""
 
 
@@ -46,11 +48,17 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, str(path))
 
 
-def list_images(root: str | os.PathLike) -> list[Path]:
-    """Image files under ``root`` (a file or a folder, recursively), sorted."""
+def scan_images(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """Image files under ``root`` (a file or a folder, recursively), sorted, and the other files skipped there."""
     root = Path(root)
     if root.is_file():
-        return [root]
+        return [root], []
     if not root.is_dir():
         raise ImageError(f"{root}: no such file or folder.")
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [p for p in files if is_image_path(p)], [p for p in files if not is_image_path(p)]
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (a file or a folder, recursively), sorted."""
+    return scan_images(root)[0]

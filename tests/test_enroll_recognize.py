@@ -96,7 +96,7 @@ def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_phot
 
 def test_bad_enrollment_folders_never_lose_the_saved_classifier(recognizer, enrolled, tmp_path):
     from pipeline.enroll import EnrollmentError, enroll_folder
-    from pipeline.recognizer import classifier_path
+    from pipeline.assets import classifier_path
 
     saved = classifier_path().read_bytes()
     with pytest.raises(EnrollmentError, match="no such folder"):

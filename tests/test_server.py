@@ -28,7 +28,7 @@ def server_home(src: Path, dst: Path) -> Path:
 def make_client(recognizer, home: Path, **config):
     from fastapi.testclient import TestClient
 
-    from pipeline.server import ServerConfig, create_app
+    from pipeline.app.server import ServerConfig, create_app
 
     config.setdefault("token", TOKEN)
     return TestClient(create_app(recognizer, ServerConfig(home=home, **config)))
@@ -116,7 +116,7 @@ def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo
 
 
 def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home, tmp_path, demo_photos):
-    from pipeline.server import ServeConfigError, ServerConfig
+    from pipeline.app.server import ServeConfigError, ServerConfig
 
     photo = {"files": jpeg(val_photo(demo_photos, "madonna"))}
     assert client.post("/people/madonna/photos", files=photo).status_code == 401
@@ -143,7 +143,7 @@ def test_serve_refuses_to_start_without_token(mien_home):
 
     env = {k: v for k, v in os.environ.items() if k != "MIEN_API_TOKEN"}
     env["MIEN_HOME"] = str(mien_home)
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--port", "1"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "serve", "--port", "1"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 2 and "MIEN_API_TOKEN is not set" in r.stderr and "Traceback" not in r.stderr
 
@@ -154,7 +154,7 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
 
     from identity.cache import EmbeddingCache
     from pipeline.enroll import cache_version
-    from pipeline.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     home = server_home(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db"))

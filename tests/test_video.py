@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.tracking import EmotionSmoother, Tracker, label_changes
+from pipeline.app.tracking import EmotionSmoother, Tracker, label_changes
 
 FPS = 10
 BLURRED = (7, 8)  # frames where ben's face is blurred: still detected, but not recognized as him
@@ -74,7 +74,7 @@ def clip(tmp_path_factory, demo_photos) -> Path:
 
 @pytest.mark.slow
 def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_path):
-    from pipeline.video import process_video
+    from pipeline.app.video import process_video
 
     out, jsonl, summary = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl", tmp_path / "summary"
     result = process_video(clip, recognizer, out=out, jsonl=jsonl, summary_dir=summary)
@@ -116,7 +116,7 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
 
 @pytest.mark.slow
 def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip):
-    from pipeline.video import process_video
+    from pipeline.app.video import process_video
 
     result = process_video(clip, recognizer, every=4)
     assert result.detected_frames == 10 and result.frames == 40
@@ -132,7 +132,7 @@ def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip)
 
 @pytest.mark.slow
 def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_path):
-    from pipeline.video import VideoError, process_video
+    from pipeline.app.video import VideoError, process_video
 
     cut = tmp_path / "cut.avi"
     cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.5)])
@@ -144,6 +144,6 @@ def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_pa
         process_video(junk, recognizer)
     with pytest.raises(VideoError, match="no webcam at index 9"):
         process_video("9", recognizer)
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "video", str(tmp_path / "missing.mp4")],
+    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "video", str(tmp_path / "missing.mp4")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "missing.mp4: no such video file" in r.stderr and "Traceback" not in r.stderr

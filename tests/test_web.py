@@ -25,7 +25,7 @@ def browser():
 
 def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recognizer, enrolled, mien_home, demo_photos,
                                                                tmp_path):
-    from pipeline.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
     from test_server import TOKEN, server_home
 
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),

@@ -7,33 +7,33 @@ from identity.errors import ModelFileError
 
 
 def test_missing_weights_say_how_to_fetch(tmp_path, monkeypatch):
-    from pipeline import weights
+    from pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
-    with pytest.raises(weights.ModelMissingError, match="mien models fetch"):
-        weights.resolve("facenet")
+    with pytest.raises(assets.ModelMissingError, match="mien models fetch"):
+        assets.resolve("facenet")
 
 
 def test_wrong_hash_weights_are_refused_and_nothing_is_installed(tmp_path, monkeypatch):
-    from pipeline import weights
+    from pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
     fake = tmp_path / "facenet_keras.h5"
     fake.write_bytes(b"\x89HDF\r\n" + b"0" * 1000)
     with pytest.raises(ModelFileError, match="facenet_keras.h5.*sha256"):
-        weights.fetch("facenet", from_path=fake)
+        assets.fetch("facenet", from_path=fake)
     assert not (tmp_path / "home" / "weights" / "facenet_keras.h5").exists()
     # a corrupted file already in place is detected on load, with the fix
     (tmp_path / "home" / "weights").mkdir(parents=True, exist_ok=True)
     (tmp_path / "home" / "weights" / "facenet_keras.h5").write_bytes(b"truncated")
     with pytest.raises(ModelFileError, match="expected sha256.*delete it and run `mien models fetch`"):
-        weights.resolve("facenet")
+        assets.resolve("facenet")
 
 
 def test_fetch_from_a_local_copy(tmp_path, monkeypatch, facenet_weights):
-    from pipeline import weights
+    from pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
-    path = weights.fetch("facenet", from_path=facenet_weights)
+    path = assets.fetch("facenet", from_path=facenet_weights)
     assert path == tmp_path / "weights" / "facenet_keras.h5"
-    assert weights.sha256_file(path) == weights.FACENET.sha256
+    assert assets.sha256_file(path) == assets.FACENET.sha256

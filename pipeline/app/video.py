@@ -21,9 +21,10 @@ import numpy as np
 
 from identity.storage import atomic_path, write_json_atomic
 from pipeline.errors import UsageError
+from pipeline.app.outputs import draw_face
 from pipeline.provenance import model_versions, thresholds_used
 from pipeline.recognizer import emotion_label
-from pipeline.tracking import UNKNOWN, Track, Tracker, label_changes
+from pipeline.app.tracking import UNKNOWN, Track, Tracker, label_changes
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +120,8 @@ def _flow_shift(prev_gray: np.ndarray, gray: np.ndarray, box: tuple[int, int, in
 
 def _draw(frame_bgr: np.ndarray, obs: list[Observation]) -> np.ndarray:
     for o in obs:
-        x, y, w, h = o.bbox
-        known = o.identity not in (None, UNKNOWN)
-        color = (60, 200, 60) if known else (40, 40, 230)
-        cv2.rectangle(frame_bgr, (x, y), (x + w, y + h), color, 2 if o.detected else 1)
         text = f"#{o.track_id} {o.identity or '?'}" + (f" | {o.emotion}" if o.emotion else "")
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        ty = y - 4 if y - th - base - 4 > 0 else y + h + th + 4
-        cv2.rectangle(frame_bgr, (x, ty - th - base), (x + tw + 4, ty + base), color, -1)
-        cv2.putText(frame_bgr, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        draw_face(frame_bgr, o.bbox, text, known=o.identity not in (None, UNKNOWN), thickness=2 if o.detected else 1)
     return frame_bgr
 
 
@@ -352,20 +346,3 @@ def write_summary(result: VideoResult, folder: Path) -> None:
         plt.close(fig)
         info["timeline_png"] = target.name
     write_json_atomic(folder / "summary.json", result.summary)
-
-
-def run_video_command(args, recognizer) -> int:
-    """``mien video``: process, then print the per-person summary."""
-    result = process_video(args.input, recognizer, out=args.out, jsonl=args.jsonl, summary_dir=args.summary,
-                           every=args.every, smoothing=args.smoothing, max_frames=args.max_frames,
-                           progress=sys.stderr.isatty())
-    s = result.summary
-    print(f"{result.frames} frames ({result.detected_frames} detected) at {result.processing_fps:.1f} frames/s, "
-          f"{len(s['tracks'])} tracks" + ("  [video truncated?]" if result.truncated else ""))
-    for person, info in s["people"].items():
-        share = ", ".join(f"{k} {v:.0%}" for k, v in info["emotion_share"].items()) or "no emotion"
-        print(f"  {person}: {info['seconds']:.1f} s on screen (tracks {info['tracks']}): {share}")
-    for what, path in (("annotated video", args.out), ("per-frame JSONL", args.jsonl), ("summary", args.summary)):
-        if path:
-            print(f"{what}: {path}")
-    return 0

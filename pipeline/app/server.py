@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import hmac
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable
@@ -24,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from identity.classifier import IdentityClassifier
 from identity.cache import content_hash
 from identity.errors import NotEnrolledError
-from pipeline.db import ResultsDB
+from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
 from pipeline.images import ImageError, decode_image
@@ -107,7 +106,7 @@ class ServerState:
     """Models, the current classifier snapshot, locks and the results database of one server."""
 
     def __init__(self, recognizer, config: ServerConfig):
-        from pipeline.recognizer import cache_path, classifier_path
+        from pipeline.assets import cache_path, classifier_path
 
         self.config = config
         self.home = config.home or mien_home()
@@ -239,9 +238,9 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
             if annotate:
                 import cv2
 
-                from pipeline.drawing import annotate as draw
+                from pipeline.app.outputs import annotate as draw
 
-                ok, buf = cv2.imencode(".jpg", draw(image, record), [cv2.IMWRITE_JPEG_QUALITY, 85])
+                ok, buf = cv2.imencode(".jpg", draw(image, record, min_side=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
                 out["annotated_jpeg_base64"] = base64.b64encode(buf.tobytes()).decode("ascii")
             return out
 
@@ -290,19 +289,18 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     return app
 
 
-def serve(args, load_recognizer: Callable[[], "Recognizer"]) -> int:
-    """``mien serve``: check the configuration, then load the models once (``load_recognizer``) and run uvicorn."""
+def serve(config: ServerConfig, load_recognizer: Callable[[], "Recognizer"], *, host: str = "127.0.0.1",
+          port: int = 8000, log_level: str = "warning") -> int:
+    """Check ``config``, load the models once (``load_recognizer``), warm them up, then run uvicorn."""
     import uvicorn
 
-    config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
-                          allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
-                          max_upload=int(args.max_upload_mb * 1024 * 1024),
-                          db_path=None if args.db == "default" else Path(args.db))
-    config.check()  # before minutes of model loading
+    config.check()  # before the models load
     print("loading models ...", flush=True)
-    app = create_app(load_recognizer(), config)
-    print(f"mien serving on http://{args.host}:{args.port}/  (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    recognizer = load_recognizer()
+    recognizer.warm_up()  # the first request must not pay for graph tracing
+    app = create_app(recognizer, config)
+    print(f"mien serving on http://{host}:{port}/  (API docs: /docs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
     return 0
 
 

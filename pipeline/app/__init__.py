@@ -1,0 +1,1 @@
+"""What people run on top of the recognition core: the CLI, the API server + web page, video, results DB, outputs."""

@@ -1,0 +1,157 @@
+"""What every command shares: argument types that validate before any model loads, the detection and
+identity options (defaults taken from ``pipeline.options.Options``, the one place they live), the
+recognizer builder, progress bars and the quiet TensorFlow import."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
+
+from pipeline.options import Options
+
+if TYPE_CHECKING:
+    from pipeline.recognizer import Recognizer
+
+T = TypeVar("T")
+DEFAULTS = Options()
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default (except where there is none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# ---- argument types: wrong values are usage errors (exit 2) before anything heavy is imported ----------------
+def existing_path(text: str) -> Path:
+    """A file or folder that exists."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or folder")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """A file that exists."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    """A folder that exists."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder" + (" (it is a file)" if path.is_file() else ""))
+    return path
+
+
+def number_in(kind: Callable[[str], T], low: float | None = None, high: float | None = None,
+              low_open: bool = False) -> Callable[[str], T]:
+    """An int/float type checked against [low, high] (``low_open``: low itself is excluded)."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if low_open else '>='} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be <= {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = number_in(int, 1)
+unit_interval = number_in(float, 0.0, 1.0)
+positive_float = number_in(float, 0.0, low_open=True)
+
+
+# ---- shared option groups -------------------------------------------------------------------------------------
+def verbosity_parent() -> argparse.ArgumentParser:
+    """-v/-q, accepted before or after the subcommand (SUPPRESS keeps the top-level value unless given here)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="more log output (-vv: debug, TensorFlow's own messages too)")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="errors only: no warnings, no progress bars")
+    return p
+
+
+def add_detection_options(p: argparse.ArgumentParser) -> None:
+    """MTCNN options."""
+    g = p.add_argument_group("detection")
+    g.add_argument("--min-face-size", type=positive_int, default=DEFAULTS.min_face_size,
+                   help="smallest face to detect, in pixels")
+    g.add_argument("--detection-threshold", type=unit_interval, default=DEFAULTS.detection_threshold,
+                   help="MTCNN confidence to keep a face")
+
+
+def add_identity_options(p: argparse.ArgumentParser) -> None:
+    """Open-set thresholds; unset means the enrolled classifier's own."""
+    g = p.add_argument_group("identity")
+    g.add_argument("--distance-threshold", type=positive_float, default=DEFAULTS.distance_threshold,
+                   help="max FaceNet distance to the person's nearest enrolled photo (default: the classifier's)")
+    g.add_argument("--probability-threshold", type=unit_interval, default=DEFAULTS.probability_threshold,
+                   help="min SVM probability of the predicted person (default: the classifier's)")
+
+
+def add_emotion_options(p: argparse.ArgumentParser) -> None:
+    """Emotion on/off and its 'uncertain' threshold."""
+    g = p.add_argument_group("emotion")
+    g.add_argument("--emotion-threshold", type=unit_interval, default=DEFAULTS.emotion_threshold,
+                   help="below this probability the emotion is 'uncertain'")
+    g.add_argument("--no-emotion", action="store_true", help="identity only (the emotion model is not loaded)")
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    """The recognizer options given on the command line (the rest keep Options' defaults)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)}
+    return Options(**given)
+
+
+def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity: bool = True) -> "Recognizer":
+    """Load the models a command needs (TensorFlow is imported here, not before)."""
+    quiet_tensorflow(getattr(args, "verbose", 0))
+    from pipeline.recognizer import Recognizer
+
+    return Recognizer(options_from(args), emotion=emotion and not getattr(args, "no_emotion", False),
+                      identity=identity)
+
+
+def progress(items: Iterable[T], desc: str, unit: str = "photo", total: int | None = None) -> Iterable[T]:
+    """A progress bar on stderr when it is a terminal (and not -q); the plain iterable otherwise."""
+    from tqdm import tqdm
+
+    quiet = os.environ.get("MIEN_QUIET") == "1"
+    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, disable=quiet or not sys.stderr.isatty())
+
+
+def quiet_tensorflow(verbose: int = 0) -> None:
+    """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probes) sent to /dev/null."""
+    if verbose >= 2 or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    stderr_fd = sys.stderr.fileno()
+    saved = os.dup(stderr_fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stderr_fd)
+        import tensorflow
+
+        tensorflow.get_logger().setLevel("ERROR")
+    finally:
+        os.dup2(saved, stderr_fd)
+        os.close(saved)
+        os.close(devnull)

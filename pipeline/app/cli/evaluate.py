@@ -1,0 +1,73 @@
+"""``mien evaluate identity|emotion``: measure accuracy (emotion shares its options with emotion.training)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.app.cli.common import add_detection_options, add_identity_options, build_recognizer, existing_dir, quiet_tensorflow
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``evaluate identity`` and ``evaluate emotion``."""
+    from emotion.training.evaluate import add_arguments as add_emotion_arguments
+
+    ev = sub.add_parser("evaluate", parents=parents, help="measure accuracy",
+                        description="Measure identity or emotion accuracy.").add_subparsers(dest="what", required=True)
+    ei = ev.add_parser("identity", parents=parents, help="top-1 accuracy and leave-one-person-out open-set rejection",
+                       description="Enroll --enroll, recognize --test; then leave each person out as a stranger.")
+    ei.add_argument("--enroll", type=existing_dir, required=True, help="DIR/<person>/*.jpg to enroll")
+    ei.add_argument("--test", type=existing_dir, required=True, help="DIR/<person>/*.jpg to recognize")
+    ei.add_argument("--json", type=Path, help="write the full result here")
+    ei.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
+    add_detection_options(ei)
+    add_identity_options(ei)
+    ei.set_defaults(run=run_identity)
+
+    ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
+                       description="Accuracy, per-class accuracy and confusion matrix of the shipped emotion model.")
+    add_emotion_arguments(ee)
+    ee.set_defaults(run=run_emotion)
+
+
+def run_identity(args: argparse.Namespace) -> int:
+    """Evaluate identity and print the summary."""
+    from identity.classifier import Thresholds
+    from identity.storage import write_json_atomic
+    from pipeline.app.cli.common import progress
+    from pipeline.evaluate import evaluate_identity
+    from pipeline.faceprep import IdentityCrop
+
+    rec = build_recognizer(args, emotion=False, identity=False)
+    if args.align:
+        rec.identity_crop = IdentityCrop(method=args.align)
+    base = Thresholds()
+    thresholds = Thresholds(
+        distance=base.distance if args.distance_threshold is None else args.distance_threshold,
+        probability=base.probability if args.probability_threshold is None else args.probability_threshold)
+    result = evaluate_identity(args.enroll, args.test, rec, thresholds,
+                               progress=lambda items: progress(items, "evaluate"))
+    lopo = result["leave_one_person_out"]
+    print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
+    print(f"top-1 accuracy: {result['top1_accuracy']:.3f} on {result['test_photos']} photos "
+          f"(open-set accuracy {result['open_set_accuracy']:.3f})")
+    for p, r in result["per_person"].items():
+        print(f"  {p}: {r['top1']}/{r['photos']}")
+    print(f"leave-one-person-out: strangers rejected {lopo['stranger_rejection_rate']:.3f}, "
+          f"enrolled wrongly rejected {lopo['false_reject_rate']:.3f}")
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+def run_emotion(args: argparse.Namespace) -> int:
+    """Evaluate the shipped (or --weights) emotion model, through the product's own loader."""
+    quiet_tensorflow(getattr(args, "verbose", 0))
+    from emotion.training.evaluate import evaluate_dataset, format_report
+    from pipeline.assets import load_emotion_model
+
+    model = load_emotion_model(args.weights, required=True)
+    result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit)
+    print(format_report(result))
+    if args.confusion:
+        print(f"confusion matrix: {args.confusion}")
+    return 0

@@ -1,0 +1,104 @@
+"""``mien recognize PATHS``: who + emotion for every face, one table row per face printed as each image finishes."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
+                                     build_recognizer, existing_path)
+from pipeline.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the ``recognize`` command."""
+    r = sub.add_parser("recognize", parents=parents, help="who + emotion for every face in images or folders",
+                       description="Who + emotion for every face in images or folders (recursively). "
+                                   "Exit 0: all read; 1: some images unreadable; 2: usage or setup problem.")
+    r.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
+    r.add_argument("--json", type=Path, help="write all results (with model versions and thresholds) to this file")
+    r.add_argument("--annotate", type=Path, help="write annotated copies into this folder")
+    r.add_argument("--cropped", action="store_true", help="each image is one already-cropped face (no detection)")
+    r.add_argument("--db", nargs="?", const="default", help="also store results in the SQLite results database "
+                   "(default MIEN_HOME/mien.db)")
+    add_detection_options(r)
+    add_identity_options(r)
+    add_emotion_options(r)
+    r.set_defaults(run=run)
+
+
+def find_images(roots: list[Path]) -> list[Path]:
+    """Every image under ``roots``; files of other types are reported on stderr, none at all is a usage error."""
+    from pipeline.images import scan_images
+
+    images, skipped = [], []
+    for root in roots:
+        found, other = scan_images(root)
+        images.extend(found)
+        skipped.extend(other)
+    if skipped:
+        kinds = Counter(p.suffix.lower() or "(no suffix)" for p in skipped)
+        print(f"skipped {len(skipped)} files that are not images mien reads: "
+              + ", ".join(f"{n} {k}" for k, n in kinds.most_common()), file=sys.stderr)
+    if not images:
+        raise UsageError(f"no images found in {', '.join(map(str, roots))} "
+                         "(mien reads .jpg .jpeg .png .bmp .webp .tif .tiff)")
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    """Recognize, stream the table, then write the JSON / annotated copies / database rows asked for."""
+    from tqdm import tqdm
+
+    from pipeline.app.outputs import StreamingTable, table_rows
+
+    paths = find_images(args.paths)
+    store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
+    rec = build_recognizer(args)
+    table = StreamingTable(file_width=max(len(str(p)) for p in paths))
+    records, failed = [], 0
+    with tqdm(total=len(paths), unit="photo", desc="recognize", leave=False,
+              disable=getattr(args, "quiet", False) or not sys.stderr.isatty()) as bar:
+        tqdm.write(table.header())
+        for record, image in rec.recognize_paths(paths, cropped=args.cropped):
+            records.append(record)
+            for row in table_rows(record):
+                tqdm.write(table.line(row))
+            if record.error:
+                failed += 1
+                print(f"error: {record.error}", file=sys.stderr)
+            elif args.annotate:
+                from pipeline.app.outputs import write_annotated
+
+                write_annotated(image, record, args.annotate)
+            if store is not None:
+                store_record(store, rec, record, "cli")
+            bar.update(1)
+    if args.json:
+        from pipeline.app.outputs import write_results_json
+        from pipeline.provenance import model_versions, thresholds_used
+
+        write_results_json(args.json, records, model_versions(rec), thresholds_used(rec))
+    if failed:
+        print(f"{failed} of {len(paths)} images could not be read (rows marked ERROR)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def open_db(path: str):
+    """The results database (its errors are usage errors, reported by main)."""
+    from pipeline.app.db import ResultsDB
+
+    return ResultsDB(None if path == "default" else path)
+
+
+def store_record(store, rec, record, source: str) -> None:
+    """Add one recognized image to the results database, with its file hash, thresholds and model versions."""
+    from identity.cache import content_hash
+    from pipeline.provenance import model_versions, thresholds_used
+
+    try:
+        digest = content_hash(Path(record.file).read_bytes())
+    except OSError:
+        digest = None
+    store.add(record, image_sha256=digest, thresholds=thresholds_used(rec), models=model_versions(rec), source=source)

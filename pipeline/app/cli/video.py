@@ -1,0 +1,54 @@
+"""``mien video``: who + emotion over time in a video file or webcam, with face tracking."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
+                                     build_recognizer, number_in, positive_int)
+
+
+def video_source(text: str) -> str:
+    """A webcam index or an existing video file (checked before the models load)."""
+    if not text.isdigit() and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such video file" + (" (it is a folder)" if Path(text).is_dir()
+                                                                          else ""))
+    return text
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the ``video`` command."""
+    vd = sub.add_parser("video", parents=parents, help="who + emotion over time in a video file or webcam",
+                        description="Who + emotion over time in a video file or webcam, with face tracking.")
+    vd.add_argument("input", type=video_source, help="a video file, or a webcam index such as 0")
+    vd.add_argument("--out", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    vd.add_argument("--jsonl", type=Path, help="write one JSON line per frame and face here")
+    vd.add_argument("--summary", type=Path, help="write the per-person summary JSON + timeline PNGs into this folder")
+    vd.add_argument("--every", type=positive_int, default=1, help="detect + recognize every N frames, track between")
+    vd.add_argument("--max-frames", type=positive_int, help="stop after N frames (webcams run until Ctrl-C otherwise)")
+    vd.add_argument("--smoothing", type=number_in(float, 0.0, 1.0, low_open=True), default=0.3,
+                    help="weight of the newest frame in the emotion moving average, in (0, 1]; 1 = no smoothing")
+    add_detection_options(vd)
+    add_identity_options(vd)
+    add_emotion_options(vd)
+    vd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process the video, then print the per-person summary."""
+    from pipeline.app.video import process_video
+
+    result = process_video(args.input, build_recognizer(args), out=args.out, jsonl=args.jsonl,
+                           summary_dir=args.summary, every=args.every, smoothing=args.smoothing,
+                           max_frames=args.max_frames, progress=sys.stderr.isatty() and not getattr(args, "quiet", False))
+    s = result.summary
+    print(f"{result.frames} frames ({result.detected_frames} detected) at {result.processing_fps:.1f} frames/s, "
+          f"{len(s['tracks'])} tracks" + ("  [video truncated?]" if result.truncated else ""))
+    for person, info in s["people"].items():
+        share = ", ".join(f"{k} {v:.0%}" for k, v in info["emotion_share"].items()) or "no emotion"
+        print(f"  {person}: {info['seconds']:.1f} s on screen (tracks {info['tracks']}): {share}")
+    for what, path in (("annotated video", args.out), ("per-frame JSONL", args.jsonl), ("summary", args.summary)):
+        if path:
+            print(f"{what}: {path}")
+    return 0

@@ -1,0 +1,127 @@
+"""What mien shows people: the JSON results file, the table on stdout, annotated photos and video frames."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from identity.storage import atomic_path, write_json_atomic
+from pipeline.records import ImageRecord
+
+KNOWN_BGR, UNKNOWN_BGR = (60, 170, 60), (40, 40, 220)
+# Annotated copies of small photos are enlarged to this long side so that labels are legible at 1x.
+MIN_ANNOTATED_SIDE = 640
+
+RESULTS_FORMAT_VERSION = 1
+
+
+def write_results_json(path: str | os.PathLike, records: list[ImageRecord], model_versions: dict[str, str | None],
+                       thresholds: dict) -> None:
+    """Write all image records, with the model versions and thresholds that produced them, atomically."""
+    write_json_atomic(path, {
+        "format_version": RESULTS_FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": model_versions,
+        "thresholds": thresholds,
+        "images": [r.to_dict() for r in records],
+    })
+
+
+def table_rows(record: ImageRecord) -> list[list[str]]:
+    """Table rows (file, face, who, confidence, distance, emotion) for one image."""
+    if record.error:
+        return [[record.file, "-", "ERROR", "", "", record.error]]
+    if not record.faces:
+        return [[record.file, "-", "(no face)", "", "", ""]]
+    rows = []
+    for f in record.faces:
+        ident = f.identity
+        emo = f"{f.emotion.label} {f.emotion.confidence:.2f}" if f.emotion else "-"
+        rows.append([record.file, str(f.face_id), ident.name if ident else "-",
+                     f"{ident.confidence:.2f}" if ident else "", f"{ident.distance:.2f}" if ident else "", emo])
+    return rows
+
+
+TABLE_HEADER = ("file", "face", "who", "conf", "dist", "emotion")
+
+
+class StreamingTable:
+    """A table printed a row at a time (as images finish): column widths fixed up front, long cells widen."""
+
+    def __init__(self, file_width: int, widths: tuple[int, ...] = (4, 16, 4, 4, 14)):
+        self.widths = (max(file_width, len(TABLE_HEADER[0])), *widths)
+
+    def line(self, cells) -> str:
+        """One formatted row."""
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, self.widths)).rstrip()
+
+    def header(self) -> str:
+        """The header row."""
+        return self.line(TABLE_HEADER)
+
+
+def format_table(rows: list[list[str]], header=TABLE_HEADER) -> str:
+    """Rows aligned in columns under ``header``."""
+    rows = [list(header)] + rows
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def face_label(face) -> str:
+    """``#id name conf | emotion p`` for one face of a record."""
+    ident = face.identity
+    who = f"{ident.name} {ident.confidence:.2f}" if ident else "?"
+    emo = f" | {face.emotion.label} {face.emotion.confidence:.2f}" if face.emotion else ""
+    return f"#{face.face_id} {who}{emo}"
+
+
+def draw_face(image_bgr: np.ndarray, bbox: tuple[int, int, int, int], text: str, known: bool,
+              thickness: int = 2) -> None:
+    """Draw one face box and its label in place; the label is scaled to the image and kept inside it."""
+    height, width = image_bgr.shape[:2]
+    x, y, w, h = (int(v) for v in bbox)
+    color = KNOWN_BGR if known else UNKNOWN_BGR
+    cv2.rectangle(image_bgr, (x, y), (x + w, y + h), color, thickness)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(0.45, min(1.2, max(height, width) / 1000))
+    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    if tw + 6 > width:  # a long label on a narrow image: shrink it to fit
+        scale *= (width - 6) / (tw + 6)
+        (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    pad = 3
+    top = y - th - base - 2 * pad
+    if top < 0:  # no room above the box: put the label below it, or inside at the bottom edge
+        top = min(y + h, height - th - base - 2 * pad)
+    left = min(max(x, 0), max(width - tw - 2 * pad, 0))
+    cv2.rectangle(image_bgr, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), color, -1)
+    cv2.putText(image_bgr, text, (left + pad, top + pad + th), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def annotate(image: np.ndarray, record: ImageRecord, min_side: int = MIN_ANNOTATED_SIDE) -> np.ndarray:
+    """A BGR copy of an RGB image with each face's box and label, enlarged first to a long side of at least
+    ``min_side`` so small photos get legible labels (0: keep the size, as the API does for overlays)."""
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    factor = max(1.0, min_side / max(image.shape[:2]))
+    if factor > 1.0:
+        out = cv2.resize(out, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    thickness = max(2, round(max(out.shape[:2]) / 400))
+    for face in record.faces:
+        known = face.identity is not None and face.identity.name != "unknown"
+        draw_face(out, tuple(round(v * factor) for v in face.bbox), face_label(face), known, thickness)
+    return out
+
+
+def write_annotated(image: np.ndarray, record: ImageRecord, out_dir: str | os.PathLike) -> Path:
+    """Write the annotated copy as ``out_dir/<folder>__<stem>.jpg`` (atomically) and return its path."""
+    out_dir = Path(out_dir)
+    src = Path(record.file)
+    target = out_dir / f"{src.parent.name}__{src.stem}.jpg" if src.parent.name else out_dir / f"{src.stem}.jpg"
+    ok, buf = cv2.imencode(".jpg", annotate(image, record), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise OSError(f"could not encode annotated copy of {record.file}")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return target

@@ -1,0 +1,15 @@
+"""The per-call knobs of recognition and their defaults: the one place the CLI, API and library take them from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Options:
+    """Per-call knobs of recognition; ``None`` thresholds mean the enrolled classifier's own."""
+
+    min_face_size: int = 20
+    detection_threshold: float = 0.8
+    distance_threshold: float | None = None
+    probability_threshold: float | None = None
+    emotion_threshold: float = 0.0

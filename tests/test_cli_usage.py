@@ -1,0 +1,97 @@
+"""The `mien` command line's contract without any model: help everywhere, validation before loading, exit codes.
+
+Each case runs in a fresh interpreter and also reports whether TensorFlow got imported: a usage mistake or a
+database query must be answered at once, not after 12 s of model loading.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, sys
+from pipeline.app.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules, "sklearn": "sklearn" in sys.modules}))
+"""
+
+
+def mien(*args, home=None) -> tuple[dict, str, str]:
+    """Run `mien ARGS` in a fresh interpreter: (probe result, stdout without the probe line, stderr)."""
+    env = dict(os.environ, MIEN_HOME=str(home)) if home else dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True, env=env,
+                       timeout=120)
+    *out, last = r.stdout.rstrip("\n").split("\n")
+    return json.loads(last), "\n".join(out), r.stderr
+
+
+def test_version():
+    res, out, _ = mien("--version")
+    assert res["rc"] == 0 and out.startswith("mien ") and "unknown" not in out
+
+
+@pytest.mark.parametrize("command", [
+    [], ["models", "fetch"], ["demo-data"], ["enroll"], ["train-svm"], ["recognize"], ["history"], ["serve"],
+    ["video"], ["embed"], ["verify"], ["evaluate", "identity"], ["evaluate", "emotion"], ["train", "emotion"],
+    ["train", "svm"], ["export", "emotion"]])
+def test_every_command_has_help_with_defaults_and_verbosity(command):
+    res, out, err = mien(*command, "--help")
+    assert res["rc"] == 0, err
+    assert not res["tensorflow"], "building the parser must not import TensorFlow"
+    assert "--help" in out
+    if command:
+        assert "-v, --verbose" in out and "-q, --quiet" in out
+    if command in (["recognize"], ["video"], ["serve"]):
+        assert "(default: 20)" in out  # --min-face-size, from pipeline.options.Options
+
+
+def test_train_emotion_has_the_trainers_options():
+    _, out, _ = mien("train", "emotion", "--help")
+    for option in ("--data", "--optimizer", "--init-from", "--resume", "--epochs"):
+        assert option in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recognize", "/no/such/dir"], "/no/such/dir: no such file or folder"),
+    (["enroll", "/no/such/dir"], "/no/such/dir: no such folder"),
+    (["video", "/no/such.mp4"], "no such video file"),
+    (["video", "0", "--smoothing", "1.5"], "must be <= 1.0"),
+    (["video", "0", "--every", "0"], "must be >= 1"),
+    (["recognize", ".", "--detection-threshold", "abc"], "not a number"),
+    (["evaluate", "emotion", "--data", "/no/such.npz"], "no such dataset"),
+    (["evaluate", "emotion", "--data", ".", "--split", "Test"], "invalid choice: 'Test'"),
+    (["history", "--since", "yesterday"], "expected a date"),
+    (["serve", "--port", "70000"], "must be <= 65535"),
+])
+def test_usage_errors_exit_2_before_any_model_loads(args, message, tmp_path):
+    res, _, err = mien(*args, home=tmp_path)
+    assert res["rc"] == 2, err
+    assert message in err and "Traceback" not in err
+    assert not res["tensorflow"] and not res["sklearn"]
+
+
+def test_verbosity_after_the_subcommand(tmp_path):
+    res, _, err = mien("history", "-v", "--db", tmp_path / "r.db", home=tmp_path)
+    assert res["rc"] == 0, err
+
+
+def test_history_answers_without_tensorflow(tmp_path):
+    res, out, err = mien("history", "--db", tmp_path / "results.db", home=tmp_path)
+    assert res["rc"] == 0, err
+    assert out.split() == ["time", "source", "image", "face", "who", "emotion"]
+    assert not res["tensorflow"] and not res["sklearn"]
+
+
+def test_a_folder_without_images_is_a_usage_error_that_names_what_was_skipped(tmp_path):
+    (tmp_path / "clip.gif").write_bytes(b"GIF89a")
+    (tmp_path / "photo.heic").write_bytes(b"\0" * 16)
+    (tmp_path / "notes.txt").write_text("x")
+    res, _, err = mien("recognize", tmp_path, home=tmp_path / "home")
+    assert res["rc"] == 2, err
+    assert "skipped 3 files" in err and ".gif" in err and ".heic" in err
+    assert "no images found" in err
+    assert not res["tensorflow"]
