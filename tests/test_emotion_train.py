@@ -109,3 +109,39 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     (bad / "model.json").unlink()
     with pytest.raises(EmotionModelError, match="model.json is missing"):
         EmotionClassifier.load(w)
+
+
+@pytest.mark.slow
+def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, tmp_path):
+    """export writes train_state.json at the best epoch; --init-from continues its epoch counter, arguments and
+    learning-rate schedule in a new run directory (what a fresh machine does with the committed model)."""
+    from emotion.training.export import export_run
+    from emotion.training.train import parse_args, train
+
+    common = ["--data", str(tiny_npz), "--batch-size", "16", "--log-every", "1", "--run-eagerly"]
+    first = tmp_path / "session1"
+    train(parse_args(common + ["--out", str(first), "--epochs", "1", "--cycle-epochs", "1", "--lr", "0.002"]))
+    dest = tmp_path / "ship"
+    export_run(first, dest)
+    state = json.loads((dest / "train_state.json").read_text())
+    assert state["epoch"] == state["best_epoch"] == 1 and len(state["history"]) == 1
+
+    out = tmp_path / "session2_on_a_fresh_machine"
+    metrics = train(parse_args(common + ["--out", str(out), "--init-from", str(dest), "--resume", "--epochs", "2"]))
+    assert metrics["epochs_completed"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert metrics["train_args"]["lr"] == 0.002 and metrics["train_args"]["cycle_epochs"] == 1  # the run's own
+    with np.load(out / "ckpt" / "optimizer.npz") as d:
+        iterations = [int(d[k]) for k in d.files if d[k].ndim == 0 and d[k].dtype.kind in "iu"]
+    assert iterations == [4]  # the optimizer step was put at epoch 1 x 2 steps, then 2 more
+
+
+def test_cyclic_schedule_restarts_as_a_function_of_the_step():
+    from emotion.training.train import WarmupCosine
+
+    cyc = WarmupCosine(0.01, total_steps=100, warmup_steps=10, cycle=True)
+    lr = {s: float(cyc(s)) for s in (0, 9, 10, 99, 100, 110, 199, 250)}
+    assert lr[10] == pytest.approx(0.01) and lr[110] == pytest.approx(0.01)  # peak after each warm-up
+    assert lr[99] < 2e-4 and lr[199] == pytest.approx(lr[99])  # every cycle ends low
+    assert lr[100] == pytest.approx(lr[0]) and lr[250] == pytest.approx(float(cyc(50)))
+    one = WarmupCosine(0.01, total_steps=100, warmup_steps=10)
+    assert float(one(250)) == pytest.approx(1e-4)  # without cycles the rate stays at its floor

@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=dataset_path,
                    help="fer2013.npz, Kaggle fer2013.csv, or image folder (train/<emotion>/...)")
     p.add_argument("--out", default="models/emotion/checkpoints/run", help="run directory (checkpoints, metrics)")
-    p.add_argument("--epochs", type=int, default=60, help="length of the cosine schedule, in epochs")
+    p.add_argument("--epochs", type=int, default=60, help="length of the run (and of the cosine, without cycles)")
+    p.add_argument("--cycle-epochs", type=int, default=0,
+                   help="cosine cycles of N epochs with warm restarts (0: one cosine over --epochs)")
     p.add_argument("--batch-size", type=int, default=128, help="faces per step")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd",
                    help="sgd: Nesterov momentum (fits FER2013 faster than AdamW from scratch); adamw")

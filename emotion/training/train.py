@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
-SCHEDULE_ARGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
+SCHEDULE_ARGS = ("epochs", "cycle_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "head_units", "dropout", "seed", "precision", "augment", "no_class_weights",
                  "no_tta", "patience")
 TRAIN_STATE = "train_state.json"
@@ -96,13 +96,21 @@ def load_init_weights(model: keras.Model, init_dir: Path) -> str:
 
 @keras.saving.register_keras_serializable("mien")
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak`` then cosine decay to ``final_fraction * peak`` at ``total_steps``."""
+    """Linear warm-up to ``peak`` then cosine decay to ``final_fraction * peak`` at ``total_steps``.
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int, final_fraction: float = 0.01):
+    ``cycle``: restart every ``total_steps`` (SGDR warm restarts), so that every cycle ends at a low learning rate
+    with a model worth exporting; the rate stays a pure function of the step either way.
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int, final_fraction: float = 0.01,
+                 cycle: bool = False):
         self.peak, self.total_steps, self.warmup_steps, self.final_fraction = peak, total_steps, warmup_steps, final_fraction
+        self.cycle = cycle
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
+        if self.cycle:
+            step = tf.math.floormod(step, float(self.total_steps))
         warm = self.peak * (step + 1.0) / float(max(self.warmup_steps, 1))
         prog = tf.clip_by_value((step - self.warmup_steps) / float(max(self.total_steps - self.warmup_steps, 1)), 0.0, 1.0)
         cos = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1.0 + tf.cos(math.pi * prog))
@@ -110,7 +118,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict[str, Any]:
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "final_fraction": self.final_fraction}
+                "final_fraction": self.final_fraction, "cycle": self.cycle}
 
 
 def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
@@ -249,6 +257,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"--resume: no checkpoint in {out}, starting a new run")
     # A run goes on with the model and schedule it started with, whatever this command line says.
     for key in SCHEDULE_ARGS:
+        if key == "epochs" and state.get("args", {}).get("cycle_epochs"):
+            continue  # with cosine cycles the run's length does not shape the schedule: it may be extended
         if key in state.get("args", {}) and state["args"][key] != getattr(args, key):
             _log(f"continuing with the run's {key}={state['args'][key]!r} (command line: {getattr(args, key)!r})")
             setattr(args, key, state["args"][key])
@@ -275,8 +285,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     if args.backbone_weights and ckpt is None and init_dir is None:
         n = load_vggface_weights(model, args.backbone_weights)
         _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
-    total_steps = args.epochs * steps_per_epoch
-    schedule = WarmupCosine(args.lr, total_steps, int(args.warmup_epochs * steps_per_epoch))
+    cycle_epochs = args.cycle_epochs or args.epochs
+    schedule = WarmupCosine(args.lr, cycle_epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
+                            cycle=bool(args.cycle_epochs))
     opt = make_optimizer(args, schedule)
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[],
