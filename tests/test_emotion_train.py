@@ -126,8 +126,12 @@ def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, t
     state = json.loads((dest / "train_state.json").read_text())
     assert state["epoch"] == state["best_epoch"] == 1 and len(state["history"]) == 1
 
-    out = tmp_path / "session2_on_a_fresh_machine"
-    metrics = train(parse_args(common + ["--out", str(out), "--init-from", str(dest), "--resume", "--epochs", "2"]))
+    from pipeline.app.cli import main
+
+    out = tmp_path / "session2_on_a_fresh_machine"  # through the product's command line this time
+    assert main(["train", "emotion", *common, "--out", str(out), "--init-from", str(dest), "--resume",
+                 "--epochs", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["train_args"]["lr"] == 0.002 and metrics["train_args"]["cycle_epochs"] == 1  # the run's own
     with np.load(out / "ckpt" / "optimizer.npz") as d:

@@ -59,6 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint and exit after N training steps in this invocation (bounded sessions, tests)")
 
 
+def trainer_options(args: argparse.Namespace) -> dict:
+    """The training options in ``args`` (without whatever else a caller's parser put there), JSON-ready."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_arguments(probe)
+    names = {a.dest for a in probe._actions}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the per-optimizer defaults (learning rate, weight decay) left unset on the command line."""
     defaults = OPTIMIZERS[args.optimizer]

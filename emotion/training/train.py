@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 
 from emotion.errors import TrainingError  # noqa: E402
 from emotion.training.augment import AugmentConfig, augment_batch  # noqa: E402
-from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args  # noqa: E402
+from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options  # noqa: E402
 from emotion.backbone import load_vggface_weights  # noqa: E402
 from emotion.training.data import load_dataset, validation_split  # noqa: E402
 from emotion.training.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
@@ -308,7 +308,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             model.save_weights(out / BEST)
         _log(f"initialised from {state['init_from']}: epoch {state['epoch'] + 1} of {args.epochs}, "
              f"lr {float(schedule(opt.iterations)):.2e}, best PublicTest so far {state['best_val_acc']:.4f}")
-    state["args"] = {k: v for k, v in vars(args).items() if k not in ("resume",)}
+    state["args"] = {k: v for k, v in trainer_options(args).items() if k != "resume"}
     (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
                                                 "labels": list(EMOTIONS)}, indent=1))
     extra = {"config": cfg.to_dict(), "train_args": state["args"], "tta": not args.no_tta,
