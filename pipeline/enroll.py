@@ -111,7 +111,7 @@ def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, cache: Embeddi
                 cache.put(key, entry)
         entries.append((key, entry))
     if pending:
-        embeddings = recognizer.embedder.embed(np.stack([p[2] for p in pending]))
+        embeddings = recognizer.embed_crops([p[2] for p in pending])
         for (index, key, _, bbox), emb in zip(pending, embeddings):
             entries[index] = (key, CacheEntry(emb, None, bbox))
             cache.put(key, entries[index][1])

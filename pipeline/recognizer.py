@@ -66,7 +66,7 @@ class Recognizer:
         """Run every loaded model once on blank input, so the first real request does not pay for tracing."""
         blank = np.zeros((160, 160, 3), np.uint8)
         self.detect(blank)
-        self.embedder.embed(blank[None])
+        self.embed_crops([blank])
         if self.emotion_model is not None:
             self.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))
 
@@ -91,7 +91,10 @@ class Recognizer:
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """FaceNet embeddings of the given faces of one image, in one batch."""
-        crops = [self.identity_crop(image, f) for f in faces]
+        return self.embed_crops([self.identity_crop(image, f) for f in faces])
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """FaceNet embeddings of identity crops (from ``identity_crop``), in one batch: the one FaceNet entry."""
         return self.embedder.embed(np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8))
 
     def identify(self, embeddings: np.ndarray) -> list:
@@ -123,7 +126,7 @@ class Recognizer:
                 emo_crops.append(self.emotion_crop(img, f))
         matches: list = [None] * len(id_crops)
         if id_crops and self.classifier is not None:  # no FaceNet work while nobody is enrolled
-            matches = self.identify(self.embedder.embed(np.stack(id_crops)))
+            matches = self.identify(self.embed_crops(id_crops))
         emotions = self.emotions(emo_crops)
         records, k = [], 0
         for name, img, faces in zip(names, images, per_image):
@@ -147,7 +150,7 @@ class Recognizer:
         rgb = [cv2.resize(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), (160, 160)) for f in faces]
         matches: list = [None] * len(faces)
         if faces and self.classifier is not None:
-            matches = self.identify(self.embedder.embed(np.stack(rgb)))
+            matches = self.identify(self.embed_crops(rgb))
         emotions = self.emotions(gray)
         return [
             ImageRecord(n, int(f.shape[1]), int(f.shape[0]),

@@ -169,3 +169,27 @@ def test_min_face_size_option(demo_photos, mien_home):
     side = min(face.bbox[2:])
     assert build_detector("mtcnn", min_face_size=max(21, side // 2)).detect(photo)[0].bbox == pytest.approx(face.bbox, abs=0.1 * side)
     assert build_detector("mtcnn", min_face_size=2 * max(face.bbox[2:])).detect(photo) == []
+
+
+@pytest.mark.slow
+def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enrolled, demo_photos, tmp_path,
+                                                              monkeypatch):
+    """API enrollment shares the server's models: every FaceNet call must hold the server's model lock."""
+    import threading
+
+    from identity.cache import EmbeddingCache
+    from pipeline.app.server import _LockedModels
+    from pipeline.enroll import cache_version, embed_photos
+
+    lock, held = threading.Lock(), []
+    real_embed = recognizer.embedder.embed
+
+    def spy(batch):
+        held.append(lock.locked())
+        return real_embed(batch)
+
+    monkeypatch.setattr(recognizer.embedder, "embed", spy)
+    photos = [(p.name, p.read_bytes()) for p in sorted((demo_photos[1] / "madonna").iterdir())[:2]]
+    cache = EmbeddingCache(tmp_path / "cache.npz", cache_version(recognizer))
+    result = embed_photos(photos, _LockedModels(recognizer, lock), cache)
+    assert result.embedded == 2 and held == [True]  # one batched FaceNet call, under the lock

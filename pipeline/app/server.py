@@ -153,6 +153,10 @@ class _LockedModels:
         with self._lock:
             return self._rec.embed_faces(image, faces)
 
+    def embed_crops(self, crops):
+        with self._lock:
+            return self._rec.embed_crops(crops)
+
 
 async def _read_image_upload(upload: UploadFile, limit: int) -> bytes:
     """The bytes of an uploaded image, or a 4xx: too large (413), not an image by type or content (415)."""
