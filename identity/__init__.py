@@ -8,8 +8,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "UNKNOWN": "identity.classifier", "IdentityClassifier": "identity.classifier",
-    "IdentityMatch": "identity.classifier", "Thresholds": "identity.classifier",
+    "UNKNOWN": "identity.match", "IdentityClassifier": "identity.classifier",
+    "IdentityMatch": "identity.match", "Thresholds": "identity.classifier",
     "IdentityError": "identity.errors", "ModelFileError": "identity.errors",
     "NotEnrolledError": "identity.errors", "StaleModelError": "identity.errors",
 }

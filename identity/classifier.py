@@ -20,26 +20,13 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
 from identity.errors import ModelFileError, NotEnrolledError, StaleModelError
+from identity.match import UNKNOWN, IdentityMatch  # noqa: F401 (re-exported)
 from identity.storage import atomic_path, write_json_atomic
 
-UNKNOWN = "unknown"
 FORMAT_VERSION = 1
 # Defaults chosen by leave-one-person-out evaluation on the 5-celebrity *train* photos (see README).
 DEFAULT_DISTANCE_THRESHOLD = 0.95
 DEFAULT_PROBABILITY_THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class IdentityMatch:
-    """The decision for one face: a name or ``unknown``, the SVM probability and the nearest distance."""
-
-    name: str
-    confidence: float
-    distance: float
-    candidate: str  # best enrolled person even when rejected as unknown
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "confidence": round(self.confidence, 4), "distance": round(self.distance, 4)}
 
 
 @dataclass(frozen=True)

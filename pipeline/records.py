@@ -1,11 +1,13 @@
 """Result records: one per face (who + emotion), one per image; JSON-ready."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from identity.classifier import IdentityMatch
+from identity.match import IdentityMatch
+
+RESULTS_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -54,7 +56,14 @@ class ImageRecord:
     error: str | None = None
 
     def to_dict(self) -> dict:
+        """JSON form: the same keys in `recognize --json`, the API, `history --json` and the results database."""
         out = {"file": self.file, "width": self.width, "height": self.height, "faces": [f.to_dict() for f in self.faces]}
         if self.error:
             out["error"] = self.error
         return out
+
+
+def envelope(records: list[ImageRecord], models: dict[str, str | None], thresholds: dict) -> dict[str, Any]:
+    """Records with the model versions and thresholds that produced them: the one results document."""
+    return {"format_version": RESULTS_FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "models": models, "thresholds": thresholds, "images": [r.to_dict() for r in records]}

@@ -82,7 +82,7 @@ def test_verbosity_after_the_subcommand(tmp_path):
 def test_history_answers_without_tensorflow(tmp_path):
     res, out, err = mien("history", "--db", tmp_path / "results.db", home=tmp_path)
     assert res["rc"] == 0, err
-    assert out.split() == ["time", "source", "image", "face", "who", "emotion"]
+    assert out.split() == ["time", "source", "file", "face", "who", "emotion"]
     assert not res["tensorflow"] and not res["sklearn"]
 
 

@@ -38,7 +38,7 @@ def test_round_trip_and_filters(tmp_path):
         db.add(ImageRecord("broken.jpg", error="not an image"), image_sha256=None, thresholds=THRESHOLDS,
                models=MODELS, source="cli")
         everything = db.query()
-        assert [r["image"] for r in everything] == ["broken.jpg", "b.jpg", "a.jpg"]  # newest first
+        assert [r["file"] for r in everything] == ["broken.jpg", "b.jpg", "a.jpg"]  # newest first
         b = next(r for r in everything if r["id"] == new)
         assert [f["identity"]["name"] for f in b["faces"]] == ["madonna", "elton_john"]
         assert b["faces"][1]["bbox"] == [20, 20, 30, 40] and b["faces"][0]["emotion"]["scores"]["sad"] == 0.2
@@ -56,13 +56,17 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
     conn = sqlite3.connect(path)
     conn.executescript(MIGRATIONS[0])
     conn.execute("INSERT INTO recognitions (created, source, image_name, thresholds, models, n_faces) "
-                 "VALUES (1.0, 'cli', 'old.jpg', '{}', '{}', 0)")
+                 "VALUES (1.0, 'cli', 'old.jpg', '{}', '{}', 1)")
+    conn.execute("INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity, "
+                 "identity_confidence, identity_distance) VALUES (1, 1, 5, 6, 30, 40, 0.99, 'madonna', 0.9, 0.5)")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with ResultsDB(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 2
-        assert [r["image"] for r in db.query()] == ["old.jpg"]
+        assert db.schema_version == SCHEMA_VERSION == 3
+        [old] = db.query()
+        assert old["file"] == "old.jpg" and old["faces"][0]["identity"]["name"] == "madonna"
+        assert old["faces"][0]["landmarks"] == {}  # stored before schema 3 added landmarks
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"faces_identity", "recognitions_created"} <= indexes
 
@@ -124,9 +128,9 @@ def test_killed_writer_leaves_whole_records_only(tmp_path):
         assert db.check() == []
         found = db.query()
         assert len(found) == 40 and all(len(r["faces"]) == 3 for r in found)
-        assert "stuck.jpg" not in {r["image"] for r in found}
+        assert "stuck.jpg" not in {r["file"] for r in found}
         db.add(record("after.jpg", "madonna"), image_sha256="y", thresholds=THRESHOLDS, models=MODELS, source="cli")
-        assert db.query(limit=1)[0]["image"] == "after.jpg"
+        assert db.query(limit=1)[0]["file"] == "after.jpg"
 
 
 @pytest.mark.slow
@@ -136,12 +140,14 @@ def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_pat
 
     photo = sorted((demo_photos[1] / "madonna").iterdir())[0]
     db = tmp_path / "results.db"
-    r = mien("recognize", photo, "--db", db, "--no-emotion", home=mien_home)
+    r = mien("recognize", photo, "--db", db, "--no-emotion", "--json", tmp_path / "r.json", home=mien_home)
     assert r.returncode == 0, r.stderr
     capfd.readouterr()
     assert main(["history", "--db", str(db), "--person", "madonna", "--json"]) == 0  # in-process: no model loading
     [found] = json.loads(capfd.readouterr().out)
-    assert found["source"] == "cli" and found["image"] == str(photo) and len(found["image_sha256"]) == 64
+    [recognized] = json.loads((tmp_path / "r.json").read_text())["images"]
+    assert {k: found[k] for k in recognized} == recognized  # one serialisation: same keys, landmarks included
+    assert found["source"] == "cli" and found["file"] == str(photo) and len(found["image_sha256"]) == 64
     assert found["faces"][0]["identity"]["name"] == "madonna"
     assert found["models"]["embedder"].startswith("facenet-taniai-") and found["models"]["classifier"]
     assert found["thresholds"]["identity"]["distance"] > 0

@@ -17,7 +17,8 @@ from typing import Any
 
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
-from pipeline.records import ImageRecord
+from identity.match import IdentityMatch
+from pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 DB_NAME = "mien.db"
 
@@ -55,6 +56,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX faces_identity ON faces(identity);
     CREATE INDEX faces_recognition ON faces(recognition_id);
     CREATE INDEX recognitions_created ON recognitions(created);
+    """,
+    """
+    ALTER TABLE faces ADD COLUMN landmarks TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -145,15 +149,16 @@ class ResultsDB:
                 rid = cur.lastrowid
                 cur.executemany(
                     "INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity,"
-                    " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores, landmarks)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(rid, f.face_id, *map(int, f.bbox), float(f.detection_confidence),
                       f.identity.name if f.identity else None,
                       float(f.identity.confidence) if f.identity else None,
                       float(f.identity.distance) if f.identity else None,
                       f.emotion.label if f.emotion else None,
                       float(f.emotion.confidence) if f.emotion else None,
-                      json.dumps(f.emotion.scores) if f.emotion else None) for f in record.faces])
+                      json.dumps(f.emotion.scores) if f.emotion else None,
+                      json.dumps(f.to_dict()["landmarks"])) for f in record.faces])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -175,13 +180,13 @@ class ResultsDB:
             self._conn.row_factory = sqlite3.Row
             try:
                 rows = self._conn.execute(sql, params).fetchall()
-                faces: dict[int, list[dict]] = {}
+                faces: dict[int, list[FaceRecord]] = {}
                 ids = [r["id"] for r in rows]
                 for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
                     marks = ",".join("?" * len(chunk))
                     for f in self._conn.execute(f"SELECT * FROM faces WHERE recognition_id IN ({marks}) "
                                                 "ORDER BY recognition_id, face_id", chunk):
-                        faces.setdefault(f["recognition_id"], []).append(_face_dict(f))
+                        faces.setdefault(f["recognition_id"], []).append(_face_record(f))
             finally:
                 self._conn.row_factory = None
         return [_recognition_dict(r, faces.get(r["id"], [])) for r in rows]
@@ -196,23 +201,24 @@ class ResultsDB:
         return problems
 
 
-def _face_dict(f: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "face_id": f["face_id"], "bbox": [f["x"], f["y"], f["w"], f["h"]],
-        "detection_confidence": f["detection_confidence"],
-        "identity": None if f["identity"] is None else {
-            "name": f["identity"], "confidence": f["identity_confidence"], "distance": f["identity_distance"]},
-        "emotion": None if f["emotion"] is None else {
-            "label": f["emotion"], "confidence": f["emotion_confidence"], "scores": json.loads(f["emotion_scores"])},
-    }
+def _face_record(f: sqlite3.Row) -> FaceRecord:
+    """A stored face as the FaceRecord it was (rows from before schema 3 have no landmarks)."""
+    identity = None if f["identity"] is None else IdentityMatch(
+        f["identity"], f["identity_confidence"], f["identity_distance"], f["identity"])
+    emotion = None if f["emotion"] is None else EmotionResult(
+        f["emotion"], f["emotion_confidence"], json.loads(f["emotion_scores"]))
+    landmarks = {k: tuple(v) for k, v in json.loads(f["landmarks"] or "{}").items()}
+    return FaceRecord(f["face_id"], (f["x"], f["y"], f["w"], f["h"]), f["detection_confidence"], landmarks,
+                      identity, emotion)
 
 
-def _recognition_dict(r: sqlite3.Row, faces: list[dict]) -> dict[str, Any]:
+def _recognition_dict(r: sqlite3.Row, faces: list[FaceRecord]) -> dict[str, Any]:
+    """A stored recognition: the image record (as ImageRecord.to_dict writes it) plus where it came from."""
+    record = ImageRecord(r["image_name"], r["width"] or 0, r["height"] or 0, faces, r["error"])
     return {
         "id": r["id"], "created": datetime.fromtimestamp(r["created"], timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "source": r["source"], "image": r["image_name"], "image_sha256": r["image_sha256"],
-        "width": r["width"], "height": r["height"], "thresholds": json.loads(r["thresholds"]),
-        "models": json.loads(r["models"]), "error": r["error"], "faces": faces,
+        "source": r["source"], "image_sha256": r["image_sha256"], "thresholds": json.loads(r["thresholds"]),
+        "models": json.loads(r["models"]), **record.to_dict(),
     }
 
 
@@ -220,11 +226,11 @@ def history_rows(recognitions: list[dict]) -> list[list[str]]:
     """Table rows (time, source, image, face, who, emotion) for ``mien history``."""
     rows = []
     for r in recognitions:
-        if r["error"] or not r["faces"]:
-            rows.append([r["created"], r["source"], r["image"], "-", "ERROR" if r["error"] else "(no face)",
-                         r["error"] or ""])
+        if r.get("error") or not r["faces"]:
+            rows.append([r["created"], r["source"], r["file"], "-", "ERROR" if r.get("error") else "(no face)",
+                         r.get("error") or ""])
         for f in r["faces"]:
             who = f["identity"]["name"] if f["identity"] else "-"
             emo = f"{f['emotion']['label']} {f['emotion']['confidence']:.2f}" if f["emotion"] else "-"
-            rows.append([r["created"], r["source"], r["image"], str(f["face_id"]), who, emo])
+            rows.append([r["created"], r["source"], r["file"], str(f["face_id"]), who, emo])
     return rows

@@ -2,32 +2,23 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from identity.storage import atomic_path, write_json_atomic
-from pipeline.records import ImageRecord
+from pipeline.records import ImageRecord, envelope
 
 KNOWN_BGR, UNKNOWN_BGR = (60, 170, 60), (40, 40, 220)
 # Annotated copies of small photos are enlarged to this long side so that labels are legible at 1x.
 MIN_ANNOTATED_SIDE = 640
 
-RESULTS_FORMAT_VERSION = 1
-
 
 def write_results_json(path: str | os.PathLike, records: list[ImageRecord], model_versions: dict[str, str | None],
                        thresholds: dict) -> None:
     """Write all image records, with the model versions and thresholds that produced them, atomically."""
-    write_json_atomic(path, {
-        "format_version": RESULTS_FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "models": model_versions,
-        "thresholds": thresholds,
-        "images": [r.to_dict() for r in records],
-    })
+    write_json_atomic(path, envelope(records, model_versions, thresholds))
 
 
 def table_rows(record: ImageRecord) -> list[list[str]]:

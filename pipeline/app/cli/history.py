@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
     else:
-        print(format_table(history_rows(found), header=("time", "source", "image", "face", "who", "emotion")))
+        print(format_table(history_rows(found), header=("time", "source", "file", "face", "who", "emotion")))
     return 0
