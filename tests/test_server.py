@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -61,8 +62,63 @@ def test_health_people_page_and_docs(client):
     assert {"/recognize", "/people", "/people/{name}/photos", "/people/{name}", "/health"} <= set(paths)
 
 
+def test_health_says_which_models_are_loaded(client):
+    h = client.get("/health").json()
+    assert h["loaded"] == {"detector": True, "embedder": True, "classifier": True, "emotion": h["emotion"]}
+    assert h["models"]["classifier"] == client.get("/people").json()["classifier"]
+    assert (h["models"]["emotion"] is not None) == h["emotion"]
+    assert h["enrolled_photos"] == sum(p["photos"] for p in client.get("/people").json()["people"]) >= 50
+    # the response model changes nothing: same keys, order and number types as the dict the server builds
+    assert json.dumps(h) == json.dumps(client.app.state.mien.health())
+    assert json.dumps(client.get("/people").json()["people"]) == json.dumps(client.app.state.mien.people())
+
+
+def schema_of(spec: dict, op: dict, status: str) -> dict:
+    """The JSON schema of one documented response, with its top-level $ref resolved."""
+    ref = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+
+def test_openapi_documents_responses_and_errors(client):
+    spec = client.get("/openapi.json").json()
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    recognize = schema_of(spec, paths["/recognize"]["post"], "200")
+    assert {"file", "width", "height", "faces", "id", "models", "thresholds"} <= set(recognize["required"])
+    assert recognize["properties"]["faces"]["items"]["$ref"].endswith("/Face")
+    face = schemas["Face"]["properties"]
+    assert {"face_id", "bbox", "detection_confidence", "landmarks", "identity", "emotion"} <= set(face)
+    assert {"type": "null"} in face["identity"]["anyOf"] and {"type": "null"} in face["emotion"]["anyOf"]
+    assert set(schemas["Emotion"]["properties"]) == {"label", "confidence", "scores"}
+    assert set(schema_of(spec, paths["/health"]["get"], "200")["properties"]) >= {"status", "models", "loaded", "people"}
+    assert schema_of(spec, paths["/people"]["get"], "200")["properties"]["people"]["items"]["$ref"].endswith("/Person")
+    assert "forgotten" in schema_of(spec, paths["/people/{name}"]["delete"], "200")["properties"]
+    assert "enrolled_photos" in schema_of(spec, paths["/people/{name}/photos"]["post"], "200")["properties"]
+
+    documented = {(path, method): set(op["responses"]) for path, ops in paths.items() for method, op in ops.items()}
+    assert {"413", "415", "422"} <= documented["/recognize", "post"]
+    assert {"400", "401", "403", "413", "415", "422"} <= documented["/people/{name}/photos", "post"]
+    assert {"400", "401", "403", "404"} <= documented["/people/{name}", "delete"]
+    for status in ("401", "413", "415"):
+        assert schema_of(spec, paths["/people/{name}/photos"]["post"], status)["properties"]["detail"] == {
+            "type": "string", "title": "Detail"}
+    unprocessable = schema_of(spec, paths["/recognize"]["post"], "422")["properties"]["detail"]["anyOf"]
+    assert {"type": "string"} in unprocessable and len(unprocessable) == 3  # text, field errors, no usable face
+    assert "WWW-Authenticate" in paths["/people/{name}"]["delete"]["responses"]["401"]["headers"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_docs_pages_use_no_cdn(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "/static-offline-docs/" in html and "http://" not in html and "https://" not in html, page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        r = client.get(f"/static-offline-docs/{asset}")
+        assert r.status_code == 200 and len(r.content) > 100_000, asset
+
+
 def test_recognize_matches_the_python_api_and_is_stored(client, recognizer, demo_photos):
     from pipeline.images import load_image
+    from pipeline.provenance import model_versions, thresholds_used
 
     photo = val_photo(demo_photos, "madonna")
     r = client.post("/recognize", files={"file": jpeg(photo)}, data={"annotate": "true"})
@@ -70,6 +126,13 @@ def test_recognize_matches_the_python_api_and_is_stored(client, recognizer, demo
     out = r.json()
     expected = recognizer.recognize(load_image(photo), photo.name).to_dict()
     assert {k: out[k] for k in expected} == expected  # the record of `mien recognize --json`
+    # the response model changes nothing: same keys, order and number types as the dict the server builds
+    rec = client.app.state.mien.snapshot()
+    served = {k: v for k, v in out.items() if k != "annotated_jpeg_base64"}
+    assert json.dumps(served) == json.dumps({**expected, "id": out["id"], "models": model_versions(rec),
+                                             "thresholds": thresholds_used(rec)})
+    plain = client.post("/recognize", files={"file": jpeg(photo)}).json()
+    assert "error" not in out and "annotated_jpeg_base64" not in plain  # optional keys stay absent, not null
     assert out["faces"][0]["identity"]["name"] == "madonna"
     assert out["models"]["classifier"] and out["thresholds"]["identity"]["distance"] > 0
     annotated = cv2.imdecode(np.frombuffer(base64.b64decode(out["annotated_jpeg_base64"]), np.uint8), cv2.IMREAD_COLOR)

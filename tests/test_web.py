@@ -83,3 +83,49 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
     assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
     assert not (tmp_path / "home" / "enrollment" / "new_ben").exists()
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
+
+
+def block_non_loopback(page) -> list[str]:
+    """Abort every request of ``page`` that leaves this machine; returns the list that collects the blocked URLs."""
+    from urllib.parse import urlsplit
+
+    blocked: list[str] = []
+
+    def handle(route) -> None:
+        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return blocked
+
+
+def test_api_docs_render_offline(browser, recognizer, tmp_path):
+    """/docs (Swagger UI) and /redoc show the operations with every non-loopback request blocked."""
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from test_server import TOKEN
+
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=tmp_path / "home", db_path=tmp_path / "docs.db"))
+    with BackgroundServer(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.set_default_timeout(60_000)
+        blocked = block_non_loopback(page)
+        page.goto(url + "/docs")
+        recognize = page.locator(".opblock-summary-path", has_text="/recognize")
+        recognize.wait_for(state="visible")
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/recognize", "/people", "/people/{name}/photos", "/people/{name}", "/health"} <= set(paths)
+        recognize.click()  # expand: the documented error statuses are listed
+        page.locator(".opblock.is-open .responses-table td.response-col_status", has_text="415").wait_for()
+        page.screenshot(path=tmp_path / "docs.png", full_page=True)
+        assert blocked == []  # Swagger UI does not even try to leave the machine
+
+        page.goto(url + "/redoc")
+        page.get_by_text("/recognize", exact=True).first.wait_for(state="attached")
+        assert page.locator("h2", has_text="Recognize").first.is_visible()
+        page.screenshot(path=tmp_path / "redoc.png")
+        page.close()
+    # ReDoc always asks for its footer logo; offline it drops the image and keeps the text link
+    assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, blocked

@@ -1,9 +1,12 @@
-"""``mien serve``: the REST API (FastAPI, OpenAPI docs at /docs) and the web page at /.
+"""``mien serve``: the REST API (FastAPI, OpenAPI docs at /docs and /redoc) and the web page at /.
 
 Models load once at start-up. Model calls are serialised by one lock (TensorFlow already uses every
 core for one call); everything else (upload, decoding, drawing, the database) runs concurrently. The
 identity classifier is swapped copy-on-write: each request takes a snapshot, enrollment builds and saves
 a new classifier and then swaps it in, so a request never sees a half-updated one.
+
+Every endpoint declares its response model and its 4xx answers (``pipeline.app.schemas``). The docs pages
+load Swagger UI and ReDoc from files the ``fastapi-offline`` package ships, so they work without internet.
 """
 
 import base64
@@ -23,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from identity.classifier import IdentityClassifier
 from identity.cache import content_hash
 from identity.errors import NotEnrolledError
+from pipeline.app import schemas
 from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
@@ -102,6 +106,17 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
+def _new_app(**kwargs) -> FastAPI:
+    """A FastAPI app whose /docs and /redoc serve Swagger UI and ReDoc from local files, not a CDN."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:  # still serve the API; only the docs pages need the internet then
+        log.warning("fastapi-offline is not installed: /docs and /redoc load their scripts from a CDN. "
+                    "pip install fastapi-offline")
+        return FastAPI(**kwargs)
+    return FastAPIOffline(**kwargs)
+
+
 class ServerState:
     """Models, the current classifier snapshot, locks and the results database of one server."""
 
@@ -132,8 +147,20 @@ class ServerState:
         return rec
 
     def people(self) -> list[dict]:
+        """Enrolled people and their photo counts, from the current classifier."""
         clf = self.classifier
         return [{"name": p, "photos": n} for p, n in (clf.counts.items() if clf else [])]
+
+    def health(self) -> dict:
+        """What /health reports: model versions, which models are loaded, people and configuration."""
+        rec = self.snapshot()
+        people = self.people()
+        return {"status": "ok", "models": model_versions(rec), "people": len(people),
+                "emotion": rec.emotion_model is not None, "read_only": self.config.read_only,
+                "auth": "bearer" if self.config.token else "none",
+                "loaded": {"detector": rec.detector is not None, "embedder": rec.embedder is not None,
+                           "classifier": rec.classifier is not None, "emotion": rec.emotion_model is not None},
+                "enrolled_photos": sum(p["photos"] for p in people)}
 
 
 class _LockedModels:
@@ -179,8 +206,8 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     config.check()
     state = ServerState(recognizer, config)
-    app = FastAPI(title="mien", version="1", description="Face identity + emotion recognition. Changing enrolled "
-                  "people needs `Authorization: Bearer <MIEN_API_TOKEN>`.")
+    app = _new_app(title="mien", version="1", description="Face identity + emotion recognition. Changing enrolled "
+                   "people needs `Authorization: Bearer <MIEN_API_TOKEN>`. Errors are JSON: `{\"detail\": ...}`.")
     app.state.mien = state
     app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
         MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
@@ -201,19 +228,18 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         except PersonNameError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, responses={200: {"description": "The web page (HTML)."}})
     def index() -> str:
+        """The web page: recognize an uploaded photo, list, enroll and forget people."""
         return page
 
-    @app.get("/health")
+    @app.get("/health", response_model=schemas.HealthResponse)
     def health() -> dict:
-        """Liveness plus what is loaded: model versions, number of people, whether emotion is available."""
-        rec = state.snapshot()
-        return {"status": "ok", "models": model_versions(rec), "people": len(state.people()),
-                "emotion": rec.emotion_model is not None, "read_only": config.read_only,
-                "auth": "bearer" if config.token else "none"}
+        """Liveness plus what is loaded: model versions, which models, people, whether emotion is available."""
+        return state.health()
 
-    @app.post("/recognize")
+    @app.post("/recognize", response_model=schemas.RecognizeResponse, response_model_exclude_unset=True,
+              responses=schemas.error_responses(413, 415, 422))
     async def recognize(
         file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP or TIFF)")],
         identity_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a face")] = None,
@@ -250,12 +276,13 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
-    @app.get("/people")
+    @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:
         """Enrolled people with the number of photos each was enrolled from."""
         return {"people": state.people(), "classifier": classifier_fingerprint(state.classifier)}
 
-    @app.post("/people/{name}/photos", dependencies=[Depends(authorised)])
+    @app.post("/people/{name}/photos", dependencies=[Depends(authorised)], response_model=schemas.EnrollResponse,
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422))
     async def add_photos(name: str, files: Annotated[list[UploadFile], File(description="one or more photos")]) -> dict:
         """Enroll photos of one person (new or existing); only new photos go through the models."""
         name = person_name(name)
@@ -278,7 +305,8 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
-    @app.delete("/people/{name}", dependencies=[Depends(authorised)])
+    @app.delete("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.ForgetResponse,
+                responses=schemas.error_responses(400, 401, 403, 404))
     def delete_person(name: str) -> dict:
         """Forget a person: their embeddings, cache entries and uploaded photos; the classifier is rebuilt."""
         name = person_name(name)

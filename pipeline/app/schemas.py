@@ -1,0 +1,198 @@
+"""The JSON shapes of ``mien serve`` (pydantic), so /openapi.json documents what every endpoint returns.
+
+The models describe the dicts the server already builds (``ImageRecord.to_dict()``, ``model_versions()``,
+...); field order follows those dicts, so serialising through a model gives the same JSON.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in image pixels")]
+
+# ---- recognition ---------------------------------------------------------------------------------
+
+
+class Identity(BaseModel):
+    """Who a face is: an enrolled name or ``unknown``, the SVM probability and the nearest distance."""
+
+    name: str = Field(description="an enrolled person, or 'unknown' when a threshold is not met")
+    confidence: float = Field(description="calibrated SVM probability of the predicted person")
+    distance: float = Field(description="distance to that person's nearest enrolled embedding")
+
+
+class Emotion(BaseModel):
+    """The emotion of a face: its label (or ``uncertain``), that label's probability and all 7 scores."""
+
+    label: str = Field(description="the most probable emotion, or 'uncertain' below the emotion threshold")
+    confidence: float = Field(description="probability of the most probable emotion")
+    scores: dict[str, float] = Field(description="probability of each of the 7 emotions")
+
+
+class Face(BaseModel):
+    """Everything mien says about one face (``FaceRecord.to_dict()``)."""
+
+    face_id: int = Field(description="1-based index of the face in the image")
+    bbox: list[int] = Field(min_length=4, max_length=4, description="[x, y, width, height] in image pixels")
+    detection_confidence: float
+    landmarks: dict[str, Point] = Field(description="named landmarks (eyes, nose, mouth corners) as [x, y]")
+    identity: Identity | None = Field(description="null while nobody is enrolled")
+    emotion: Emotion | None = Field(description="null when no emotion model is available")
+
+
+class ModelVersions(BaseModel):
+    """Versions of the models that produced a result (``pipeline.provenance.model_versions``)."""
+
+    detector: str = Field(description="face detector and the settings that change what it detects")
+    embedder: str = Field(description="FaceNet weights version")
+    classifier: str | None = Field(description="fingerprint of the enrolled people; null while nobody is enrolled")
+    emotion: str | None = Field(description="emotion model version; null when none is available")
+
+
+class IdentityThresholds(BaseModel):
+    """The identity thresholds applied: max distance and min probability to name a face."""
+
+    distance: float
+    probability: float
+
+
+class Thresholds(BaseModel):
+    """The thresholds a recognition applied (``pipeline.provenance.thresholds_used``)."""
+
+    identity: IdentityThresholds | None = Field(description="null while nobody is enrolled")
+    emotion: float
+
+
+class RecognizeResponse(BaseModel):
+    """``POST /recognize``: the record of ``mien recognize --json`` for one image, plus where it is stored."""
+
+    file: str
+    width: int
+    height: int
+    faces: list[Face]
+    error: str | None = Field(None, description="only present when the image could not be processed")
+    id: int = Field(description="id of the stored result in the results database")
+    models: ModelVersions
+    thresholds: Thresholds
+    annotated_jpeg_base64: str | None = Field(None, description="only present with annotate=true")
+
+
+# ---- people --------------------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    """An enrolled person and the number of photos they were enrolled from."""
+
+    name: str
+    photos: int
+
+
+class PeopleResponse(BaseModel):
+    """``GET /people``: everyone enrolled, and a fingerprint that changes on every enrollment."""
+
+    people: list[Person]
+    classifier: str | None = Field(description="fingerprint of the classifier; null while nobody is enrolled")
+
+
+class PhotoResult(BaseModel):
+    """What enrollment did with one uploaded photo."""
+
+    file: str
+    used: bool = Field(description="whether the photo's face is now enrolled")
+    reason: str | None = Field(description="why the photo was not used (e.g. 'no face found'); null when used")
+
+
+class EnrollResponse(BaseModel):
+    """``POST /people/{name}/photos``: one result per photo and everyone enrolled now."""
+
+    person: str
+    photos: list[PhotoResult]
+    enrolled_photos: int = Field(description="photos this person is now enrolled from (old and new)")
+    people: list[Person]
+
+
+class ForgetResponse(BaseModel):
+    """``DELETE /people/{name}``: who was forgotten and everyone still enrolled."""
+
+    forgotten: str
+    people: list[Person]
+
+
+# ---- health --------------------------------------------------------------------------------------
+
+
+class ModelsLoaded(BaseModel):
+    """Which models this server has loaded (the classifier only once somebody is enrolled)."""
+
+    detector: bool
+    embedder: bool
+    classifier: bool
+    emotion: bool
+
+
+class HealthResponse(BaseModel):
+    """``GET /health``: liveness plus what is loaded and how the server is configured."""
+
+    status: Literal["ok"]
+    models: ModelVersions
+    people: int = Field(description="number of enrolled people")
+    emotion: bool = Field(description="whether an emotion model is available")
+    read_only: bool = Field(description="whether enrolling and forgetting are disabled")
+    auth: Literal["bearer", "none"] = Field(description="what changing people needs")
+    loaded: ModelsLoaded
+    enrolled_photos: int = Field(description="photos all enrolled people were enrolled from")
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+class ErrorResponse(BaseModel):
+    """A 4xx answer: what went wrong, in words."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One invalid request field, as FastAPI reports it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class NoUsableFace(BaseModel):
+    """Enrollment found no usable face in any photo: nothing was enrolled."""
+
+    message: str
+    photos: list[PhotoResult]
+
+
+class UnprocessableResponse(BaseModel):
+    """A 422: an unreadable or empty image (text), invalid fields (list) or no usable face to enroll (object)."""
+
+    detail: str | list[FieldError] | NoUsableFace
+
+
+ERROR_CAUSES = {
+    400: "Invalid person name (path separators, '..', a leading dot, 'unknown', ...).",
+    401: "Missing or wrong `Authorization: Bearer <MIEN_API_TOKEN>`.",
+    403: "The server is read-only (started with --read-only).",
+    404: "Nobody of that name is enrolled.",
+    413: "The request body or a photo is over the upload limit, or too many photos in one request.",
+    415: "A file is not an image, by content type or by content (JPEG, PNG, BMP, WebP and TIFF are accepted).",
+    422: "An empty or unreadable image, an invalid field, or (enrollment) no usable face in any photo.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the given 4xx statuses: their cause and JSON shape."""
+    out: dict[int | str, dict] = {}
+    for code in codes:
+        out[code] = {"model": UnprocessableResponse if code == 422 else ErrorResponse,
+                     "description": ERROR_CAUSES[code]}
+    if 401 in codes:
+        out[401]["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+    return out
