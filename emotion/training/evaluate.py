@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -42,12 +42,15 @@ def summarize(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str] = EMO
     }
 
 
-def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict[str, Any]:
-    """Evaluate an EmotionClassifier-like object on faces; adds batched ms/face to the summary."""
+def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 512,
+             progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict[str, Any]:
+    """Evaluate an EmotionClassifier-like object on faces; adds batched ms/face to the summary.
+
+    ``progress`` wraps the batch offsets (e.g. a progress bar over the batches)."""
     images = np.asarray(images)
     probs, elapsed = [], 0.0
     classifier.predict(images[:2])  # warm-up: first call traces the graph
-    for i in range(0, len(images), batch_size):
+    for i in progress(range(0, len(images), batch_size)):
         t = time.perf_counter()
         probs.append(classifier.predict(images[i:i + batch_size]))
         elapsed += time.perf_counter() - t
@@ -60,7 +63,7 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
 
 def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split: str = "PrivateTest",
                      json_path: str | os.PathLike | None = None, png_path: str | os.PathLike | None = None,
-                     limit: int = 0) -> dict[str, Any]:
+                     limit: int = 0, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict[str, Any]:
     """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG."""
     import json
 
@@ -75,7 +78,7 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
     if limit:
         keep = np.sort(np.random.default_rng(0).choice(len(y), size=min(limit, len(y)), replace=False))
         x, y = x[keep], y[keep]
-    out = evaluate(classifier, x, y)
+    out = evaluate(classifier, x, y, progress=progress)
     out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None))
     if json_path:
         tmp = f"{json_path}.tmp"

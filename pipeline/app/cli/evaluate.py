@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import add_detection_options, add_identity_options, build_recognizer, existing_dir, quiet_tensorflow
+from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
+                                     progress, quiet_tensorflow)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -33,7 +34,6 @@ def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
     from identity.classifier import Thresholds
     from identity.storage import write_json_atomic
-    from pipeline.app.cli.common import progress
     from pipeline.evaluate import evaluate_identity
     from pipeline.faceprep import IdentityCrop
 
@@ -66,7 +66,8 @@ def run_emotion(args: argparse.Namespace) -> int:
     from pipeline.assets import load_emotion_model
 
     model = load_emotion_model(args.weights, required=True)
-    result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit)
+    result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit,
+                              progress=lambda batches: progress(batches, "evaluate", unit="batch"))
     print(format_report(result))
     if args.confusion:
         print(f"confusion matrix: {args.confusion}")
