@@ -77,3 +77,37 @@ def test_missing_paths_and_folders(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["a b é.JPG"]
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature + IHDR announcing ``width x height`` and no pixel data: ~60 bytes."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageError, match=r"bomb\.png: 30000x30000 pixels is over the 50-megapixel limit"):
+        decode_image(_png_header_only(30000, 30000), "bomb.png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: nothing was decoded
+
+
+def test_pixel_budget_is_configurable_and_applies_to_real_photos(monkeypatch):
+    photo = _jpeg(np.full((40, 30, 3), 128, np.uint8))
+    assert decode_image(photo, "p.jpg").shape == (40, 30, 3)
+    monkeypatch.setenv("MIEN_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageError, match="30x40 pixels is over"):
+        decode_image(photo, "p.jpg")
+
+
+def test_over_opencvs_own_limit_is_an_image_error_not_a_crash(monkeypatch):
+    monkeypatch.setenv("MIEN_MAX_IMAGE_PIXELS", str(4 * 10**9))  # let it past our budget to reach OpenCV's
+    with pytest.raises(ImageError, match="huge.png"):
+        decode_image(_png_header_only(40000, 40000), "huge.png")
