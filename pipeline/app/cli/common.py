@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 from pipeline.options import Options
 
 if TYPE_CHECKING:
+    from identity.classifier import Thresholds
     from pipeline.recognizer import Recognizer
 
 T = TypeVar("T")
@@ -119,6 +120,16 @@ def options_from(args: argparse.Namespace) -> Options:
     """The recognizer options given on the command line (the rest keep Options' defaults)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)}
     return Options(**given)
+
+
+def thresholds_from(args: argparse.Namespace) -> "Thresholds":
+    """The identity thresholds a new classifier is built with: the command line's, else the defaults."""
+    from identity.classifier import Thresholds
+
+    base = Thresholds()
+    return Thresholds(
+        distance=base.distance if args.distance_threshold is None else args.distance_threshold,
+        probability=base.probability if args.probability_threshold is None else args.probability_threshold)
 
 
 def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity: bool = True) -> "Recognizer":

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import add_detection_options, add_identity_options, build_recognizer, existing_dir, progress
+from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
+                                     progress, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -25,16 +26,11 @@ def configure(e: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Enroll, then print per-person counts and every skipped photo with its reason."""
-    from identity.classifier import Thresholds
     from pipeline.enroll import check_enrollment_dir, enroll_folder
 
     check_enrollment_dir(args.dir)  # fail fast, before the models load
-    base = Thresholds()
-    thresholds = Thresholds(
-        distance=base.distance if args.distance_threshold is None else args.distance_threshold,
-        probability=base.probability if args.probability_threshold is None else args.probability_threshold)
     rec = build_recognizer(args, emotion=False, identity=False)
-    report = enroll_folder(args.dir, rec, thresholds=thresholds, progress=lambda items: progress(items, "enroll"))
+    report = enroll_folder(args.dir, rec, thresholds=thresholds_from(args), progress=lambda items: progress(items, "enroll"))
     for p in report.persons:
         line = f"{p.name}: {p.photos} photos, {p.used} used, {len(p.skipped)} skipped"
         print(line if p.used else line + "  <- NOT ENROLLED (no usable photo)")

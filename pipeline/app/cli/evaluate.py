@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
-                                     progress, quiet_tensorflow)
+                                     progress, quiet_tensorflow, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,7 +32,6 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
-    from identity.classifier import Thresholds
     from identity.storage import write_json_atomic
     from pipeline.evaluate import evaluate_identity
     from pipeline.faceprep import IdentityCrop
@@ -40,11 +39,7 @@ def run_identity(args: argparse.Namespace) -> int:
     rec = build_recognizer(args, emotion=False, identity=False)
     if args.align:
         rec.identity_crop = IdentityCrop(method=args.align)
-    base = Thresholds()
-    thresholds = Thresholds(
-        distance=base.distance if args.distance_threshold is None else args.distance_threshold,
-        probability=base.probability if args.probability_threshold is None else args.probability_threshold)
-    result = evaluate_identity(args.enroll, args.test, rec, thresholds,
+    result = evaluate_identity(args.enroll, args.test, rec, thresholds_from(args),
                                progress=lambda items: progress(items, "evaluate"))
     lopo = result["leave_one_person_out"]
     print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
