@@ -78,3 +78,20 @@ def copy_person(src_root: Path, dst_root: Path, person: str, new_name: str | Non
     for f in sorted((src_root / person).iterdir())[:limit]:
         shutil.copy(f, dst / f.name)
     return dst
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium, installed by .ci/run; Playwright drives it (no browser download)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium for the tests of the web page, the API docs and the annotated videos."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (Debian: apt-get install -y chromium); nothing is browser-tested")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                               args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                                     "--disable-background-networking", "--disable-component-update"])
+        yield b
+        b.close()

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
+from pipeline.app import charts
 from pipeline.app.tracking import EmotionSmoother, Tracker, label_changes
 
 FPS = 10
@@ -102,9 +104,13 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
     assert set(doc["people"]) == {"ben_afflek", "madonna"}
     assert doc["people"]["ben_afflek"]["seconds"] == pytest.approx(2.0)
     assert doc["models"]["embedder"].startswith("facenet-taniai-")
-    for person in ("ben_afflek", "madonna"):
-        png = cv2.imread(str(summary / doc["people"][person]["timeline_png"]))
+    assert doc["timeline_png"] == "timeline.png"
+    for png_name in [doc["timeline_png"]] + [doc["people"][p]["timeline_png"] for p in ("ben_afflek", "madonna")]:
+        png = cv2.imread(str(summary / png_name))
         assert png is not None and png.shape[1] >= 800
+    # one on-screen span each, ben then madonna, back to back
+    spans = {p: [(s["start_s"], s["end_s"]) for s in doc["people"][p]["spans"]] for p in doc["people"]}
+    assert spans == {"ben_afflek": [(0.0, 2.0)], "madonna": [(2.0, 4.0)]}
     if recognizer.emotion_model is not None:
         for t in tracks:
             assert t["smoothed_emotion_changes"] <= t["raw_emotion_changes"]
@@ -144,6 +150,111 @@ def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_pa
         process_video(junk, recognizer)
     with pytest.raises(VideoError, match="no webcam at index 9"):
         process_video("9", recognizer)
+    with pytest.raises(VideoError, match=r"annotated\.gif: write the annotated video as one of .*\.webm"):
+        process_video(clip, recognizer, out=tmp_path / "annotated.gif")
     r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "video", str(tmp_path / "missing.mp4")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "missing.mp4: no such video file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_emotion_series_break_where_the_person_is_off_screen():
+    frames = [0, 1, 2, 4, 5, 9, 10]  # one frame missing after 2 (tolerated), three after 5 (a gap)
+    assert charts.runs(frames, max_gap=2) == [(0, 5), (5, 7)]
+    assert charts.runs([], 2) == [] and charts.runs([3], 2) == [(0, 1)]
+    times = [f / FPS for f in frames]
+    values = np.array([[0.1 * i, 1 - 0.1 * i] for i in range(len(frames))])
+    t, v = charts.series_with_gaps(times, frames, values, max_gap=2, frame_s=1 / FPS)
+    nan_rows = np.flatnonzero(np.isnan(v).all(axis=1))
+    assert len(nan_rows) == 1 and not np.isnan(v[np.arange(len(v)) != nan_rows[0]]).any()
+    gap = nan_rows[0]
+    # the first span is held one frame past its last observation, then breaks until the second span starts
+    assert t[gap - 1] == t[gap] == pytest.approx(0.6) and t[gap + 1] == pytest.approx(0.9)
+    assert v[gap - 1].tolist() == values[4].tolist() and v[gap + 1].tolist() == values[5].tolist()
+    assert t[-1] == pytest.approx(1.1) and not np.isnan(v[-1]).any()
+    # without a gap there is no break
+    _, v1 = charts.series_with_gaps(times[:5], frames[:5], values[:5], max_gap=2, frame_s=1 / FPS)
+    assert not np.isnan(v1).any()
+
+    obs = [SimpleNamespace(frame=f, time=f / FPS, emotion=e)
+           for f, e in zip(frames, ["happy", "happy", "sad", "happy", None, "sad", "sad"])]
+    assert charts.spans(obs[::-1], max_gap=2, frame_s=1 / FPS) == [
+        {"start_s": 0.0, "end_s": 0.6, "emotion": "happy"}, {"start_s": 0.9, "end_s": 1.1, "emotion": "sad"}]
+    segments = [(round(a, 3), round(w, 3), e) for a, w, e in charts.label_segments(obs, max_gap=2, frame_s=1 / FPS)]
+    assert segments == [(0.0, 0.2, "happy"), (0.2, 0.2, "sad"), (0.4, 0.1, "happy"), (0.5, 0.1, None),
+                        (0.9, 0.2, "sad")]
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp4", "h264"), (".webm", "vp90"), (".avi", "mjpg")])
+def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
+    from pipeline.app.video import _AtomicVideoWriter
+
+    if suffix != ".avi":
+        pytest.importorskip("av", reason="PyAV (pip install av) writes H.264 and VP9")
+    target = tmp_path / f"out{suffix}"
+    size = (321, 241) if suffix == ".mp4" else (320, 240)  # odd sides are cropped to even for H.264
+    writer = _AtomicVideoWriter(target, FPS, size)
+    for i in range(12):
+        frame = np.full((size[1], size[0], 3), 20 * i, np.uint8)
+        writer.write(frame)
+    writer.commit()
+    cap = cv2.VideoCapture(str(target))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+    frames = []
+    while (r := cap.read())[0]:
+        frames.append(r[1])
+    cap.release()
+    assert fourcc.lower() == codec.lower() and len(frames) == 12 and frames[0].shape[:2] == (240, 320)
+    assert abs(int(frames[6].mean()) - 120) <= 3
+    aborted = _AtomicVideoWriter(tmp_path / f"aborted{suffix}", FPS, size)
+    aborted.write(frame)
+    aborted.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_without_pyav_videos_are_still_written_with_opencv(tmp_path, monkeypatch, caplog):
+    from pipeline.app import video
+
+    monkeypatch.setattr(video, "_pyav_has", lambda codec: False)
+    for suffix, fourcc in ((".mp4", "mp4v"), (".webm", "VP80")):
+        writer = video._AtomicVideoWriter(tmp_path / f"out{suffix}", FPS, (64, 48))
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.commit()
+        assert isinstance(writer.encoder, video._OpenCVEncoder) and fourcc in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.webm"]
+    with pytest.raises(video.VideoError, match="one of .avi, .mp4"):
+        video._AtomicVideoWriter(tmp_path / "out.gif", FPS, (64, 48))
+
+
+PLAY = """async () => {
+    const v = document.querySelector('video');
+    if (v.readyState < 2 && !v.error)
+        await new Promise(done => { v.onloadeddata = v.onerror = done; setTimeout(done, 20000); });
+    const loaded = {readyState: v.readyState, duration: v.duration, error: v.error && v.error.code,
+                    width: v.videoWidth, height: v.videoHeight};
+    if (v.error) return loaded;
+    await v.play();
+    const start = performance.now();
+    while (v.currentTime < 0.5 && !v.ended && performance.now() - start < 20000)
+        await new Promise(done => setTimeout(done, 50));
+    return {...loaded, currentTime: v.currentTime, playError: v.error && v.error.code};
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_annotated_video_plays_in_chromium(browser, recognizer, enrolled, clip, tmp_path, suffix):
+    from pipeline.app.video import process_video
+
+    out = tmp_path / f"annotated{suffix}"
+    process_video(clip, recognizer, out=out, every=4)
+    (tmp_path / "page.html").write_text(f'<!doctype html><video muted playsinline src="{out.name}"></video>')
+    page = browser.new_page()
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        state = page.evaluate(PLAY)
+    finally:
+        page.close()
+    assert state["error"] is None, f"Chromium cannot play {out.name}: MediaError {state['error']}"
+    assert state["readyState"] >= 2 and (state["width"], state["height"]) == (640, 480)
+    assert state["duration"] == pytest.approx(40 / FPS, abs=0.15)
+    assert state["currentTime"] >= 0.5 and state["playError"] is None  # playback advances

@@ -1,28 +1,11 @@
 """The web page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload, see names."""
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (Debian: apt-get install -y chromium); the web page is not browser-tested")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (pip install -e '.[dev]')")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
 def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recognizer, enrolled, mien_home, demo_photos,
                                                                tmp_path):
     from pipeline.app.server import BackgroundServer, ServerConfig, create_app

@@ -2,7 +2,8 @@
 
 Every N-th frame is detected and recognized (one MTCNN pass, one FaceNet and one emotion batch per
 frame); in between, boxes follow the faces by optical flow. Outputs, each written atomically: an
-annotated video, a JSONL line per frame and face, and a summary (JSON + a timeline PNG per person).
+annotated video (H.264 .mp4 or VP9 .webm, which browsers play), a JSONL line per frame and face, and a
+summary (JSON, a timeline PNG per person and one of who is on screen when).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -21,6 +23,7 @@ import numpy as np
 
 from identity.storage import atomic_path, write_json_atomic
 from pipeline.errors import UsageError
+from pipeline.app import charts
 from pipeline.app.outputs import draw_face
 from pipeline.provenance import model_versions, thresholds_used
 from pipeline.recognizer import emotion_label
@@ -125,29 +128,130 @@ def _draw(frame_bgr: np.ndarray, obs: list[Observation]) -> np.ndarray:
     return frame_bgr
 
 
+# The annotated video by --out suffix: (container, PyAV encoder, options). Browsers play H.264 in .mp4 and VP9 in
+# .webm; OpenCV's bundled FFmpeg has no H.264 encoder and its VP9 ran at 2-16 frames/s on a 640x480 clip, against
+# 185-325 for libx264 "veryfast" and 255-305 for VP9 "realtime" in PyAV's FFmpeg (at similar quality, ~36 dB PSNR).
+BROWSER_FORMATS = {
+    ".mp4": ("mp4", "libx264", {"preset": "veryfast", "crf": "23"}),
+    ".mov": ("mov", "libx264", {"preset": "veryfast", "crf": "23"}),
+    ".mkv": ("matroska", "libx264", {"preset": "veryfast", "crf": "23"}),
+    ".webm": ("webm", "libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0", "row-mt": "1"}),
+}
+# OpenCV's own writer: MJPEG in .avi (as before), and the fallback when PyAV (the `av` package) is missing.
+OPENCV_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".webm": "VP80"}
+VIDEO_SUFFIXES = ", ".join(OPENCV_FOURCC)
+
+
+class _OpenCVEncoder:
+    """Frames into a file with cv2.VideoWriter."""
+
+    def __init__(self, path: Path, fourcc: str, fps: float, size: tuple[int, int]):
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if not self.writer.isOpened():
+            raise VideoError(f"{path}: cannot write a {fourcc} video here.")
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self.writer.write(frame_bgr)
+
+    def close(self, flush: bool = True) -> None:
+        self.writer.release()
+
+
+class _PyAVEncoder:
+    """Frames into a browser-playable file (yuv420p H.264 or VP9) with the FFmpeg that PyAV bundles."""
+
+    def __init__(self, path: Path, container: str, codec: str, options: dict[str, str], fps: float,
+                 size: tuple[int, int]):
+        import av
+
+        self.av = av
+        self.container = av.open(str(path), "w", format=container,
+                                 options={"movflags": "+faststart"} if container in ("mp4", "mov") else {})
+        try:
+            self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+            # 4:2:0 needs even sides: an odd last row or column is cropped
+            self.stream.width, self.stream.height, self.stream.pix_fmt = size[0] & ~1, size[1] & ~1, "yuv420p"
+            self.stream.thread_type = "AUTO"
+        except BaseException:
+            self.container.close()
+            raise
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        crop = np.ascontiguousarray(frame_bgr[:self.stream.height, :self.stream.width])
+        self.container.mux(self.stream.encode(self.av.VideoFrame.from_ndarray(crop, format="bgr24")))
+
+    def close(self, flush: bool = True) -> None:
+        try:
+            if flush:
+                self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+
+
+def _pyav_has(codec: str) -> bool:
+    """Whether PyAV is installed and its FFmpeg can encode ``codec``."""
+    try:
+        import av
+
+        av.Codec(codec, "w")
+        return True
+    except Exception:  # ImportError, or a build of FFmpeg without that encoder
+        return False
+
+
+def video_suffix(path: str | os.PathLike) -> str:
+    """The lower-case suffix of an annotated-video path; VideoError (before any work) when mien cannot write it."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OPENCV_FOURCC:
+        raise VideoError(f"{path}: write the annotated video as one of {VIDEO_SUFFIXES} (.mp4 or .webm play in browsers).")
+    return suffix
+
+
+def open_video_encoder(path: Path, fps: float, size: tuple[int, int]) -> _PyAVEncoder | _OpenCVEncoder:
+    """The encoder for a path's suffix: H.264 (.mp4 .mov .mkv) or VP9 (.webm) that browsers play, MJPEG for .avi."""
+    suffix = video_suffix(path)
+    if suffix in BROWSER_FORMATS:
+        if _pyav_has(BROWSER_FORMATS[suffix][1]):
+            import av
+
+            try:
+                return _PyAVEncoder(path, *BROWSER_FORMATS[suffix], fps, size)
+            except (OSError, av.FFmpegError) as e:
+                raise VideoError(f"{path}: cannot write a video here ({e}).") from e
+        log.warning("PyAV (pip install av) with %s is missing: writing %s with OpenCV's %s, which browsers may not "
+                    "play.", BROWSER_FORMATS[suffix][1], suffix, OPENCV_FOURCC[suffix])
+    return _OpenCVEncoder(path, OPENCV_FOURCC[suffix], fps, size)
+
+
 class _AtomicVideoWriter:
-    """cv2.VideoWriter into a hidden temporary file beside the target, renamed over it on success."""
+    """A video encoder writing a hidden temporary file beside the target, renamed over it on success."""
 
     def __init__(self, target: Path, fps: float, size: tuple[int, int]):
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if target.suffix.lower() == ".avi" else "mp4v"))
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, size)
-        if not self.writer.isOpened():
+        try:
+            self.encoder = open_video_encoder(self.tmp, fps, size)  # the name keeps the suffix
+        except BaseException:
             self.tmp.unlink(missing_ok=True)
-            raise VideoError(f"{target}: cannot write a video here (use .mp4 or .avi).")
+            raise
 
     def write(self, frame_bgr: np.ndarray) -> None:
-        self.writer.write(frame_bgr)
+        self.encoder.write(frame_bgr)
 
     def commit(self) -> None:
-        self.writer.release()
+        try:
+            self.encoder.close()
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         os.replace(self.tmp, self.target)
 
     def abort(self) -> None:
-        self.writer.release()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.encoder.close(flush=False)
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 def process_video(source: str | int, recognizer, *, out: str | os.PathLike | None = None,
@@ -157,6 +261,8 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen."""
     if every < 1:
         raise VideoError("--every must be at least 1.")
+    if out:
+        video_suffix(out)
     cap, webcam = open_source(source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 25.0
@@ -274,7 +380,7 @@ def person_key(track: Track) -> str:
 
 
 def summarize(result: VideoResult, recognizer, every: int, smoothing: float) -> dict:
-    """Per track (identity vote, label changes) and per person (time on screen, share of time per emotion)."""
+    """Per track (identity vote, label changes) and per person (time on screen, share of time per emotion, spans)."""
     by_track = {t.track_id: t for t in result.tracks}
     frame_s = 1.0 / result.fps
     people: dict[str, dict] = {}
@@ -284,11 +390,12 @@ def summarize(result: VideoResult, recognizer, every: int, smoothing: float) -> 
         p["frames"] += 1
         if o.emotion:
             p["emotion_frames"][o.emotion] = p["emotion_frames"].get(o.emotion, 0) + 1
-    for p in people.values():
+    for person, p in people.items():
         n_emo = sum(p["emotion_frames"].values())
         p["seconds"] = round(p["frames"] * frame_s, 3)
         p["emotion_share"] = {k: round(v / n_emo, 4) for k, v in sorted(p["emotion_frames"].items(), key=lambda kv: -kv[1])}
         p["tracks"] = sorted(p["tracks"])
+        p["spans"] = charts.spans(person_observations(result, person), max_gap_frames(every), frame_s)
         del p["emotion_frames"]
     return {
         "source": result.source, "fps": result.fps, "frames": result.frames, "detected_frames": result.detected_frames,
@@ -310,39 +417,30 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._") or "person"
 
 
-def write_summary(result: VideoResult, folder: Path) -> None:
-    """``summary.json`` plus ``timeline_<person>.png`` per person, each written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
+def person_observations(result: VideoResult, person: str) -> list[Observation]:
+    """The observations of one person (as keyed by ``person_key``)."""
     by_track = {t.track_id: t for t in result.tracks}
-    for person, info in result.summary["people"].items():
-        obs = [o for o in result.observations if person_key(by_track[o.track_id]) == person]
-        fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
-        times = np.array([o.time for o in obs])
-        scored = [o for o in obs if o.scores]
-        if scored:
-            t = np.array([o.time for o in scored])
-            for label in scored[0].scores:
-                ax.plot(t, [o.scores[label] for o in scored], ".-", ms=2, lw=1, label=label)
-            ax.set_ylabel("smoothed probability")
-            ax.set_ylim(0, 1.02)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-            share = ", ".join(f"{k} {v:.0%}" for k, v in list(info["emotion_share"].items())[:3])
-            ax.set_title(f"{person}: {share}", fontsize=10)
-        else:
-            ax.plot(times, np.ones_like(times), "|", ms=14)
-            ax.set_yticks([])
-            ax.set_title(f"{person}: on screen (emotion model not loaded)", fontsize=10)
-        ax.set_xlabel("time (s)")
-        ax.set_xlim(0, max(result.frames / result.fps, 1e-3))
-        fig.tight_layout()
+    return [o for o in result.observations if person_key(by_track[o.track_id]) == person]
+
+
+def max_gap_frames(every: int) -> int:
+    """Frames without a person before their charts break: 2 frame intervals, or 2 detection intervals with --every."""
+    return 2 * every
+
+
+def write_summary(result: VideoResult, folder: Path) -> None:
+    """``summary.json``, ``timeline.png`` (everyone) and ``timeline_<person>.png`` per person, each written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    s = result.summary
+    labels = next((list(o.scores) for o in result.observations if o.scores), None)  # the model's order
+    frame_s, duration = 1.0 / result.fps, max(result.frames / result.fps, 1e-3)
+    if s["people"]:
+        duration = max(duration, max(sp["end_s"] for p in s["people"].values() for sp in p["spans"]))
+    for person, info in s["people"].items():
         target = folder / f"timeline_{_safe(person)}.png"
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
+        charts.person_chart(target, person, person_observations(result, person), info, labels,
+                            max_gap_frames(s["every"]), frame_s, duration)
         info["timeline_png"] = target.name
-    write_json_atomic(folder / "summary.json", result.summary)
+    charts.timeline_chart(folder / "timeline.png", s["people"], duration)
+    s["timeline_png"] = "timeline.png"
+    write_json_atomic(folder / "summary.json", s)

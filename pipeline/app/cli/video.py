@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     vd = sub.add_parser("video", parents=parents, help="who + emotion over time in a video file or webcam",
                         description="Who + emotion over time in a video file or webcam, with face tracking.")
     vd.add_argument("input", type=video_source, help="a video file, or a webcam index such as 0")
-    vd.add_argument("--out", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    vd.add_argument("--out", type=Path, help="write the annotated video here: .mp4 (H.264) or .webm (VP9) play in browsers; .avi (MJPEG)")
     vd.add_argument("--jsonl", type=Path, help="write one JSON line per frame and face here")
     vd.add_argument("--summary", type=Path, help="write the per-person summary JSON + timeline PNGs into this folder")
     vd.add_argument("--every", type=positive_int, default=1, help="detect + recognize every N frames, track between")
