@@ -12,10 +12,10 @@ import numpy as np
 
 from emotion.errors import EmotionError
 from emotion.labels import EMOTIONS
+from emotion.training.options import SPLITS
 from emotion.weights_io import file_sha256
 
 SIZE = 48
-SPLITS = ("Training", "PublicTest", "PrivateTest")
 # Folder name -> FER2013 usage; Kaggle image-folder exports use train/ + test/ (+ sometimes validation/).
 FOLDER_SPLITS = {"train": "Training", "training": "Training", "val": "PublicTest", "valid": "PublicTest",
                  "validation": "PublicTest", "publictest": "PublicTest", "test": "PrivateTest",
@@ -26,15 +26,6 @@ CSV_COLUMNS = ("emotion", "pixels", "Usage")
 
 class DataFormatError(EmotionError, ValueError):
     """The dataset file or folder does not have the expected layout; the message names the bad row/file."""
-
-
-def dataset_path(text: str) -> str:
-    """Argument type: an existing dataset file or folder (argparse turns the error into a usage message)."""
-    import argparse
-
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"{text}: no such dataset file or folder")
-    return text
 
 
 @dataclasses.dataclass

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from emotion.labels import EMOTIONS
-
-if TYPE_CHECKING:
-    import argparse
 
 
 class _Predictor(Protocol):
@@ -155,26 +152,15 @@ def save_curves_png(history: list[dict[str, Any]], path: str | os.PathLike) -> N
     plt.close(fig)
 
 
-def add_arguments(p: "argparse.ArgumentParser") -> None:
-    """Options of `mien evaluate emotion` (and `python -m emotion.training.evaluate`)."""
-    from emotion.training.data import SPLITS, dataset_path
-
-    p.add_argument("--data", required=True, type=dataset_path, help="fer2013.npz, fer2013.csv or an image-folder dataset")
-    p.add_argument("--split", choices=SPLITS, default="PrivateTest", help="which FER2013 split")
-    p.add_argument("--limit", type=int, default=0, help="evaluate a fixed random sample of N faces (seed 0); 0 = all")
-    p.add_argument("--weights", default=None, help="emotion weights file (default: the shipped model)")
-    p.add_argument("--json", help="write the full result here")
-    p.add_argument("--confusion", help="write the confusion matrix PNG here")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m emotion.training.evaluate --data PATH --weights W [...]` (the product's form is `mien evaluate emotion`)."""
     import argparse
 
     from emotion.classifier import EmotionClassifier
+    from emotion.training.options import add_evaluate_arguments
 
     p = argparse.ArgumentParser(prog="python -m emotion.training.evaluate", description="Evaluate an emotion model.")
-    add_arguments(p)
+    add_evaluate_arguments(p)
     a = p.parse_args(argv)
     clf = EmotionClassifier.load(a.weights or "models/emotion/emotion_resnet50.weights.h5")
     print(format_report(evaluate_dataset(clf, a.data, a.split, a.json, a.confusion, a.limit)))

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+# FER2013's usage splits (also emotion.training.data.SPLITS).
+SPLITS = ("Training", "PublicTest", "PrivateTest")
 
 # Per-optimizer defaults: peak learning rate at batch 128 and decoupled weight decay.
 OPTIMIZERS: dict[str, dict[str, float]] = {"sgd": {"lr": 0.05, "weight_decay": 5e-4},
@@ -14,10 +18,15 @@ AUGMENT_PRESETS: dict[str, dict[str, float]] = {
 }
 
 
+def dataset_path(text: str) -> str:
+    """Argument type: an existing dataset file or folder (argparse turns the error into a usage message)."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such dataset file or folder")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `mien train emotion` (and `python -m emotion.training.train`); finish with finish_args()."""
-    from emotion.training.data import dataset_path
-
     p.add_argument("--data", required=True, type=dataset_path,
                    help="fer2013.npz, Kaggle fer2013.csv, or image folder (train/<emotion>/...)")
     p.add_argument("--out", default="models/emotion/checkpoints/run", help="run directory (checkpoints, metrics)")
@@ -82,3 +91,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="dataset path (default: the one recorded by the run)")
     p.add_argument("--force", action="store_true", help="export even if not better than the shipped model")
     p.add_argument("--limit-eval", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `mien evaluate emotion` (and `python -m emotion.training.evaluate`)."""
+    p.add_argument("--data", required=True, type=dataset_path, help="fer2013.npz, fer2013.csv or an image-folder dataset")
+    p.add_argument("--split", choices=SPLITS, default="PrivateTest", help="which FER2013 split")
+    p.add_argument("--limit", type=int, default=0, help="evaluate a fixed random sample of N faces (seed 0); 0 = all")
+    p.add_argument("--weights", default=None, help="emotion weights file (default: the shipped model)")
+    p.add_argument("--json", help="write the full result here")
+    p.add_argument("--confusion", help="write the confusion matrix PNG here")

@@ -10,7 +10,7 @@ from pipeline.app.cli.common import (add_detection_options, add_identity_options
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``evaluate identity`` and ``evaluate emotion``."""
-    from emotion.training.evaluate import add_arguments as add_emotion_arguments
+    from emotion.training.options import add_evaluate_arguments
 
     ev = sub.add_parser("evaluate", parents=parents, help="measure accuracy",
                         description="Measure identity or emotion accuracy.").add_subparsers(dest="what", required=True)
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
     ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
                        description="Accuracy, per-class accuracy and confusion matrix of the shipped emotion model.")
-    add_emotion_arguments(ee)
+    add_evaluate_arguments(ee)
     ee.set_defaults(run=run_emotion)
 
 
