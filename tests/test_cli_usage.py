@@ -66,6 +66,11 @@ def test_train_emotion_has_the_trainers_options():
     (["evaluate", "emotion", "--data", ".", "--split", "Test"], "invalid choice: 'Test'"),
     (["history", "--since", "yesterday"], "expected a date"),
     (["serve", "--port", "70000"], "must be <= 65535"),
+    (["serve", "--max-upload-mb", "nan"], "not a finite number"),
+    (["serve", "--max-upload-mb", "-1"], "must be > 0"),
+    (["video", "99999999999999999999"], "a webcam index is 0..63"),
+    (["video", "0", "--out", "/etc/hostname/x.mp4"], "/etc/hostname is a file"),
+    (["recognize", ".", "--json", "/"], "is a folder"),
 ])
 def test_usage_errors_exit_2_before_any_model_loads(args, message, tmp_path):
     res, _, err = mien(*args, home=tmp_path)

@@ -1,6 +1,7 @@
 """What mien shows people: the JSON results file, the table on stdout, annotated photos and video frames."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,6 +37,11 @@ def table_rows(record: ImageRecord) -> list[list[str]]:
     return rows
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters escaped (a file or person name must not drive the terminal)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 TABLE_HEADER = ("file", "face", "who", "conf", "dist", "emotion")
 
 
@@ -46,8 +52,8 @@ class StreamingTable:
         self.widths = (max(file_width, len(TABLE_HEADER[0])), *widths)
 
     def line(self, cells) -> str:
-        """One formatted row."""
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, self.widths)).rstrip()
+        """One formatted row (control characters escaped)."""
+        return "  ".join(terminal_safe(str(c)).ljust(w) for c, w in zip(cells, self.widths)).rstrip()
 
     def header(self) -> str:
         """The header row."""
@@ -55,8 +61,8 @@ class StreamingTable:
 
 
 def format_table(rows: list[list[str]], header=TABLE_HEADER) -> str:
-    """Rows aligned in columns under ``header``."""
-    rows = [list(header)] + rows
+    """Rows aligned in columns under ``header`` (control characters escaped)."""
+    rows = [[terminal_safe(str(c)) for c in r] for r in [list(header)] + rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -105,11 +111,22 @@ def annotate(image: np.ndarray, record: ImageRecord, min_side: int = MIN_ANNOTAT
     return out
 
 
+def annotated_name(source: str) -> str:
+    """``<folder>__<stem>.jpg`` for a .jpg source, ``<folder>__<stem>_<ext>.jpg`` otherwise (p.jpg and p.png must
+    not overwrite each other); names over 200 bytes are shortened with a hash (file systems stop at 255)."""
+    src = Path(source)
+    ext = src.suffix.lower().lstrip(".")
+    stem = f"{src.parent.name}__{src.stem}" if src.parent.name else src.stem
+    name = f"{stem}.jpg" if ext == "jpg" else f"{stem}_{ext}.jpg" if ext else f"{stem}.jpg"
+    if len(name.encode()) > 200:
+        digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+        name = stem.encode()[:150].decode(errors="ignore") + f"_{digest}.jpg"
+    return name
+
+
 def write_annotated(image: np.ndarray, record: ImageRecord, out_dir: str | os.PathLike) -> Path:
-    """Write the annotated copy as ``out_dir/<folder>__<stem>.jpg`` (atomically) and return its path."""
-    out_dir = Path(out_dir)
-    src = Path(record.file)
-    target = out_dir / f"{src.parent.name}__{src.stem}.jpg" if src.parent.name else out_dir / f"{src.stem}.jpg"
+    """Write the annotated copy as ``out_dir/annotated_name(file)`` (atomically) and return its path."""
+    target = Path(out_dir) / annotated_name(record.file)
     ok, buf = cv2.imencode(".jpg", annotate(image, record), [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise OSError(f"could not encode annotated copy of {record.file}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -54,6 +55,22 @@ def existing_dir(text: str) -> Path:
     return path
 
 
+def new_file(text: str) -> Path:
+    """A file mien will write (missing folders are created): caught now if a file is in the way or the nearest
+    existing folder is not writable, not after minutes of work."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
+    ancestor = path.resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {ancestor}")
+    return path
+
+
 def number_in(kind: Callable[[str], T], low: float | None = None, high: float | None = None,
               low_open: bool = False) -> Callable[[str], T]:
     """An int/float type checked against [low, high] (``low_open``: low itself is excluded)."""
@@ -63,6 +80,8 @@ def number_in(kind: Callable[[str], T], low: float | None = None, high: float | 
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if low is not None and (value < low or (low_open and value == low)):
             raise argparse.ArgumentTypeError(f"{text} must be {'>' if low_open else '>='} {low}")
         if high is not None and value > high:

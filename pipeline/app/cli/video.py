@@ -6,11 +6,16 @@ import sys
 from pathlib import Path
 
 from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, number_in, positive_int)
+                                     build_recognizer, new_file, number_in, positive_int)
+
+
+MAX_WEBCAMS = 64
 
 
 def video_source(text: str) -> str:
     """A webcam index or an existing video file (checked before the models load)."""
+    if text.isdigit() and int(text) >= MAX_WEBCAMS:
+        raise argparse.ArgumentTypeError(f"{text}: a webcam index is 0..{MAX_WEBCAMS - 1}; or give a video file")
     if not text.isdigit() and not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such video file" + (" (it is a folder)" if Path(text).is_dir()
                                                                           else ""))
@@ -22,8 +27,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     vd = sub.add_parser("video", parents=parents, help="who + emotion over time in a video file or webcam",
                         description="Who + emotion over time in a video file or webcam, with face tracking.")
     vd.add_argument("input", type=video_source, help="a video file, or a webcam index such as 0")
-    vd.add_argument("--out", type=Path, help="write the annotated video here: .mp4 (H.264) or .webm (VP9) play in browsers; .avi (MJPEG)")
-    vd.add_argument("--jsonl", type=Path, help="write one JSON line per frame and face here")
+    vd.add_argument("--out", type=new_file, help="write the annotated video here: .mp4 (H.264) or .webm (VP9) play in browsers; .avi (MJPEG)")
+    vd.add_argument("--jsonl", type=new_file, help="write one JSON line per frame and face here")
     vd.add_argument("--summary", type=Path, help="write the per-person summary JSON + timeline PNGs into this folder")
     vd.add_argument("--every", type=positive_int, default=1, help="detect + recognize every N frames, track between")
     vd.add_argument("--max-frames", type=positive_int, help="stop after N frames (webcams run until Ctrl-C otherwise)")

@@ -1,0 +1,21 @@
+"""What mien prints and writes for people: tables safe for terminals, annotated file names that never clash."""
+from __future__ import annotations
+
+from pipeline.app.outputs import StreamingTable, annotated_name, format_table, terminal_safe
+
+
+def test_control_characters_never_reach_the_terminal():
+    hostile = "evil\x1b[2J\x1b]0;pwned\x07name\n.jpg"
+    for text in (format_table([[hostile, "1", "zo\x1bë", "", "", ""]]), StreamingTable(10).line([hostile, "1"])):
+        assert "\x1b" not in text and "\x07" not in text and "\\x1b[2J" in text
+        assert "\n" not in text.splitlines()[-1]
+    assert terminal_safe("Zoë Núñez") == "Zoë Núñez"  # printable Unicode is kept as is
+
+
+def test_annotated_names_are_distinct_and_short_enough():
+    assert annotated_name("photos/p.jpg") == "photos__p.jpg"
+    names = {annotated_name(f"photos/p.{ext}") for ext in ("jpg", "png", "jpeg", "webp")}
+    assert len(names) == 4
+    long_a, long_b = "d/" + "a" * 250 + ".jpg", "d/" + "a" * 250 + "b.jpg"
+    assert len(annotated_name(long_a).encode()) <= 200
+    assert annotated_name(long_a) != annotated_name(long_b)
