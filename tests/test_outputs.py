@@ -1,7 +1,7 @@
 """What mien prints and writes for people: tables safe for terminals, annotated file names that never clash."""
 from __future__ import annotations
 
-from pipeline.app.outputs import StreamingTable, annotated_name, format_table, terminal_safe
+from pipeline.app.outputs import StreamingTable, annotated_name, face_label, format_table, terminal_safe
 
 
 def test_control_characters_never_reach_the_terminal():
@@ -19,3 +19,14 @@ def test_annotated_names_are_distinct_and_short_enough():
     long_a, long_b = "d/" + "a" * 250 + ".jpg", "d/" + "a" * 250 + "b.jpg"
     assert len(annotated_name(long_a).encode()) <= 200
     assert annotated_name(long_a) != annotated_name(long_b)
+
+
+def test_face_labels_name_the_face_and_say_why_a_stranger_is_one():
+    from identity.match import IdentityMatch
+    from pipeline.records import EmotionResult, FaceRecord
+
+    known = FaceRecord(1, (0, 0, 9, 9), 0.99, {}, IdentityMatch("madonna", 0.934, 0.61, "madonna"),
+                       EmotionResult("happy", 0.712, {}))
+    stranger = FaceRecord(2, (0, 0, 9, 9), 0.9, {}, IdentityMatch("unknown", 0.89, 1.17, "ben_afflek"), None)
+    assert face_label(known) == "#1 madonna 0.93 | happy 0.71"
+    assert face_label(stranger) == "#2 unknown (dist 1.17)"

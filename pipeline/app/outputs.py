@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from identity.match import UNKNOWN
 from identity.storage import atomic_path, write_json_atomic
 from pipeline.records import ImageRecord, envelope
 
@@ -68,9 +69,14 @@ def format_table(rows: list[list[str]], header=TABLE_HEADER) -> str:
 
 
 def face_label(face) -> str:
-    """``#id name conf | emotion p`` for one face of a record."""
+    """``#id name conf | emotion p`` for one face of a record (a stranger shows the distance that rejected it)."""
     ident = face.identity
-    who = f"{ident.name} {ident.confidence:.2f}" if ident else "?"
+    if ident is None:
+        who = "?"
+    elif ident.name == UNKNOWN:
+        who = f"{UNKNOWN} (dist {ident.distance:.2f})"
+    else:
+        who = f"{ident.name} {ident.confidence:.2f}"
     emo = f" | {face.emotion.label} {face.emotion.confidence:.2f}" if face.emotion else ""
     return f"#{face.face_id} {who}{emo}"
 
@@ -106,7 +112,7 @@ def annotate(image: np.ndarray, record: ImageRecord, min_side: int = MIN_ANNOTAT
         out = cv2.resize(out, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
     thickness = max(2, round(max(out.shape[:2]) / 400))
     for face in record.faces:
-        known = face.identity is not None and face.identity.name != "unknown"
+        known = face.identity is not None and face.identity.name != UNKNOWN
         draw_face(out, tuple(round(v * factor) for v in face.bbox), face_label(face), known, thickness)
     return out
 
