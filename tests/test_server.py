@@ -275,3 +275,24 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
 
     saved = IdentityClassifier.load(home / "identity" / "classifier.joblib")
     assert saved.counts["ben_afflek"] == 4 and len(saved.persons) == 5
+
+
+def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer, enrolled, mien_home, tmp_path):
+    """Headers announcing 200 MB and no body yet: the 401 must come at once, not after the upload."""
+    import socket
+    from urllib.parse import urlparse
+
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    home = server_home(mien_home, tmp_path / "home")
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db",
+                                              max_upload=200 * 1024 * 1024))
+    with BackgroundServer(app) as url:
+        port = urlparse(url).port
+        for auth in ("", "Authorization: Bearer wrong\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall((f"POST /people/mallory/photos HTTP/1.1\r\nHost: x\r\n{auth}"
+                           "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 209715200\r\n\r\n").encode())
+                reply = s.recv(4096).decode()  # times out (test fails) if the server waits for the 200 MB
+            assert reply.startswith("HTTP/1.1 401") and "missing or wrong bearer token" in reply
+            assert "www-authenticate: bearer" in reply.lower()

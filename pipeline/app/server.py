@@ -76,6 +76,40 @@ def image_kind(data: bytes) -> str | None:
     return next((kind for magic, kind in MAGIC if data.startswith(magic)), None)
 
 
+def auth_problem(config: ServerConfig, authorization: str | None) -> tuple[int, str] | None:
+    """Why a request that changes enrolled people is refused ((status, message)), or None if it may go on."""
+    if config.read_only:
+        return 403, "this server is read-only (started with --read-only)"
+    if not config.token:
+        return None  # --allow-unauthenticated
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), config.token.encode()):
+        return 401, "missing or wrong bearer token"
+    return None
+
+
+class AuthBeforeBody:
+    """ASGI middleware: requests that change people are authorised from their headers, before any body is read
+    (an unauthenticated client must not stream megabytes first)."""
+
+    def __init__(self, app, config: ServerConfig):
+        self.app, self.config = app, config
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS") \
+                and scope["path"].startswith("/people"):
+            header = dict(scope["headers"]).get(b"authorization")
+            problem = auth_problem(self.config, header.decode("latin-1") if header else None)
+            if problem is not None:
+                from fastapi.responses import JSONResponse
+
+                status, message = problem
+                response = JSONResponse({"detail": message}, status, headers={"WWW-Authenticate": "Bearer"}
+                                        if status == 401 else None)
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: 413 for request bodies over the limit, checked on Content-Length and while streaming."""
 
@@ -211,16 +245,16 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     app.state.mien = state
     app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
         MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
+    app.add_middleware(AuthBeforeBody, config=config)  # outermost: before the body limit reads anything
     bearer = HTTPBearer(auto_error=False)
     page = WEB_PAGE.read_text(encoding="utf-8")
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if config.read_only:
-            raise HTTPException(403, "this server is read-only (started with --read-only)")
-        if not config.token:
-            return  # --allow-unauthenticated
-        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), config.token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        """The same rule as AuthBeforeBody (which already applied it); here it documents the bearer scheme."""
+        header = f"Bearer {credentials.credentials}" if credentials else None
+        if (problem := auth_problem(config, header)) is not None:
+            raise HTTPException(problem[0], problem[1], headers={"WWW-Authenticate": "Bearer"}
+                                if problem[0] == 401 else None)
 
     def person_name(name: str) -> str:
         try:
