@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,13 +55,18 @@ class EmbeddingCache:
                     log.warning("%s was built by %s; ignoring it and re-embedding.", self.path, meta.get("model_version"))
                     return
                 embeddings = data["embeddings"]
-                for i, (key, reason) in enumerate(zip(meta["keys"], meta["reasons"])):
+                keys, reasons, bboxes = meta["keys"], meta["reasons"], meta["bboxes"]
+                if not len(keys) == len(reasons) == len(bboxes) <= len(embeddings):
+                    raise ValueError(f"{len(keys)} keys, {len(reasons)} reasons, {len(bboxes)} boxes, "
+                                     f"{len(embeddings)} embeddings")
+                for i, (key, reason) in enumerate(zip(keys, reasons)):
                     emb = embeddings[i] if reason is None else None
                     bbox = tuple(meta["bboxes"][i]) if meta["bboxes"][i] else None
                     self.entries[key] = CacheEntry(emb, reason, bbox)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("%s is unreadable (%s); ignoring it and re-embedding.", self.path, exc)
+        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, zipfile.BadZipFile) as exc:
+            log.warning("%s is unreadable (%s); ignoring it, re-embedding, and rewriting it.", self.path, exc)
             self.entries = {}
+            self._dirty = True  # the next save() replaces the corrupt file
 
     def get(self, key: str) -> CacheEntry | None:
         return self.entries.get(key)

@@ -87,3 +87,34 @@ def test_embedding_cache_roundtrip_and_version_check(tmp_path, caplog):
     assert again.get("k2").embedding is None and again.get("k2").reason == "no face found"
     other = EmbeddingCache(path, "facenet-bbb|mtcnn-min20")  # other weights or detector settings: not reused
     assert other.get("k1") is None and "ignoring it" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "inconsistent", "garbage"])
+def test_a_corrupt_embedding_cache_heals_on_the_next_save(tmp_path, caplog, damage):
+    import json
+    import zipfile
+
+    from identity.cache import CacheEntry, EmbeddingCache
+
+    path, version = tmp_path / "cache.npz", "facenet-aaa|mtcnn-min20"
+    good = EmbeddingCache(path, version)
+    good.put("k1", CacheEntry(np.ones(128, np.float32), None, (1, 2, 3, 4)))
+    good.save()
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 64)
+    else:  # a well-formed file whose metadata lists more photos than it has embeddings
+        with np.load(path) as d:
+            meta = json.loads(str(d["meta"]))
+            meta.update(keys=["k1", "k2"], reasons=[None, None], bboxes=[None, None])
+            np.savez(path, embeddings=d["embeddings"], meta=np.array(json.dumps(meta)))
+        assert zipfile.is_zipfile(path)
+    cache = EmbeddingCache(path, version)  # no exception: a warning, then an empty cache
+    assert cache.entries == {} and "unreadable" in caplog.text
+    cache.put("k3", CacheEntry(np.zeros(128, np.float32), None, (0, 0, 1, 1)))
+    cache.save()
+    assert set(EmbeddingCache(path, version).entries) == {"k3"}  # healed: readable again
