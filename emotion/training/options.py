@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=None,
                    help="decoupled weight decay (x lr), not on BN/bias (default: sgd 5e-4, adamw 0.05)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
+    p.add_argument("--clipnorm", type=float, default=5.0,
+                   help="clip the global gradient norm (0: off); a guard against one bad batch wrecking a run")
     p.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="light",
                    help="light: flip + 4 px shift (fit first); strong: + rotation, zoom, gamma")
     p.add_argument("--no-class-weights", action="store_true", help="plain loss instead of sqrt class weights")

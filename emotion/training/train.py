@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
-SCHEDULE_ARGS = ("epochs", "cycle_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
+SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "head_units", "dropout", "seed", "precision", "augment", "no_class_weights",
                  "no_tta", "patience")
 TRAIN_STATE = "train_state.json"
@@ -63,9 +63,10 @@ def make_optimizer(args: argparse.Namespace, schedule) -> keras.optimizers.Optim
     """The configured optimizer, with weight decay off for BatchNorm parameters and biases."""
     if args.optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum, nesterov=True,
-                                   weight_decay=args.weight_decay)
+                                   weight_decay=args.weight_decay, global_clipnorm=args.clipnorm or None)
     else:
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay,
+                                     global_clipnorm=args.clipnorm or None)
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
