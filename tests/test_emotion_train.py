@@ -30,7 +30,7 @@ def trained_run(tiny_npz, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run") / "run"
     common = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--log-every", "1",
-              "--run-eagerly"]  # eager: a graph trace of ResNet50's train step costs ~1-2 min on 2 cores
+              "--run-eagerly", "--bn-recalibration-batches", "2"]  # eager: tracing ResNet50's train step costs 1-2 min
     train(parse_args(common + ["--stop-after-steps", "1"]))
     state = json.loads((out / "ckpt" / "state.json").read_text())
     assert (state["epoch"], state["step"], state["partial"]["n"]) == (0, 1, 16)
@@ -118,7 +118,8 @@ def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, t
     from emotion.training.export import export_run
     from emotion.training.train import parse_args, train
 
-    common = ["--data", str(tiny_npz), "--batch-size", "16", "--log-every", "1", "--run-eagerly"]
+    common = ["--data", str(tiny_npz), "--batch-size", "16", "--log-every", "1", "--run-eagerly",
+              "--bn-recalibration-batches", "2"]
     first = tmp_path / "session1"
     train(parse_args(common + ["--out", str(first), "--epochs", "1", "--cycle-epochs", "1", "--lr", "0.002"]))
     dest = tmp_path / "ship"
@@ -149,3 +150,25 @@ def test_cyclic_schedule_restarts_as_a_function_of_the_step():
     assert lr[100] == pytest.approx(lr[0]) and lr[250] == pytest.approx(float(cyc(50)))
     one = WarmupCosine(0.01, total_steps=100, warmup_steps=10)
     assert float(one(250)) == pytest.approx(1e-4)  # without cycles the rate stays at its floor
+
+
+def test_batchnorm_recalibration_averages_clean_batch_statistics():
+    """Stale moving statistics are replaced by the data's, computed with dropout off; settings are restored."""
+    import keras
+    import tensorflow as tf
+
+    from emotion.training.train import recalibrate_batchnorm
+
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dropout(0.5, name="drop")(x)  # dropout before BN: the variance shift precise BN undoes
+    out = keras.layers.BatchNormalization(name="bn", momentum=0.99)(x)
+    model = keras.Model(inputs, out)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(tf.fill(bn.moving_mean.shape, 50.0))  # stale
+    bn.moving_variance.assign(tf.fill(bn.moving_variance.shape, 1e-3))
+    images = np.random.default_rng(0).normal(3.0, 2.0, (4096, 4, 4)).astype(np.float32)
+    recalibrate_batchnorm(model, images, batches=8, batch_size=512)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 3.0, atol=0.15)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 4.0, rtol=0.15)  # with dropout on: ~17
+    assert bn.momentum == 0.99 and model.get_layer("drop").rate == 0.5

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=None,
                    help="decoupled weight decay (x lr), not on BN/bias (default: sgd 5e-4, adamw 0.05)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
+    p.add_argument("--bn-recalibration-batches", type=int, default=30,
+                   help="before each evaluation, re-estimate BatchNorm statistics on N clean batches of 256 training "
+                        "faces with dropout off (precise BN; 0: off)")
     p.add_argument("--clipnorm", type=float, default=5.0,
                    help="clip the global gradient norm (0: off); a guard against one bad batch wrecking a run")
     p.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="light",

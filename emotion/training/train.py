@@ -122,6 +122,32 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "final_fraction": self.final_fraction, "cycle": self.cycle}
 
 
+def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batches: int, batch_size: int = 256,
+                          seed: int = 0) -> None:
+    """Re-estimate every BatchNorm's moving statistics as the exact average over clean training batches, with
+    dropout off ("precise BN"): the statistics inference uses then match what inference computes. Measured on a
+    mid-run checkpoint: PublicTest 39.5% with the running statistics, 47.8% after this (train-mode 46.5%)."""
+    if not batches:
+        return
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
+    saved = [b.momentum for b in bns], [d.rate for d in drops]
+    rng = np.random.default_rng(seed)
+    try:
+        for d in drops:
+            d.rate = 0.0
+        for k in range(batches):
+            for b in bns:
+                b.momentum = k / (k + 1)  # moving = mean of the batch statistics seen so far
+            idx = np.sort(rng.choice(len(images), min(batch_size, len(images)), replace=False))
+            model(tf.constant(images[idx, ..., None], tf.float32), training=True)
+    finally:
+        for b, m in zip(bns, saved[0]):
+            b.momentum = m
+        for d, r in zip(drops, saved[1]):
+            d.rate = r
+
+
 def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
     """Square-root inverse-frequency class weights (disgust ~3x, happy ~0.75x), mean 1 over samples."""
     counts = np.bincount(labels, minlength=k).astype(np.float64)
@@ -350,6 +376,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
                 _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
                 return write_metrics(out, state, extra)
         t_eval = time.time()
+        recalibrate_batchnorm(model, x_tr, args.bn_recalibration_batches, seed=args.seed + epoch)
         val, val_loss = eval_split(forward, x_va, y_va)
         entry = {"epoch": epoch + 1, "train_loss": part["loss"] / max(part["n"], 1),
                  "train_acc": part["acc"] / max(part["n"], 1), "val_loss": val_loss, "val_acc": val["accuracy"],
