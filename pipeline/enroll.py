@@ -13,6 +13,7 @@ from identity.cache import CacheEntry, EmbeddingCache, content_hash
 from identity.classifier import IdentityClassifier, Thresholds
 from identity.errors import IdentityError
 from pipeline.images import ImageError, decode_image, is_image_path
+from pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
 # Among several faces in an enrollment photo, the largest is used only if this many times bigger than the next.
@@ -36,7 +37,7 @@ class EnrollmentReport:
     persons: list[PersonReport]
     embedded: int  # photos that went through the models in this run (cache misses)
     cached: int
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, why): loose photos, bad names
     classifier_path: Path | None = None
 
     @property
@@ -44,13 +45,23 @@ class EnrollmentReport:
         return [p.name for p in self.persons if p.used]
 
 
-def _person_dirs(root: Path) -> tuple[list[Path], list[str]]:
+def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The person folders of ``root``, and what was ignored there with the reason (loose photos, bad names)."""
     if not root.exists():
         raise EnrollmentError(f"{root}: no such folder. Put photos in {root}/<person name>/*.jpg.")
     if not root.is_dir():
         raise EnrollmentError(f"{root}: is a file; enrollment takes a folder of person folders.")
-    persons = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    ignored = sorted(str(p) for p in root.iterdir() if p.is_file() and is_image_path(p))
+    persons, ignored = [], []
+    for p in sorted(root.iterdir()):
+        if p.is_file() and is_image_path(p):
+            ignored.append((str(p), "photos must be inside a person folder"))
+        elif p.is_dir():
+            try:
+                if validate_person_name(p.name) != p.name:
+                    raise PersonNameError("a person name may not start or end with a space.")
+                persons.append(p)
+            except PersonNameError as exc:  # the same rule as the API: such a person could not be forgotten
+                ignored.append((str(p), f"not enrolled: {exc}"))
     if not persons:
         raise EnrollmentError(f"{root}: no person folders inside. Put photos in {root}/<person name>/*.jpg.")
     return persons, ignored

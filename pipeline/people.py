@@ -6,7 +6,6 @@ new ones, so nobody else's photos are re-embedded. Every file is replaced atomic
 """
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,31 +18,13 @@ from identity.errors import IdentityError
 from identity.storage import atomic_path
 from pipeline.enroll import cache_version, embed_photos
 from pipeline.home import mien_home
+from pipeline.names import validate_person_name
 
-MAX_NAME_LENGTH = 64
-_NAME_OK = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]+$")
 _SUFFIX = {b"\xff\xd8": ".jpg", b"\x89P": ".png", b"BM": ".bmp", b"RI": ".webp", b"II": ".tif", b"MM": ".tif"}
-
-
-class PersonNameError(IdentityError):
-    """A person name that cannot be a folder name (path separators, ``..``, control characters, too long)."""
 
 
 class UnknownPersonError(IdentityError):
     """The person is not enrolled."""
-
-
-def validate_person_name(name: str) -> str:
-    """Return ``name`` stripped if it is usable as a person (and folder) name, else raise PersonNameError."""
-    stripped = name.strip()
-    if not stripped or len(stripped) > MAX_NAME_LENGTH:
-        raise PersonNameError(f"person name must be 1 to {MAX_NAME_LENGTH} characters.")
-    if stripped in (".", "..") or ".." in stripped or stripped.startswith(".") or not _NAME_OK.match(stripped):
-        raise PersonNameError(f"{name!r}: a person name may not contain path separators, '..', a leading dot, "
-                              "control characters or any of : * ? \" < > |.")
-    if stripped == "unknown":
-        raise PersonNameError("'unknown' is what mien calls strangers; choose another name.")
-    return stripped
 
 
 def enrollment_dir(home: Path | None = None) -> Path:

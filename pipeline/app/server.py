@@ -31,7 +31,8 @@ from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
 from pipeline.images import ImageError, decode_image
-from pipeline.people import PersonNameError, UnknownPersonError, enroll_photos, forget_person, validate_person_name
+from pipeline.names import PersonNameError, validate_person_name
+from pipeline.people import UnknownPersonError, enroll_photos, forget_person
 from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
 
 if TYPE_CHECKING:

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         print(line if p.used else line + "  <- NOT ENROLLED (no usable photo)")
         for f, why in p.skipped:
             print(f"    skipped {f}: {why}")
-    for f in report.ignored:
-        print(f"ignored {f}: photos must be inside a person folder")
+    for f, why in report.ignored:
+        print(f"ignored {f}: {why}")
     print(f"embedded {report.embedded} new photos ({report.cached} from cache); "
           f"{len(report.enrolled)} people enrolled -> {report.classifier_path}")
     return 0

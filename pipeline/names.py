@@ -1,0 +1,28 @@
+"""One naming rule for people, everywhere (CLI folders, API, web page): a name is also a folder name, and
+``unknown`` is reserved for strangers."""
+from __future__ import annotations
+
+import re
+
+from identity.errors import IdentityError
+from identity.match import UNKNOWN
+
+MAX_NAME_LENGTH = 64
+_NAME_OK = re.compile(r"^[^\x00-\x1f\x7f/\\:*?\"<>|]+$")
+
+
+class PersonNameError(IdentityError):
+    """A person name that cannot be a folder name (path separators, ``..``, control characters, too long)."""
+
+
+def validate_person_name(name: str) -> str:
+    """Return ``name`` stripped if it is usable as a person (and folder) name, else raise PersonNameError."""
+    stripped = name.strip()
+    if not stripped or len(stripped) > MAX_NAME_LENGTH:
+        raise PersonNameError(f"person name must be 1 to {MAX_NAME_LENGTH} characters.")
+    if stripped in (".", "..") or ".." in stripped or stripped.startswith(".") or not _NAME_OK.match(stripped):
+        raise PersonNameError(f"{name!r}: a person name may not contain path separators, '..', a leading dot, "
+                              "control characters or any of : * ? \" < > |.")
+    if stripped == UNKNOWN:
+        raise PersonNameError("'unknown' is what mien calls strangers; choose another name.")
+    return stripped
