@@ -33,5 +33,6 @@ def test_shipped_model_matches_its_metrics():
     full = metrics["shipped"]["private_test"]["accuracy"]
     # 500 of 3,589 faces: binomial standard error ~0.021; allow 3 of them.
     assert abs(acc - full) < 0.065, f"500-face sample accuracy {acc:.3f} vs recorded PrivateTest {full:.3f}"
-    # Floor far above the majority-class rate (happy, ~25%); the issue's 65% bar is not reached yet (issue 4 blocked).
-    assert acc > 0.45, f"shipped model scores only {acc:.3f} on the PrivateTest sample"
+    # The floor the shipped model earns: 0.592 on this fixed sample (full PrivateTest 0.584), minus 0.02 for
+    # numerical differences between CPUs; raise it with every model that ships (issue 8's bar is 0.68).
+    assert acc >= 0.572, f"shipped model scores only {acc:.3f} on the PrivateTest sample (expected >= 0.572)"
