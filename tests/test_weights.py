@@ -37,3 +37,23 @@ def test_fetch_from_a_local_copy(tmp_path, monkeypatch, facenet_weights):
     path = assets.fetch("facenet", from_path=facenet_weights)
     assert path == tmp_path / "weights" / "facenet_keras.h5"
     assert assets.sha256_file(path) == assets.FACENET.sha256
+
+
+def test_an_in_place_edit_of_the_weights_is_caught_even_with_the_same_size_and_mtime(tmp_path, monkeypatch,
+                                                                                      facenet_weights):
+    import os
+
+    from pipeline import assets
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    path = assets.fetch("facenet", from_path=facenet_weights)
+    assert assets.resolve("facenet") == path
+    st = path.stat()
+    with open(path, "r+b") as f:  # flip one byte deep inside the weights, keep the size
+        f.seek(st.st_size // 2)
+        byte = f.read(1)
+        f.seek(st.st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and restore the modification time
+    with pytest.raises(ModelFileError, match="expected sha256"):
+        assets.resolve("facenet")
