@@ -164,8 +164,12 @@ def progress(items: Iterable[T], desc: str, unit: str = "photo", total: int | No
     """A progress bar on stderr when it is a terminal (and not -q); the plain iterable otherwise."""
     from tqdm import tqdm
 
-    quiet = os.environ.get("MIEN_QUIET") == "1"
-    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, disable=quiet or not sys.stderr.isatty())
+    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, disable=not show_progress())
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal, and not under -q (the one place this is decided)."""
+    return sys.stderr.isatty() and os.environ.get("MIEN_QUIET") != "1"
 
 
 def quiet_tensorflow(verbose: int = 0) -> None:

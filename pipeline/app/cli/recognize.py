@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, existing_path, new_file)
+                                     build_recognizer, existing_path, new_file, show_progress)
 from pipeline.errors import UsageError
 
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     table = StreamingTable(file_width=max(len(str(p)) for p in paths))
     records, failed = [], 0
     with tqdm(total=len(paths), unit="photo", desc="recognize", leave=False,
-              disable=getattr(args, "quiet", False) or not sys.stderr.isatty()) as bar:
+              disable=not show_progress()) as bar:
         tqdm.write(table.header())
         for record, image in rec.recognize_paths(paths, cropped=args.cropped):
             records.append(record)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, new_file, number_in, positive_int)
+                                     build_recognizer, new_file, number_in, positive_int, show_progress)
 
 
 MAX_WEBCAMS = 64
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = process_video(args.input, build_recognizer(args), out=args.out, jsonl=args.jsonl,
                            summary_dir=args.summary, every=args.every, smoothing=args.smoothing,
-                           max_frames=args.max_frames, progress=sys.stderr.isatty() and not getattr(args, "quiet", False))
+                           max_frames=args.max_frames, progress=show_progress())
     s = result.summary
     print(f"{result.frames} frames ({result.detected_frames} detected) at {result.processing_fps:.1f} frames/s, "
           f"{len(s['tracks'])} tracks" + ("  [video truncated?]" if result.truncated else ""))
