@@ -44,6 +44,11 @@ def write_json_atomic(target: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def content_hash(data: bytes) -> str:
+    """sha256 of a photo's bytes: its identity in the gallery and the results database (renaming keeps it)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (weights files are ~100 MB)."""
     h = hashlib.sha256()

@@ -61,16 +61,6 @@ def weights_dir() -> Path:
     return mien_home() / "weights"
 
 
-def classifier_path(home: Path | None = None) -> Path:
-    """The enrolled people's identity classifier (joblib + JSON sidecar)."""
-    return (home or mien_home()) / "identity" / "classifier.joblib"
-
-
-def cache_path(home: Path | None = None) -> Path:
-    """The embeddings cache of enrolled photos (by content hash + model version)."""
-    return (home or mien_home()) / "identity" / "embeddings_cache.npz"
-
-
 EMOTION_WEIGHTS = "emotion_resnet50.weights.h5"
 
 

@@ -1,4 +1,8 @@
-"""Enrollment: photo folders (``<dir>/<person>/*.jpg``) → cached embeddings → identity classifier."""
+"""Enrollment: photo folders (``<dir>/<person>/*.jpg``) and uploads → embeddings → the gallery.
+
+Photos are embedded once per content hash (the gallery's photo cache), in chunks, so a killed enrollment
+keeps its work and a re-run finishes it; people are written in one transaction at the end.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,15 +13,28 @@ from typing import Iterable
 
 import numpy as np
 
-from identity.cache import CacheEntry, EmbeddingCache, content_hash
-from identity.classifier import IdentityClassifier, Thresholds
 from identity.errors import IdentityError
+from identity.gallery import Gallery, NewFace
+from identity.storage import content_hash
+from pipeline.gallery import cache_model, gallery_model
 from pipeline.images import ImageError, decode_image, is_image_path
 from pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
 # Among several faces in an enrollment photo, the largest is used only if this many times bigger than the next.
 DOMINANT_AREA_RATIO = 2.0
+
+
+EMBED_CHUNK = 32  # photos per FaceNet call; each chunk's results are cached before the next starts
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What one photo gave: its embedding, or why it was skipped."""
+
+    embedding: np.ndarray | None
+    reason: str | None = None
+    bbox: tuple[int, int, int, int] | None = None
 
 
 class EnrollmentError(IdentityError):
@@ -38,7 +55,11 @@ class EnrollmentReport:
     embedded: int  # photos that went through the models in this run (cache misses)
     cached: int
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, why): loose photos, bad names
-    classifier_path: Path | None = None
+    gallery: str | None = None
+    added: int = 0  # faces new to the gallery
+    removed: int = 0  # faces no longer in the folder (or, with --replace, of people not in it)
+    forgotten: list[str] = field(default_factory=list)  # people removed by --replace
+    shared: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # (photo, person, also enrolled as)
 
     @property
     def enrolled(self) -> list[str]:
@@ -80,11 +101,6 @@ def _choose_face(faces) -> tuple[object | None, str | None]:
     return None, f"{len(faces)} faces of similar size; crop the photo to the person"
 
 
-def cache_version(recognizer) -> str:
-    """Everything that changes a photo's embedding: weights, detector settings, face crop."""
-    return f"{recognizer.embedder.version}|{recognizer.detector.signature}|{recognizer.identity_crop.signature}"
-
-
 @dataclass
 class EmbeddedPhotos:
     """What embed_photos found: ``(content hash, CacheEntry)`` per photo in input order, and the counts."""
@@ -94,19 +110,33 @@ class EmbeddedPhotos:
     cached: int  # cache hits
 
 
-def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, cache: EmbeddingCache) -> EmbeddedPhotos:
-    """Cache entry per ``(name, bytes)`` photo; misses are decoded, detected and embedded in one FaceNet batch.
-
-    The cache is updated and saved. Enrollment from folders and from uploads share this path.
-    """
+def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, gallery: Gallery) -> EmbeddedPhotos:
+    """Cache entry per ``(name, bytes)`` photo; misses are decoded, detected and embedded in FaceNet batches of
+    EMBED_CHUNK, each batch's results stored in the gallery's photo cache before the next (so work survives a kill).
+    Enrollment from folders and from uploads share this path."""
+    model = cache_model(recognizer)
     entries: list[tuple[str, CacheEntry | None]] = []
-    pending = []  # (index, key, identity crop, bbox) of cache misses with a usable face
-    cached = 0
+    pending: list[tuple[int, str, np.ndarray, tuple]] = []  # (index, key, identity crop, bbox) of misses with a face
+    fresh: dict[str, tuple] = {}  # what this run learnt, not yet written to the cache
+    counts = {"embedded": 0, "cached": 0}
+
+    def flush() -> None:
+        if pending:
+            embeddings = recognizer.embed_crops([p[2] for p in pending])
+            for (index, key, _, bbox), emb in zip(pending, embeddings):
+                entries[index] = (key, CacheEntry(emb, None, bbox))
+                fresh[key] = (emb, None, bbox)
+            counts["embedded"] += len(pending)
+            pending.clear()
+        gallery.cache(fresh, model)
+        fresh.clear()
+
     for name, data in photos:
         key = content_hash(data)
-        entry = cache.get(key)
+        hit = gallery.cached([key], model).get(key)
+        entry = CacheEntry(*hit) if hit is not None else None
         if entry is not None:
-            cached += 1
+            counts["cached"] += 1
         else:
             try:
                 image = decode_image(data, name)
@@ -119,15 +149,12 @@ def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, cache: Embeddi
                 else:
                     pending.append((len(entries), key, recognizer.identity_crop(image, face), face.bbox))
             if entry is not None:
-                cache.put(key, entry)
+                fresh[key] = (None, entry.reason, None)
         entries.append((key, entry))
-    if pending:
-        embeddings = recognizer.embed_crops([p[2] for p in pending])
-        for (index, key, _, bbox), emb in zip(pending, embeddings):
-            entries[index] = (key, CacheEntry(emb, None, bbox))
-            cache.put(key, entries[index][1])
-    cache.save()
-    return EmbeddedPhotos(entries, len(pending), cached)
+        if len(pending) >= EMBED_CHUNK:
+            flush()
+    flush()
+    return EmbeddedPhotos(entries, counts["embedded"], counts["cached"])
 
 
 @dataclass
@@ -138,16 +165,18 @@ class LabelledEmbeddings:
     labels: list[str]
     files: list[str]
     report: EnrollmentReport
+    hashes: list[str] = field(default_factory=list)  # content hash of each usable photo
 
 
-def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathLike | None = None,
+def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = None,
                  progress=None) -> LabelledEmbeddings:
-    """Embed every usable photo of ``root/<person>/`` (cache misses only, one batch) and report per person."""
-    from pipeline.assets import cache_path
+    """Embed every usable photo of ``root/<person>/`` (cache misses only) and report per person."""
+    from pipeline.gallery import open_default_gallery
 
     root = Path(root)
     person_dirs, ignored = _person_dirs(root)
-    cache = EmbeddingCache(cache_file or cache_path(), cache_version(recognizer))
+    own = gallery is None
+    gallery = gallery or open_default_gallery()
     photos = [(d, f) for d in person_dirs for f in sorted(d.rglob("*")) if f.is_file() and is_image_path(f)]
     report_of = {d: PersonReport(d.name) for d in person_dirs}
     read: list[tuple[Path, Path]] = []  # (person dir, photo) of the photos whose bytes could be read
@@ -163,9 +192,13 @@ def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathL
             read.append((d, f))
             yield str(f), data
 
-    result = embed_photos(readable(), recognizer, cache)
-    vectors, labels, files = [], [], []
-    for (d, f), (_, entry) in zip(read, result.entries):
+    try:
+        result = embed_photos(readable(), recognizer, gallery)
+    finally:
+        if own:
+            gallery.close()
+    vectors, labels, files, hashes = [], [], [], []
+    for (d, f), (key, entry) in zip(read, result.entries):
         if entry.embedding is None:
             report_of[d].skipped.append((str(f), entry.reason or "unusable"))
         else:
@@ -173,26 +206,41 @@ def embed_folder(root: str | os.PathLike, recognizer, cache_file: str | os.PathL
             vectors.append(entry.embedding)
             labels.append(d.name)
             files.append(str(f))
+            hashes.append(key)
     report = EnrollmentReport(list(report_of.values()), embedded=result.embedded, cached=result.cached,
                               ignored=ignored)
     dim = vectors[0].shape[0] if vectors else 0
-    return LabelledEmbeddings(np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), labels, files, report)
+    return LabelledEmbeddings(np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), labels, files,
+                              report, hashes)
 
 
-def enroll_folder(root: str | os.PathLike, recognizer, thresholds: Thresholds | None = None,
-                  classifier_file: str | os.PathLike | None = None, cache_file: str | os.PathLike | None = None,
-                  progress=None) -> EnrollmentReport:
-    """Embed a folder of person folders and train + save the identity classifier atomically.
+def enroll_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = None, *, replace: bool = False,
+                  thresholds: dict | None = None, progress=None) -> EnrollmentReport:
+    """Merge a folder of person folders into the gallery in one transaction.
 
-    If no photo is usable the previous classifier is kept and EnrollmentError says why.
+    Each person in the folder gets exactly the folder's photos (their uploaded photos are kept); people not
+    in the folder are untouched, or with ``replace`` forgotten. A person whose photos are all unusable is left
+    as they were. If no photo is usable at all, nothing is written and EnrollmentError says why.
     """
-    from pipeline.assets import classifier_path
+    from pipeline.gallery import open_default_gallery
 
-    data = embed_folder(root, recognizer, cache_file, progress)
-    if not len(data.labels):
-        raise EnrollmentError(f"{root}: no usable face in any photo; nothing enrolled, previous classifier kept.")
-    clf = IdentityClassifier(data.vectors, data.labels, recognizer.embedder.version, thresholds or Thresholds())
-    target = Path(classifier_file or classifier_path())
-    clf.save(target)
-    data.report.classifier_path = target
-    return data.report
+    own = gallery is None
+    gallery = gallery or open_default_gallery(recognizer=recognizer)
+    try:
+        data = embed_folder(root, recognizer, gallery, progress)
+        if not len(data.labels):
+            raise EnrollmentError(f"{root}: no usable face in any photo; nothing enrolled, the gallery is unchanged.")
+        people: dict[str, list[NewFace]] = {}
+        for vector, label, file, key in zip(data.vectors, data.labels, data.files, data.hashes):
+            people.setdefault(label, []).append(NewFace(key, vector, str(Path(file).resolve())))
+        outcome = gallery.sync_folder(people, gallery_model(recognizer), replace=replace)
+        if thresholds:
+            gallery.set_thresholds(thresholds)
+        report = data.report
+        report.gallery = gallery.location
+        report.added, report.removed = outcome["added"], outcome["removed"]
+        report.forgotten, report.shared = outcome["forgotten"], outcome["shared"]
+        return report
+    finally:
+        if own:
+            gallery.close()

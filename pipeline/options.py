@@ -13,3 +13,4 @@ class Options:
     distance_threshold: float | None = None
     probability_threshold: float | None = None
     emotion_threshold: float = 0.0
+    matcher: str = "auto"  # svm | knn | auto (svm for small galleries, nearest neighbours for large ones)

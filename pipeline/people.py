@@ -1,35 +1,18 @@
-"""Changing who is enrolled one person at a time (the API's add-photos and forget), via the embedding cache.
+"""Changing who is enrolled one person at a time (``mien people``, the API and the web page), via the gallery.
 
-Uploaded photos are kept in ``MIEN_HOME/enrollment/<person>/`` (named by content hash), embedded once
-into the shared embedding cache, and the classifier is rebuilt from the enrolled embeddings plus the
-new ones, so nobody else's photos are re-embedded. Every file is replaced atomically.
+Uploaded photos are stored in the gallery with the person (so a new model can re-embed them and forgetting
+erases them in the same transaction); only photos new to the photo cache go through the models.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
-from identity.cache import EmbeddingCache
-from identity.classifier import IdentityClassifier, Thresholds
-from identity.errors import IdentityError
-from identity.storage import atomic_path
-from pipeline.enroll import cache_version, embed_photos
-from pipeline.home import mien_home
+from identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (UnknownPersonError re-exported)
+from pipeline.enroll import embed_photos
+from pipeline.gallery import gallery_model
 from pipeline.names import validate_person_name
 
-_SUFFIX = {b"\xff\xd8": ".jpg", b"\x89P": ".png", b"BM": ".bmp", b"RI": ".webp", b"II": ".tif", b"MM": ".tif"}
-
-
-class UnknownPersonError(IdentityError):
-    """The person is not enrolled."""
-
-
-def enrollment_dir(home: Path | None = None) -> Path:
-    """Where photos enrolled through the API are kept: ``MIEN_HOME/enrollment/<person>/``."""
-    return (home or mien_home()) / "enrollment"
+UPLOAD = "upload:"
 
 
 @dataclass
@@ -37,88 +20,46 @@ class PhotoResult:
     file: str
     used: bool
     reason: str | None = None
+    also_enrolled_as: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "used": self.used, "reason": self.reason}
+        return {"file": self.file, "used": self.used, "reason": self.reason,
+                "also_enrolled_as": list(self.also_enrolled_as)}
 
 
 @dataclass
 class PersonUpdate:
-    """The outcome of adding photos: the new classifier (None if nothing usable) and one result per photo."""
+    """The outcome of adding photos: how many faces the person has now (0: nothing usable) and one result per photo."""
 
-    classifier: IdentityClassifier | None
+    name: str
+    faces: int
+    added: int
     photos: list[PhotoResult] = field(default_factory=list)
 
 
-def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, classifier: IdentityClassifier | None, *,
-                  classifier_file: Path, cache_file: Path, home: Path | None = None) -> PersonUpdate:
-    """Embed uploaded photos of one person (cache misses only) and save a classifier with them added.
+def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, gallery: Gallery) -> PersonUpdate:
+    """Embed photos of one person (cache misses only) and add them to the gallery in one transaction.
 
-    Photos already enrolled for that person (same content) are not added twice. The caller swaps the
-    returned classifier in; nothing is saved when no photo is usable.
+    Photos already enrolled for that person (same content) are not added twice; nothing is written when no
+    photo is usable. A photo also enrolled as somebody else is added with a warning in its result.
     """
     name = validate_person_name(name)
-    cache = EmbeddingCache(cache_file, cache_version(recognizer))
-    results, keys = [], []
-    for (filename, data), (key, entry) in zip(photos, embed_photos(photos, recognizer, cache).entries):
-        if entry.embedding is None:
-            results.append(PhotoResult(filename, False, entry.reason))
-            continue
-        results.append(PhotoResult(filename, True))
-        keys.append((key, data, entry.embedding))
-    if not keys:
-        return PersonUpdate(None, results)
-
-    folder = enrollment_dir(home) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, data, _ in keys:
-        target = folder / f"{key[:16]}{_SUFFIX.get(data[:2], '.img')}"
-        if not target.exists():
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(data)
-
-    if classifier is not None:
-        vectors, labels = list(classifier.embeddings), list(map(str, classifier.labels))
-        thresholds, version = classifier.thresholds, classifier.embedder_version
-    else:
-        vectors, labels, thresholds, version = [], [], Thresholds(), recognizer.embedder.version
-    mine = [v for v, lab in zip(vectors, labels) if lab == name]
-    for _, _, emb in keys:
-        if not any(np.array_equal(emb, v) for v in mine):
-            vectors.append(emb)
-            labels.append(name)
-            mine.append(emb)
-    new = IdentityClassifier(np.stack(vectors), labels, version, thresholds)
-    new.save(classifier_file)
-    return PersonUpdate(new, results)
+    results, faces = [], []
+    for (filename, data), (key, entry) in zip(photos, embed_photos(photos, recognizer, gallery).entries):
+        results.append(PhotoResult(filename, entry.embedding is not None, entry.reason))
+        if entry.embedding is not None:
+            faces.append((len(results) - 1, NewFace(key, entry.embedding, UPLOAD + filename, data)))
+    if not faces:
+        return PersonUpdate(name, 0, 0, results)
+    outcome = gallery.add_faces(name, [f for _, f in faces], gallery_model(recognizer))
+    for (i, _), added in zip(faces, outcome):
+        results[i].also_enrolled_as = added.also_enrolled_as
+        if not added.added:
+            results[i].reason = "already enrolled for this person"
+    enrolled = next(n for k, n in gallery.people().items() if name_key(k) == name_key(name))
+    return PersonUpdate(name, enrolled, sum(a.added for a in outcome), results)
 
 
-def forget_person(name: str, recognizer, classifier: IdentityClassifier | None, *, classifier_file: Path,
-                  cache_file: Path, home: Path | None = None) -> IdentityClassifier | None:
-    """Remove a person: classifier rebuilt without them (removed if nobody is left), cache entries and photos deleted.
-
-    Returns the new classifier (None when nobody is enrolled any more); raises UnknownPersonError.
-    """
-    name = validate_person_name(name)
-    if classifier is None or name not in classifier.persons:
-        raise UnknownPersonError(f"{name!r} is not enrolled.")
-    mask = np.array([str(lab) == name for lab in classifier.labels])
-    theirs = classifier.embeddings[mask]
-    new = None
-    if (~mask).any():
-        new = IdentityClassifier(classifier.embeddings[~mask], list(map(str, classifier.labels[~mask])),
-                                 classifier.embedder_version, classifier.thresholds)
-        new.save(classifier_file)
-    else:
-        for path in (classifier_file, Path(str(classifier_file) + ".json")):
-            path.unlink(missing_ok=True)
-    # The cache holds the very vectors the classifier was trained on: drop the entries that produced them.
-    cache = EmbeddingCache(cache_file, cache_version(recognizer))
-    cache.remove([k for k, e in cache.entries.items()
-                  if e.embedding is not None and np.any(np.all(theirs == e.embedding.astype(np.float32), axis=1))])
-    folder = enrollment_dir(home) / name
-    for key_file in (folder.iterdir() if folder.is_dir() else []):
-        cache.remove([k for k in cache.entries if k.startswith(key_file.stem)])
-    cache.save()
-    shutil.rmtree(folder, ignore_errors=True)
-    return new
+def forget_person(name: str, gallery: Gallery) -> int:
+    """Erase a person from the gallery (faces, stored photos, cached embeddings); raises UnknownPersonError."""
+    return gallery.forget(validate_person_name(name))

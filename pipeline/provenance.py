@@ -7,9 +7,11 @@ import numpy as np
 
 
 def classifier_fingerprint(classifier) -> str | None:
-    """Short hash of an identity classifier's enrolled embeddings and labels (changes on every enrollment)."""
+    """Short hash of a matcher's enrolled faces and labels (changes on every enrollment)."""
     if classifier is None:
         return None
+    if getattr(classifier, "fingerprint", None):
+        return classifier.fingerprint
     h = hashlib.sha256(np.ascontiguousarray(classifier.embeddings, dtype=np.float32).tobytes())
     h.update("\0".join(map(str, classifier.labels)).encode())
     return h.hexdigest()[:16]

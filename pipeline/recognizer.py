@@ -15,9 +15,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from identity.classifier import IdentityClassifier, Thresholds
+from identity.classifier import Thresholds
 from identity.embedders import Embedder, build_embedder
-from identity.errors import NotEnrolledError
 from pipeline import assets
 from pipeline.detection import Detector, Face, build_detector
 from pipeline.faceprep import EmotionCrop, IdentityCrop
@@ -36,7 +35,7 @@ def emotion_label(scores: dict[str, float], threshold: float) -> str:
 
 
 class Recognizer:
-    """Detector + FaceNet embedder + identity classifier + emotion model, loaded once."""
+    """Detector + FaceNet embedder + identity matcher (from the gallery) + emotion model, loaded once."""
 
     def __init__(self, options: Options | None = None, *, emotion: bool = True, identity: bool = True, detector: Detector | None = None,
                  embedder: Embedder | None = None, identity_crop: IdentityCrop = IdentityCrop(),
@@ -48,16 +47,19 @@ class Recognizer:
         self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256)
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
+        self.gallery = None  # opened with the matcher
         self.classifier = self._load_classifier() if identity else None
         self.emotion_model = self._load_emotion() if emotion else None
 
     # ---- model loading ---------------------------------------------------------------------
-    def _load_classifier(self) -> IdentityClassifier | None:
-        try:
-            return IdentityClassifier.load(assets.classifier_path(), expected_embedder_version=self.embedder.version)
-        except NotEnrolledError:
+    def _load_classifier(self):
+        from pipeline.gallery import load_matcher, open_default_gallery
+
+        self.gallery = open_default_gallery(recognizer=self)
+        matcher = load_matcher(self.gallery, self, self.options.matcher)
+        if matcher is None:
             log.warning("Nobody is enrolled yet: faces are detected but identity is null. Run `mien enroll DIR`.")
-            return None
+        return matcher
 
     def _load_emotion(self):
         return assets.load_emotion_model()
@@ -71,8 +73,13 @@ class Recognizer:
             self.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))
 
     def reload_classifier(self) -> None:
-        """Pick up a classifier written by enrollment since this Recognizer was built."""
-        self.classifier = self._load_classifier()
+        """Pick up gallery changes made since the matcher was built (incrementally where the matcher can)."""
+        from pipeline.gallery import refresh_matcher
+
+        if self.gallery is None:
+            self.classifier = self._load_classifier()
+        else:
+            self.classifier = refresh_matcher(self.classifier, self.gallery, self, self.options.matcher)
 
     # ---- recognition -----------------------------------------------------------------------
     def thresholds(self) -> Thresholds | None:

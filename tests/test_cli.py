@@ -82,4 +82,6 @@ def test_embed_and_verify(enrolled, mien_home, demo_photos, tmp_path):
     assert str(data["model_version"]).startswith("facenet-taniai-")
     r = mien("verify", ben[0], ben[1], home=mien_home)
     assert r.returncode == 0, r.stderr
-    assert "same person" in r.stdout
+    assert "same person" in r.stdout and "(threshold 1.10)" in r.stdout
+    r = mien("verify", ben[0], sorted((demo_photos[1] / "madonna").iterdir())[0], home=mien_home)
+    assert r.returncode == 0 and "different people" in r.stdout, r.stderr

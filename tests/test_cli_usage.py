@@ -35,7 +35,8 @@ def test_version():
 
 
 @pytest.mark.parametrize("command", [
-    [], ["models", "fetch"], ["demo-data"], ["enroll"], ["train-svm"], ["recognize"], ["history"], ["serve"],
+    [], ["models", "fetch"], ["demo-data"], ["enroll"], ["train-svm"], ["people"], ["people", "add"],
+    ["people", "forget"], ["recognize"], ["history"], ["serve"],
     ["video"], ["embed"], ["verify"], ["evaluate", "identity"], ["evaluate", "emotion"], ["train", "emotion"],
     ["train", "svm"], ["export", "emotion"]])
 def test_every_command_has_help_with_defaults_and_verbosity(command):

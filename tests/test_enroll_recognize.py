@@ -53,37 +53,58 @@ def test_record_json_shape(recognizer, enrolled, demo_photos):
 
 
 def test_incremental_enrollment_embeds_only_the_new_photo(recognizer, enrolled, demo_photos, tmp_path):
+    from identity.gallery import open_gallery
     from pipeline.enroll import enroll_folder
 
     root = tmp_path / "people"
-    shutil.copytree(demo_photos[0], root)
-    new_photo = sorted((demo_photos[1] / "ben_afflek").iterdir())[0]
-    shutil.copy(new_photo, root / "ben_afflek" / "new.jpg")
-    report = enroll_folder(root, recognizer, classifier_file=tmp_path / "clf.joblib")
-    assert report.embedded == 1 and report.cached == 93
-    assert {p.name: p.used for p in report.persons}["ben_afflek"] == 1 + {p.name: p.used for p in enrolled.persons}["ben_afflek"]
+    for person in ("ben_afflek", "madonna"):
+        copy_person(demo_photos[0], root, person, limit=3)
+    with open_gallery(tmp_path / "g.sqlite3") as gallery:
+        first = enroll_folder(root, recognizer, gallery)
+        assert first.embedded == 6 and first.added == 6
+        shutil.copy(sorted((demo_photos[1] / "ben_afflek").iterdir())[0], root / "ben_afflek" / "new.jpg")
+        report = enroll_folder(root, recognizer, gallery)
+        assert report.embedded == 1 and report.cached == 6 and report.added == 1 and report.removed == 0
+        assert gallery.people() == {"ben_afflek": 4, "madonna": 3}
 
 
-def test_strangers_are_unknown_leave_one_person_out(recognizer, enrolled, demo_photos):
+@pytest.mark.parametrize("matcher", ["svm", "knn"])
+def test_strangers_are_unknown_leave_one_person_out(recognizer, enrolled, demo_photos, matcher):
     from pipeline.evaluate import evaluate_identity
 
-    result = evaluate_identity(*demo_photos, recognizer)
-    assert result["top1_accuracy"] == 1.0
+    result = evaluate_identity(*demo_photos, recognizer, matcher=matcher)
+    assert result["top1_accuracy"] == 1.0 and result["matcher"] == matcher
     lopo = result["leave_one_person_out"]
     assert lopo["stranger_rejection_rate"] >= 0.95
     assert lopo["false_reject_rate"] <= 0.04
+    curve = result["fnir_at_fpir"]
+    assert curve["mated_searches"] == curve["nonmated_searches"] == 25
+    assert curve["0.01"]["fpir"] == 0.0 and curve["0.01"]["fnir"] <= 0.04
 
 
-def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_photos, tmp_path):
-    from identity.classifier import IdentityClassifier
+def test_fnir_at_fpir_follows_the_frvt_definition():
+    from pipeline.evaluate import fnir_at, threshold_at_fpir
+
+    nonmated = np.array([1.3, 1.1, 1.2, 1.5] + [2.0] * 96)  # 100 strangers
+    assert threshold_at_fpir(nonmated, 0.0) < 1.1 <= threshold_at_fpir(nonmated, 0.01) < 1.2
+    assert threshold_at_fpir(nonmated, 0.02) >= 1.2 > threshold_at_fpir(nonmated, 0.015)
+    mated_d = np.array([0.5, 0.9, 1.15, 0.7])
+    correct = np.array([True, True, True, False])  # a wrong candidate is a miss at any threshold
+    assert fnir_at(mated_d, correct, 1.0) == 0.5 and fnir_at(mated_d, correct, 1.2) == 0.25
+
+
+@pytest.mark.parametrize("matcher", ["svm", "knn"])
+def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_photos, tmp_path, matcher):
+    from identity.gallery import open_gallery
     from pipeline.enroll import enroll_folder
+    from pipeline.gallery import load_matcher
     from pipeline.images import load_image
 
     copy_person(demo_photos[0], tmp_path / "people", "mindy_kaling", new_name="Mindy Kaling (é)")
-    clf_file = tmp_path / "one.joblib"
-    report = enroll_folder(tmp_path / "people", recognizer, classifier_file=clf_file)
-    assert report.enrolled == ["Mindy Kaling (é)"] and report.embedded == 0
-    clf = IdentityClassifier.load(clf_file)
+    with open_gallery(tmp_path / "one.sqlite3") as gallery:
+        report = enroll_folder(tmp_path / "people", recognizer, gallery)
+        clf = load_matcher(gallery, recognizer, matcher)
+    assert report.enrolled == ["Mindy Kaling (é)"] and clf.kind == matcher
     names = {}
     for person in ("mindy_kaling", "madonna", "jerry_seinfeld"):
         for f in sorted((demo_photos[1] / person).iterdir()):
@@ -94,11 +115,11 @@ def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_phot
     assert set(names["madonna"] + names["jerry_seinfeld"]) == {"unknown"}
 
 
-def test_bad_enrollment_folders_never_lose_the_saved_classifier(recognizer, enrolled, tmp_path):
+def test_bad_enrollment_folders_never_change_the_gallery(recognizer, enrolled, tmp_path):
     from pipeline.enroll import EnrollmentError, enroll_folder
-    from pipeline.assets import classifier_path
 
-    saved = classifier_path().read_bytes()
+    gallery = recognizer.gallery
+    saved = (gallery.generation(), gallery.people())
     with pytest.raises(EnrollmentError, match="no such folder"):
         enroll_folder(tmp_path / "missing", recognizer)
     (tmp_path / "empty").mkdir()
@@ -109,9 +130,9 @@ def test_bad_enrollment_folders_never_lose_the_saved_classifier(recognizer, enro
     (bad / "zero.jpg").write_bytes(b"")
     (bad / "text.jpg").write_text("not a photo")
     cv2.imwrite(str(bad / "noface.png"), np.full((200, 200, 3), 128, np.uint8))
-    with pytest.raises(EnrollmentError, match="no usable face.*previous classifier kept"):
+    with pytest.raises(EnrollmentError, match="no usable face.*gallery is unchanged"):
         enroll_folder(tmp_path / "bad", recognizer)
-    assert classifier_path().read_bytes() == saved
+    assert (gallery.generation(), gallery.people()) == saved
 
 
 def test_a_person_without_usable_photos_is_reported(recognizer, enrolled, demo_photos, tmp_path):
@@ -121,7 +142,11 @@ def test_a_person_without_usable_photos_is_reported(recognizer, enrolled, demo_p
     copy_person(demo_photos[0], root, "madonna")
     (root / "ghost").mkdir()
     (root / "ghost" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
-    report = enroll_folder(root, recognizer, classifier_file=tmp_path / "c.joblib")
+    from identity.gallery import open_gallery
+
+    with open_gallery(tmp_path / "g.sqlite3") as gallery:
+        report = enroll_folder(root, recognizer, gallery)
+        assert gallery.people() == {"madonna": 19}
     ghost = next(p for p in report.persons if p.name == "ghost")
     assert ghost.used == 0 and "truncated JPEG" in ghost.skipped[0][1]
     assert report.enrolled == ["madonna"]
@@ -147,18 +172,6 @@ def test_no_face_huge_image_and_many_faces(recognizer, enrolled, demo_photos):
     assert names == ["ben_afflek", "madonna", "mindy_kaling"]
 
 
-def test_corrupt_embedding_cache_is_rebuilt_not_trusted(recognizer, enrolled, demo_photos, tmp_path, caplog):
-    from pipeline.enroll import embed_folder
-
-    cache = tmp_path / "cache.npz"
-    cache.write_bytes(b"corrupt")
-    root = tmp_path / "people"
-    copy_person(demo_photos[0], root, "ben_afflek", limit=2)
-    data = embed_folder(root, recognizer, cache_file=cache)
-    assert data.report.embedded == 2 and len(data.labels) == 2
-    assert embed_folder(root, recognizer, cache_file=cache).report.embedded == 0
-
-
 def test_min_face_size_option(demo_photos, mien_home):
     """Larger --min-face-size keeps big faces and drops small ones (mtcnn 1.0 alone loses all faces above ~24 px)."""
     from pipeline.detection import build_detector
@@ -177,9 +190,9 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
     """API enrollment shares the server's models: every FaceNet call must hold the server's model lock."""
     import threading
 
-    from identity.cache import EmbeddingCache
+    from identity.gallery import open_gallery
     from pipeline.app.server import _LockedModels
-    from pipeline.enroll import cache_version, embed_photos
+    from pipeline.enroll import embed_photos
 
     lock, held = threading.Lock(), []
     real_embed = recognizer.embedder.embed
@@ -190,6 +203,6 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
 
     monkeypatch.setattr(recognizer.embedder, "embed", spy)
     photos = [(p.name, p.read_bytes()) for p in sorted((demo_photos[1] / "madonna").iterdir())[:2]]
-    cache = EmbeddingCache(tmp_path / "cache.npz", cache_version(recognizer))
-    result = embed_photos(photos, _LockedModels(recognizer, lock), cache)
+    with open_gallery(tmp_path / "g.sqlite3") as gallery:
+        result = embed_photos(photos, _LockedModels(recognizer, lock), gallery)
     assert result.embedded == 2 and held == [True]  # one batched FaceNet call, under the lock

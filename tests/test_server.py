@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,10 +18,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def server_home(src: Path, dst: Path) -> Path:
-    """A MIEN_HOME for one server: a copy of the session's enrolled classifier and embedding cache."""
+    """A MIEN_HOME for one server: the session's weights and a consistent copy (SQLite backup) of its gallery."""
+    import sqlite3
+
     (dst / "identity").mkdir(parents=True)
-    for f in (src / "identity").iterdir():
-        shutil.copy(f, dst / "identity" / f.name)
+    (dst / "weights").symlink_to(src / "weights")
+    with sqlite3.connect(src / "identity" / "gallery.sqlite3") as a, sqlite3.connect(dst / "identity" / "gallery.sqlite3") as b:
+        a.backup(b)
     return dst
 
 
@@ -215,14 +217,21 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
     """Over real HTTP (uvicorn): recognition keeps answering correctly while a person is forgotten and re-enrolled."""
     import httpx
 
-    from identity.cache import EmbeddingCache
-    from pipeline.enroll import cache_version
+    import sqlite3
+
+    from identity.gallery import open_gallery
     from pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     home = server_home(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db"))
-    cache_file = home / "identity" / "embeddings_cache.npz"
-    cached_before = len(EmbeddingCache(cache_file, cache_version(recognizer)).entries)
+    gallery_file = home / "identity" / "gallery.sqlite3"
+    ben_hashes = [f["photo_hash"] for f in open_gallery(gallery_file).person("ben_afflek").faces]
+
+    def count(sql: str) -> int:
+        with sqlite3.connect(gallery_file) as db:
+            return db.execute(sql.replace("?", ",".join("?" * len(ben_hashes))), ben_hashes).fetchone()[0]
+
+    assert count("SELECT COUNT(*) FROM photo_cache WHERE photo_hash IN (?)") == len(ben_hashes) > 0
     ben_train = sorted((demo_photos[0] / "ben_afflek").iterdir())[:4]
     ben_val, madonna = val_photo(demo_photos, "ben_afflek"), val_photo(demo_photos, "madonna")
     results, errors = [], []
@@ -245,6 +254,9 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
             assert r.status_code == 200, r.text
             assert [p["name"] for p in r.json()["people"]] == ["elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
             assert http.delete("/people/ben_afflek").status_code == 404
+            # erased: ben's faces and the cached embeddings of his photos
+            assert count("SELECT COUNT(*) FROM faces WHERE photo_hash IN (?)") == 0
+            assert count("SELECT COUNT(*) FROM photo_cache WHERE photo_hash IN (?)") == 0
             r = http.post("/recognize", files={"file": jpeg(ben_val)})
             assert r.json()["faces"][0]["identity"]["name"] != "ben_afflek"
 
@@ -255,7 +267,7 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
             assert r.status_code == 200, r.text
             out = r.json()
             assert out["enrolled_photos"] == 4 and len(out["people"]) == 5
-            assert out["photos"][-1] == {"file": "wall.png", "used": False, "reason": "no face found"}
+            assert out["photos"][-1] == {"file": "wall.png", "used": False, "reason": "no face found", "also_enrolled_as": []}
             r = http.post("/people/ben_afflek/photos", files=[("files", jpeg(ben_train[0]))])  # same photo again
             assert r.json()["enrolled_photos"] == 4
             r = http.post("/people/nobody_here/photos", files=[("files", ("wall.png", blank, "image/png"))])
@@ -266,15 +278,32 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
             t.join(timeout=300)
 
     assert not errors and results == [(200, "madonna")] * 8
-    assert len(list((home / "enrollment" / "ben_afflek").iterdir())) == 4
-    cache = EmbeddingCache(cache_file, cache_version(recognizer))
-    ben_used = {p.name: p.used for p in enrolled.persons}["ben_afflek"]
-    # forgetting dropped ben's enrolled embeddings; re-enrolling added 4 photos and the wall
-    assert len(cache.entries) == cached_before - ben_used + 4 + 1
-    from identity.classifier import IdentityClassifier
+    ben = open_gallery(gallery_file).person("ben_afflek")
+    assert ben.photos == 4 and all(f["photo_stored"] and f["source"].startswith("upload:") for f in ben.faces)
+    assert len(open_gallery(gallery_file).people()) == 5
 
-    saved = IdentityClassifier.load(home / "identity" / "classifier.joblib")
-    assert saved.counts["ben_afflek"] == 4 and len(saved.persons) == 5
+
+def test_a_running_server_sees_people_changed_by_the_cli(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """One gallery: `mien people forget/add` in another process is seen by the server's next request."""
+    import os
+
+    home = server_home(mien_home, tmp_path / "home")
+    client = make_client(recognizer, home)
+    madonna = val_photo(demo_photos, "madonna")
+    assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "madonna"
+    env = {**os.environ, "MIEN_HOME": str(home)}
+    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "people", "forget", "madonna"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "madonna" not in [p["name"] for p in client.get("/people").json()["people"]]
+    assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "unknown"
+    photos = [str(p) for p in sorted((demo_photos[0] / "madonna").iterdir())[:3]]
+    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "people", "add", "Madonna", *photos], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "3 photos added" in r.stdout, r.stdout + r.stderr
+    people = {p["name"]: p["photos"] for p in client.get("/people").json()["people"]}
+    assert people["Madonna"] == 3
+    assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "Madonna"
 
 
 def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer, enrolled, mien_home, tmp_path):

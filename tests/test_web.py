@@ -64,7 +64,11 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         assert page.inner_text("#people-status") == "forgot new_ben"
         page.close()
     assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
-    assert not (tmp_path / "home" / "enrollment" / "new_ben").exists()
+    from identity.storage import content_hash
+    from pipeline.gallery import cache_model
+
+    # erased with the person: the cached embeddings of the photos uploaded for them
+    assert app.state.mien.gallery.cached([content_hash(p.read_bytes()) for p in new_photos], cache_model(recognizer)) == {}
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
 
 

@@ -101,6 +101,8 @@ class PhotoResult(BaseModel):
     file: str
     used: bool = Field(description="whether the photo's face is now enrolled")
     reason: str | None = Field(description="why the photo was not used (e.g. 'no face found'); null when used")
+    also_enrolled_as: list[str] = Field([], description="other people this very photo is enrolled for "
+                                                        "(a warning: the same photo under two names)")
 
 
 class EnrollResponse(BaseModel):

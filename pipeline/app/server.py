@@ -23,8 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from identity.classifier import IdentityClassifier
-from identity.cache import content_hash
+from identity.storage import content_hash
 from identity.errors import NotEnrolledError
 from pipeline.app import schemas
 from pipeline.app.db import ResultsDB
@@ -153,38 +152,44 @@ def _new_app(**kwargs) -> FastAPI:
 
 
 class ServerState:
-    """Models, the current classifier snapshot, locks and the results database of one server."""
+    """Models, the current matcher (kept in step with the gallery), locks and the results database of one server."""
 
     def __init__(self, recognizer, config: ServerConfig):
-        from pipeline.assets import cache_path, classifier_path
+        from pipeline.gallery import load_matcher, open_default_gallery
 
         self.config = config
         self.home = config.home or mien_home()
-        self.classifier_file = classifier_path(self.home)
-        self.cache_file = cache_path(self.home)
+        self.gallery = open_default_gallery(config.home, recognizer)
         self.base = copy.copy(recognizer)  # our own `classifier` attribute; the models are shared
-        try:
-            self.classifier = IdentityClassifier.load(self.classifier_file, recognizer.embedder.version)
-        except NotEnrolledError:
-            self.classifier = None
         self.base.classifier = None
+        self.matcher_kind = recognizer.options.matcher
+        self.classifier = load_matcher(self.gallery, recognizer, self.matcher_kind)
         self.model_lock = threading.Lock()
         self.enroll_lock = threading.Lock()
+        self.refresh_lock = threading.Lock()
         self.db = ResultsDB(config.db_path or self.home / "mien.db")
 
+    def current(self):
+        """The matcher at the gallery's current generation: changes by the CLI or another server are picked up
+        here (one indexed read per request; a rebuild or incremental update only when something changed)."""
+        from pipeline.gallery import refresh_matcher
+
+        with self.refresh_lock:
+            self.classifier = refresh_matcher(self.classifier, self.gallery, self.base, self.matcher_kind)
+            return self.classifier
+
     def snapshot(self, **option_changes):
-        """A Recognizer view with the current classifier and per-request options (models shared, not copied)."""
+        """A Recognizer view with the current matcher and per-request options (models shared, not copied)."""
         rec = copy.copy(self.base)
-        rec.classifier = self.classifier
+        rec.classifier = self.current()
         changes = {k: v for k, v in option_changes.items() if v is not None}
         if changes:
             rec.options = dataclasses.replace(rec.options, **changes)
         return rec
 
     def people(self) -> list[dict]:
-        """Enrolled people and their photo counts, from the current classifier."""
-        clf = self.classifier
-        return [{"name": p, "photos": n} for p, n in (clf.counts.items() if clf else [])]
+        """Enrolled people and their photo counts, from the gallery."""
+        return [{"name": p, "photos": n} for p, n in self.gallery.people().items()]
 
     def health(self) -> dict:
         """What /health reports: model versions, which models are loaded, people and configuration."""
@@ -314,7 +319,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:
         """Enrolled people with the number of photos each was enrolled from."""
-        return {"people": state.people(), "classifier": classifier_fingerprint(state.classifier)}
+        return {"people": state.people(), "classifier": classifier_fingerprint(state.current())}
 
     @app.post("/people/{name}/photos", dependencies=[Depends(authorised)], response_model=schemas.EnrollResponse,
               responses=schemas.error_responses(400, 401, 403, 413, 415, 422))
@@ -328,29 +333,27 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         def work() -> dict:
             with state.enroll_lock:
-                update = enroll_photos(name, photos, _LockedModels(state.base, state.model_lock), state.classifier,
-                                       classifier_file=state.classifier_file, cache_file=state.cache_file,
-                                       home=state.home)
-                if update.classifier is None:
+                update = enroll_photos(name, photos, _LockedModels(state.base, state.model_lock), state.gallery)
+                if not update.faces:
                     raise HTTPException(422, {"message": f"no usable face in the photos of {name}; nothing enrolled",
                                               "photos": [p.to_dict() for p in update.photos]})
-                state.classifier = update.classifier  # the swap: requests from now on see the new person
+                state.current()  # requests from now on see the new person
             return {"person": name, "photos": [p.to_dict() for p in update.photos],
-                    "enrolled_photos": update.classifier.counts[name], "people": state.people()}
+                    "enrolled_photos": update.faces, "people": state.people()}
 
         return await run_in_threadpool(work)
 
     @app.delete("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.ForgetResponse,
                 responses=schemas.error_responses(400, 401, 403, 404))
     def delete_person(name: str) -> dict:
-        """Forget a person: their embeddings, cache entries and uploaded photos; the classifier is rebuilt."""
+        """Forget a person: their embeddings, cached embeddings and uploaded photos, in one transaction."""
         name = person_name(name)
         with state.enroll_lock:
             try:
-                state.classifier = forget_person(name, state.base, state.classifier, classifier_file=state.classifier_file,
-                                                 cache_file=state.cache_file, home=state.home)
+                forget_person(name, state.gallery)
             except UnknownPersonError as exc:
                 raise HTTPException(404, str(exc)) from None
+            state.current()
         return {"forgotten": name, "people": state.people()}
 
     return app

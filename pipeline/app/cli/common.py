@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 from pipeline.options import Options
 
 if TYPE_CHECKING:
-    from identity.classifier import Thresholds
     from pipeline.recognizer import Recognizer
 
 T = TypeVar("T")
@@ -118,13 +117,22 @@ def add_detection_options(p: argparse.ArgumentParser) -> None:
                    help="MTCNN confidence to keep a face")
 
 
-def add_identity_options(p: argparse.ArgumentParser) -> None:
-    """Open-set thresholds; unset means the enrolled classifier's own."""
+def add_identity_options(p: argparse.ArgumentParser, matcher: bool = True) -> None:
+    """Open-set thresholds (unset: the gallery's own) and which matcher names faces."""
     g = p.add_argument_group("identity")
+    if matcher:
+        add_matcher_option(g)
     g.add_argument("--distance-threshold", type=positive_float, default=DEFAULTS.distance_threshold,
-                   help="max FaceNet distance to the person's nearest enrolled photo (default: the classifier's)")
+                   help="max FaceNet distance to the person's nearest enrolled photo (default: the gallery's)")
     g.add_argument("--probability-threshold", type=unit_interval, default=DEFAULTS.probability_threshold,
-                   help="min SVM probability of the predicted person (default: the classifier's)")
+                   help="min SVM probability of the predicted person (default: the gallery's)")
+
+
+def add_matcher_option(p) -> None:
+    """``--matcher svm|knn|auto``: how a face is named among the enrolled people."""
+    p.add_argument("--matcher", choices=("auto", "svm", "knn"), default=DEFAULTS.matcher,
+                   help="svm: calibrated linear SVM; knn: nearest enrolled faces via an index; auto: svm up to "
+                        "2000 enrolled faces, knn beyond")
 
 
 def add_emotion_options(p: argparse.ArgumentParser) -> None:
@@ -141,14 +149,10 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(**given)
 
 
-def thresholds_from(args: argparse.Namespace) -> "Thresholds":
-    """The identity thresholds a new classifier is built with: the command line's, else the defaults."""
-    from identity.classifier import Thresholds
-
-    base = Thresholds()
-    return Thresholds(
-        distance=base.distance if args.distance_threshold is None else args.distance_threshold,
-        probability=base.probability if args.probability_threshold is None else args.probability_threshold)
+def thresholds_from(args: argparse.Namespace) -> dict:
+    """The identity thresholds given on the command line (to store with the gallery); empty when none was."""
+    return {k: v for k, v in (("distance", args.distance_threshold), ("probability", args.probability_threshold))
+            if v is not None}
 
 
 def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity: bool = True) -> "Recognizer":

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
-                                     progress, quiet_tensorflow, thresholds_from)
+                                     number_in, progress, quiet_tensorflow, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ei.add_argument("--test", type=existing_dir, required=True, help="DIR/<person>/*.jpg to recognize")
     ei.add_argument("--json", type=Path, help="write the full result here")
     ei.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
+    ei.add_argument("--fpir", type=number_in(float, 0.0, 1.0),
+                    help="choose the distance threshold that lets this share of strangers be named (e.g. 0.01), "
+                         "instead of a raw --distance-threshold")
     add_detection_options(ei)
     add_identity_options(ei)
     ei.set_defaults(run=run_identity)
@@ -32,6 +35,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
+    from identity.classifier import Thresholds
     from identity.storage import write_json_atomic
     from pipeline.evaluate import evaluate_identity
     from pipeline.faceprep import IdentityCrop
@@ -39,8 +43,8 @@ def run_identity(args: argparse.Namespace) -> int:
     rec = build_recognizer(args, emotion=False, identity=False)
     if args.align:
         rec.identity_crop = IdentityCrop(method=args.align)
-    result = evaluate_identity(args.enroll, args.test, rec, thresholds_from(args),
-                               progress=lambda items: progress(items, "evaluate"))
+    result = evaluate_identity(args.enroll, args.test, rec, Thresholds(**thresholds_from(args)),
+                               matcher=args.matcher, fpir=args.fpir, progress=lambda items: progress(items, "evaluate"))
     lopo = result["leave_one_person_out"]
     print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
     print(f"top-1 accuracy: {result['top1_accuracy']:.3f} on {result['test_photos']} photos "
@@ -49,6 +53,11 @@ def run_identity(args: argparse.Namespace) -> int:
         print(f"  {p}: {r['top1']}/{r['photos']}")
     print(f"leave-one-person-out: strangers rejected {lopo['stranger_rejection_rate']:.3f}, "
           f"enrolled wrongly rejected {lopo['false_reject_rate']:.3f}")
+    curve = result["fnir_at_fpir"]
+    for f, r in curve.items():
+        if isinstance(r, dict):
+            print(f"FNIR {r['fnir']:.3f} at FPIR {r['fpir']} (target {f}, distance threshold {r['distance_threshold']}; "
+                  f"{curve['mated_searches']} mated, {curve['nonmated_searches']} non-mated searches)")
     if args.json:
         write_json_atomic(args.json, result)
     return 0

@@ -94,7 +94,7 @@ def open_db(path: str):
 
 def store_record(store, rec, record, source: str) -> None:
     """Add one recognized image to the results database, with its file hash, thresholds and model versions."""
-    from identity.cache import content_hash
+    from identity.storage import content_hash
     from pipeline.provenance import model_versions, thresholds_used
 
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from pipeline.app.cli.common import add_detection_options, add_emotion_options, build_recognizer, number_in, positive_float
+from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_matcher_option, build_recognizer,
+                                     number_in, positive_float)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     s.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted upload, in MB")
     s.add_argument("--db", default="default", help="results database (default: MIEN_HOME/mien.db)")
     add_detection_options(s)
+    add_matcher_option(s)
     add_emotion_options(s)
     s.set_defaults(run=run)
 

@@ -1,0 +1,172 @@
+"""The gallery interface and its value types, shared by every backend."""
+from __future__ import annotations
+
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from identity.errors import IdentityError
+
+SCHEMA_VERSION = 1
+
+
+class GalleryError(IdentityError):
+    """The gallery cannot be opened or changed as asked; the message says why and what to do."""
+
+
+class GalleryBusyError(GalleryError):
+    """Another process held the gallery's write lock for too long."""
+
+
+class UnknownPersonError(GalleryError):
+    """The person is not enrolled."""
+
+
+class PersonExistsError(GalleryError):
+    """A person of that name (or one differing only in case or Unicode form) is already enrolled."""
+
+
+def name_key(name: str) -> str:
+    """The identity of a name for uniqueness: NFC-normalised and case-folded (``Ana`` and ``ana`` are one person)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to enroll: the photo's content hash, its embedding, where it came from and (uploads) its bytes."""
+
+    photo_hash: str
+    embedding: np.ndarray
+    source: str
+    photo: bytes | None = None
+
+
+@dataclass(frozen=True)
+class AddedFace:
+    """What happened to one NewFace: added, already enrolled for that person, or also enrolled as someone else."""
+
+    photo_hash: str
+    added: bool
+    also_enrolled_as: tuple[str, ...] = ()
+
+
+@dataclass
+class PersonInfo:
+    """One enrolled person: name, and per face its photo hash, source and when it was added."""
+
+    name: str
+    faces: list[dict] = field(default_factory=list)
+
+    @property
+    def photos(self) -> int:
+        return len(self.faces)
+
+
+@dataclass(frozen=True)
+class GallerySnapshot:
+    """Every enrolled embedding at one generation: what matchers are built from."""
+
+    vectors: np.ndarray  # (n, d) float32, L2-normalised
+    labels: list[str]
+    face_ids: np.ndarray  # (n,) int64, stable across generations
+    generation: int
+    model: str | None
+    thresholds: dict
+    gallery_id: str = ""  # unique per gallery: an index saved for one is never applied to another
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for label in self.labels:
+            out[label] = out.get(label, 0) + 1
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a generation: faces added (ids, vectors, labels) and face ids removed."""
+
+    generation: int
+    added_ids: np.ndarray
+    added_vectors: np.ndarray
+    added_labels: list[str]
+    removed_ids: np.ndarray
+
+
+class Gallery(ABC):
+    """A store of people and their face embeddings, written in transactions, versioned by a generation number."""
+
+    location: str
+
+    # ---- reading ----------------------------------------------------------------------------
+    @abstractmethod
+    def generation(self) -> int:
+        """A number that grows with every committed change (a server polls it to pick up other writers)."""
+
+    @abstractmethod
+    def model(self) -> str | None:
+        """The embedding model version every stored embedding was made with (None while empty)."""
+
+    @abstractmethod
+    def people(self) -> dict[str, int]:
+        """Enrolled people and their number of faces, sorted by name."""
+
+    @abstractmethod
+    def person(self, name: str) -> PersonInfo:
+        """One person's faces; UnknownPersonError if not enrolled."""
+
+    @abstractmethod
+    def snapshot(self, vectors: bool = True) -> GallerySnapshot:
+        """All embeddings with labels and face ids, at one generation (``vectors=False``: labels and ids only,
+        for a matcher whose index was loaded from disk)."""
+
+    @abstractmethod
+    def changes_since(self, generation: int) -> Changes | None:
+        """Faces added and removed after ``generation`` (None if the log no longer reaches back that far)."""
+
+    @abstractmethod
+    def thresholds(self) -> dict:
+        """Open-set thresholds stored with the gallery (empty: the defaults)."""
+
+    # ---- the embedding cache (photo hash -> embedding or why it was unusable) -----------------
+    @abstractmethod
+    def cached(self, photo_hashes: list[str], model: str) -> dict[str, tuple[np.ndarray | None, str | None, tuple | None]]:
+        """Cached results for photo hashes under ``model``: (embedding or None, reason, bbox)."""
+
+    @abstractmethod
+    def cache(self, entries: dict[str, tuple[np.ndarray | None, str | None, tuple | None]], model: str) -> None:
+        """Store what photos gave under ``model`` (so re-enrolling embeds only new photos)."""
+
+    # ---- writing ----------------------------------------------------------------------------
+    @abstractmethod
+    def add_faces(self, name: str, faces: list[NewFace], model: str) -> list[AddedFace]:
+        """Add faces to a person (created if new) in one transaction; a face already enrolled for them is skipped."""
+
+    @abstractmethod
+    def sync_folder(self, people: dict[str, list[NewFace]], model: str, *, replace: bool = False) -> dict:
+        """Merge folder people in one transaction: each named person's folder faces become exactly ``faces``
+        (uploads kept); with ``replace``, everybody else is forgotten. Returns {"added","removed","forgotten"}."""
+
+    @abstractmethod
+    def forget(self, name: str) -> int:
+        """Erase a person: faces, stored photos and their cached embeddings; returns faces removed."""
+
+    @abstractmethod
+    def rename(self, old: str, new: str) -> None:
+        """Rename a person; PersonExistsError if ``new`` is taken."""
+
+    @abstractmethod
+    def set_thresholds(self, thresholds: dict) -> None:
+        """Store open-set thresholds with the gallery."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,118 @@
+"""``mien people list | show NAME | add NAME PHOTO... | forget NAME | rename OLD NEW``: the gallery, one person
+at a time, with the same rules as the API (only ``add`` loads the models)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the ``people`` command and its sub-commands."""
+    p = sub.add_parser("people", parents=parents, help="list, show, add, forget or rename enrolled people",
+                       description="The gallery of enrolled people (MIEN_HOME/identity/gallery.sqlite3, or "
+                                   "MIEN_GALLERY_URL). Changes are seen by a running `mien serve` at its next request.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    ls = verbs.add_parser("list", parents=parents, help="enrolled people and their number of photos")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(run=run_list)
+    show = verbs.add_parser("show", parents=parents, help="one person's photos (hash, source, when added)")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=run_show)
+    add = verbs.add_parser("add", parents=parents, help="enroll photos of one person (new or existing)")
+    add.add_argument("name")
+    add.add_argument("photos", nargs="+", type=existing_file, metavar="PHOTO")
+    add_detection_options(add)
+    add.set_defaults(run=run_add)
+    forget = verbs.add_parser("forget", parents=parents,
+                              help="erase a person: embeddings, stored photos and cached embeddings")
+    forget.add_argument("name")
+    forget.set_defaults(run=run_forget)
+    rename = verbs.add_parser("rename", parents=parents, help="rename a person")
+    rename.add_argument("old")
+    rename.add_argument("new")
+    rename.set_defaults(run=run_rename)
+
+
+def _gallery():
+    from pipeline.gallery import open_default_gallery
+
+    return open_default_gallery()
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print every enrolled person with their number of photos."""
+    from pipeline.app.outputs import terminal_safe
+
+    with _gallery() as gallery:
+        people = gallery.people()
+        if args.json:
+            print(json.dumps({"gallery": gallery.location, "people": [{"name": n, "photos": k} for n, k in people.items()]},
+                             ensure_ascii=False, indent=2))
+            return 0
+        for name, n in people.items():
+            print(f"{terminal_safe(name)}\t{n}")
+        print(f"{len(people)} people, {sum(people.values())} photos in {gallery.location}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print one person's photos."""
+    from pipeline.app.outputs import terminal_safe
+
+    with _gallery() as gallery:
+        info = gallery.person(args.name)
+    if args.json:
+        print(json.dumps({"name": info.name, "photos": info.faces}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{terminal_safe(info.name)}: {info.photos} photos")
+    for face in info.faces:
+        print(f"  {face['photo_hash'][:16]}  {face['added']}  {terminal_safe(face['source'])}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Embed the photos and add them to the person; exit 1 if none was usable."""
+    from pipeline.app.outputs import terminal_safe
+    from pipeline.names import validate_person_name
+    from pipeline.people import enroll_photos
+
+    name = validate_person_name(args.name)  # before the models load
+    photos = [(str(p), p.read_bytes()) for p in args.photos]
+    rec = build_recognizer(args, emotion=False, identity=False)
+    with _gallery() as gallery:
+        update = enroll_photos(name, photos, rec, gallery)
+    for r in update.photos:
+        status = "added" if r.used and not r.reason else f"skipped ({r.reason})"
+        print(f"{terminal_safe(r.file)}: {status}")
+        if r.also_enrolled_as:
+            print(f"    warning: also enrolled as {', '.join(map(terminal_safe, r.also_enrolled_as))}")
+    if not update.faces:
+        print(f"no usable face in the photos of {terminal_safe(name)}; nothing enrolled")
+        return 1
+    print(f"{terminal_safe(name)}: {update.added} photos added, {update.faces} enrolled")
+    return 0
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    """Erase the person from the gallery."""
+    from pipeline.app.outputs import terminal_safe
+    from pipeline.people import forget_person
+
+    with _gallery() as gallery:
+        n = forget_person(args.name, gallery)
+    print(f"forgot {terminal_safe(args.name)}: {n} photos, their embeddings and cached embeddings erased")
+    return 0
+
+
+def run_rename(args: argparse.Namespace) -> int:
+    """Rename a person (the new name follows the same rule as enrollment)."""
+    from pipeline.app.outputs import terminal_safe
+    from pipeline.names import validate_person_name
+
+    with _gallery() as gallery:
+        gallery.rename(validate_person_name(args.old), validate_person_name(args.new))
+    print(f"renamed {terminal_safe(args.old)} -> {terminal_safe(args.new)}")
+    return 0

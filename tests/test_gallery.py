@@ -1,0 +1,254 @@
+"""The gallery store on synthetic embeddings (fast): merge, replace, forget (erasure), rename, names, versions,
+concurrency, corrupt files, and the SVM and kNN matchers built from it giving the same answers."""
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import numpy as np
+import pytest
+
+from identity.errors import StaleModelError
+from identity.gallery import (GalleryError, NewFace, PersonExistsError, UnknownPersonError, open_gallery)
+from identity.gallery.base import SCHEMA_VERSION
+from identity.match import UNKNOWN
+
+MODEL = "facenet-test|align"  # light imports only: the concurrency test re-imports this module in 4 processes
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def build_matcher(*args, **kwargs):
+    from identity.matchers import build_matcher as build
+
+    return build(*args, **kwargs)
+
+
+def faces(person: int, n: int = 4, seed: int = 0, source: str = "/photos") -> list[NewFace]:
+    """n embeddings near person's centre, with distinct photo hashes."""
+    rng = np.random.default_rng(1000 + person)
+    centre = l2_normalize(rng.normal(size=128))
+    noise = np.random.default_rng(seed * 7919 + person).normal(size=(n, 128)) * 0.04
+    vecs = l2_normalize(centre + noise).astype(np.float32)
+    return [NewFace(f"p{person}s{seed}i{i}", v, f"{source}/p{person}/{i}.jpg") for i, v in enumerate(vecs)]
+
+
+def rows(path, sql: str, *args) -> list:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def test_folder_merge_keeps_other_people_and_uploads(tmp_path):
+    g = open_gallery(tmp_path / "g.sqlite3")
+    upload = NewFace("up1", faces(9)[0].embedding, "upload:me.jpg", b"\xff\xd8photo")
+    g.add_faces("zoe", [upload], MODEL)  # enrolled through the API
+    g.add_faces("ann", [NewFace("up2", faces(1, seed=5)[0].embedding, "upload:a.jpg", b"x")], MODEL)
+    out = g.sync_folder({"ann": faces(1), "bob": faces(2)}, MODEL)
+    assert out["added"] == 8 and out["removed"] == 0 and out["forgotten"] == []
+    assert g.people() == {"ann": 5, "bob": 4, "zoe": 1}  # zoe untouched, ann's upload kept
+    # a photo removed from the folder leaves the gallery on the next enroll; unchanged photos stay
+    out = g.sync_folder({"ann": faces(1)[:2], "bob": faces(2)}, MODEL)
+    assert out == {"added": 0, "removed": 2, "forgotten": [], "shared": []}
+    assert g.people() == {"ann": 3, "bob": 4, "zoe": 1}
+    # --replace: the folder is the whole truth and says whom it removed
+    out = g.sync_folder({"bob": faces(2)}, MODEL, replace=True)
+    assert out["forgotten"] == ["ann", "zoe"] and g.people() == {"bob": 4}
+
+
+def test_forget_erases_faces_photos_and_cached_embeddings(tmp_path):
+    path = tmp_path / "g.sqlite3"
+    g = open_gallery(path)
+    mine = faces(1)
+    g.cache({f.photo_hash: (f.embedding, None, (0, 0, 9, 9)) for f in mine}, MODEL + "|det")
+    g.add_faces("ann", [NewFace(f.photo_hash, f.embedding, "upload:x.jpg", b"PHOTO-BYTES-" + bytes([i]))
+                        for i, f in enumerate(mine)], MODEL)
+    g.add_faces("bob", faces(2), MODEL)
+    assert g.person("ann").faces[0]["photo_stored"]
+    assert g.forget("ann") == 4
+    with pytest.raises(UnknownPersonError, match="'ann' is not enrolled"):
+        g.forget("ann")
+    assert g.people() == {"bob": 4}
+    assert rows(path, "SELECT COUNT(*) FROM stored_photos") == [(0,)]
+    assert rows(path, "SELECT COUNT(*) FROM photo_cache") == [(0,)]
+    g.close()
+    # secure_delete + checkpoint: the bytes are not left behind in the file or its write-ahead log
+    blob = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
+                                if path.with_name(path.name + "-wal").exists() else b"")
+    assert b"PHOTO-BYTES-" not in blob and mine[0].embedding.tobytes() not in blob
+
+
+def test_names_that_differ_only_in_case_or_unicode_form_are_one_person(tmp_path):
+    g = open_gallery(tmp_path / "g.sqlite3")
+    g.add_faces("Zoë", faces(1), MODEL)  # NFC
+    before = g.generation()
+    with pytest.raises(PersonExistsError, match="only in case or Unicode form"):
+        g.add_faces("zoe\u0308".upper(), faces(2), MODEL)  # decomposed, upper case
+    with pytest.raises(PersonExistsError):
+        g.sync_folder({"bob": faces(3), "ZOË": faces(2)}, MODEL)  # the whole transaction is refused
+    assert g.generation() == before and g.people() == {"Zoë": 4}
+    g.add_faces("bob", faces(3), MODEL)
+    with pytest.raises(PersonExistsError, match="already enrolled"):
+        g.rename("bob", "zoë")
+    g.rename("bob", "Robert")
+    assert g.people() == {"Robert": 4, "Zoë": 4} and g.person("robert").name == "Robert"
+
+
+def test_same_photo_under_two_people_is_reported(tmp_path):
+    g = open_gallery(tmp_path / "g.sqlite3")
+    g.add_faces("ann", faces(1)[:1], MODEL)
+    added = g.add_faces("bob", faces(1)[:1], MODEL)
+    assert added[0].added and added[0].also_enrolled_as == ("ann",)
+    assert g.add_faces("bob", faces(1)[:1], MODEL)[0].added is False  # not twice for the same person
+
+
+def test_other_model_newer_schema_and_foreign_files_are_refused(tmp_path):
+    path = tmp_path / "g.sqlite3"
+    g = open_gallery(path)
+    g.add_faces("ann", faces(1), MODEL)
+    with pytest.raises(StaleModelError, match="--replace"):
+        g.add_faces("bob", faces(2), "facenet-other|align")
+    with pytest.raises(StaleModelError, match="rebuild"):
+        build_matcher(g.snapshot(), "facenet-other|align")
+    g.sync_folder({"bob": faces(2)}, "facenet-other|align", replace=True)  # --replace rebuilds with the new model
+    assert g.model() == "facenet-other|align" and g.people() == {"bob": 4}
+    g.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(GalleryError, match="newer mien"):
+        open_gallery(path)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(GalleryError, match="junk.sqlite3: not a mien gallery"):
+        open_gallery(junk)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE results(x)")
+    with pytest.raises(GalleryError, match="not a mien gallery"):
+        open_gallery(other)
+    assert rows(other, "SELECT name FROM sqlite_master") == [("results",)]  # nothing written into it
+
+
+def _enroll_many(path: str, person: int) -> None:
+    g = open_gallery(path)
+    for seed in range(5):
+        g.sync_folder({f"p{person}": faces(person, seed=seed)}, MODEL)
+
+
+def test_two_processes_enrolling_at_once_lose_nothing(tmp_path):
+    path = str(tmp_path / "g.sqlite3")
+    open_gallery(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_enroll_many, args=(path, p)) for p in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    g = open_gallery(path)
+    assert g.people() == {f"p{p}": 4 for p in range(4)}
+    assert g.generation() == 20  # every committed change counted once
+
+
+def test_changes_since_drive_incremental_knn_updates(tmp_path):
+    g = open_gallery(tmp_path / "g.sqlite3")
+    for p in range(6):
+        g.add_faces(f"p{p}", faces(p), MODEL)
+    knn = build_matcher(g.snapshot(), MODEL, "knn")
+    gen = g.generation()
+    g.forget("p0")
+    g.add_faces("p9", faces(9), MODEL)
+    g.rename("p1", "one")
+    knn.update(g.changes_since(gen))
+    fresh = build_matcher(g.snapshot(), MODEL, "knn")
+    probes = np.stack([faces(p, n=1, seed=3)[0].embedding for p in (0, 1, 2, 9)])
+    assert [m.name for m in knn.predict(probes)] == [m.name for m in fresh.predict(probes)] == [UNKNOWN, "one", "p2", "p9"]
+    assert knn.counts == fresh.counts and knn.generation == g.generation()
+
+
+@pytest.mark.parametrize("kind", ["svm", "knn"])
+def test_matchers_name_the_enrolled_and_reject_strangers(tmp_path, kind):
+    g = open_gallery(tmp_path / "g.sqlite3")
+    for p in range(5):
+        g.add_faces(f"p{p}", faces(p), MODEL)
+    g.set_thresholds({"distance": 0.9, "probability": 0.5})
+    m = build_matcher(g.snapshot(), MODEL, kind)
+    probes = np.stack([faces(p, n=1, seed=9)[0].embedding for p in range(5)])
+    assert m.kind == kind and [x.name for x in m.predict(probes)] == [f"p{p}" for p in range(5)]
+    strangers = l2_normalize(np.random.default_rng(4).normal(size=(6, 128))).astype(np.float32)
+    assert all(x.name == UNKNOWN and x.candidate.startswith("p") for x in m.predict(strangers))
+    assert m.thresholds.distance == 0.9
+
+
+def test_an_older_classifier_and_cache_are_migrated_then_deleted(tmp_path):
+    """classifier.joblib + embeddings_cache.npz + API photos of an older mien become gallery people, once."""
+    import json
+    from types import SimpleNamespace
+
+    import joblib
+
+    from identity.classifier import IdentityClassifier, Thresholds
+    from pipeline.gallery import open_default_gallery
+
+    rec = SimpleNamespace(embedder=SimpleNamespace(version="facenet-test"),
+                          identity_crop=SimpleNamespace(signature="crop-160"))
+    home = tmp_path / "home"
+    (home / "identity").mkdir(parents=True)
+    ann, bob = faces(1, n=3), faces(2, n=2)
+    vectors = np.stack([f.embedding for f in ann + bob])
+    labels = ["ann"] * 3 + ["bob"] * 2
+    clf = IdentityClassifier(vectors, labels, "facenet-test", Thresholds(distance=0.8, probability=0.6))
+    joblib.dump({"format_version": 1, "classifier": clf}, home / "identity" / "classifier.joblib")
+    keys = [f"{i:064x}" for i in range(5)]
+    meta = {"format_version": 1, "model_version": "x", "keys": keys, "reasons": [None] * 5, "bboxes": [None] * 5}
+    np.savez(home / "identity" / "embeddings_cache.npz", embeddings=vectors, meta=np.array(json.dumps(meta)))
+    (home / "enrollment" / "bob").mkdir(parents=True)
+    (home / "enrollment" / "bob" / f"{keys[4][:16]}.jpg").write_bytes(b"\xff\xd8bob")
+
+    g = open_default_gallery(home, rec)
+    assert g.people() == {"ann": 3, "bob": 2} and g.model() == "facenet-test|crop-160"
+    assert g.thresholds() == {"distance": 0.8, "probability": 0.6}
+    bob_faces = g.person("bob").faces
+    assert [f["photo_hash"] for f in bob_faces] == keys[3:] and bob_faces[1]["photo_stored"]
+    assert sorted(p.name for p in home.rglob("*") if p.is_file() and "gallery" not in p.name) == []
+    snap = g.snapshot()
+    assert np.array_equal(snap.vectors, vectors) and snap.labels == labels
+
+
+def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, monkeypatch, caplog):
+    """The HNSW index is kept between runs; the next run applies only the change log (here: one new person)."""
+    from types import SimpleNamespace
+
+    from identity import knn, matchers
+    from pipeline.gallery import index_file, load_matcher
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(knn, "EXACT_BELOW", 10)  # 30 faces count as "large" here
+    monkeypatch.setattr(matchers, "SVM_MAX_FACES", 10)
+    rec = SimpleNamespace(embedder=SimpleNamespace(version="facenet-test"), identity_crop=SimpleNamespace(signature="c"))
+    model = "facenet-test|c"
+    g = open_gallery(tmp_path / "g.sqlite3")
+    for p in range(6):
+        g.add_faces(f"p{p}", faces(p, n=5), model)
+    first = load_matcher(g, rec)
+    assert first.kind == "knn" and type(first.index).__name__ == "USearchIndex"
+    saved = index_file(g.snapshot(vectors=False), "usearch")
+    assert saved.is_file()
+
+    g.add_faces("p9", faces(9, n=5), model)
+    g.forget("p0")
+    real_build = matchers.build_matcher
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the saved index should have been reused")
+
+    monkeypatch.setattr(matchers, "build_matcher", no_rebuild)
+    again = load_matcher(g, rec)
+    probes = np.stack([faces(p, n=1, seed=4)[0].embedding for p in (0, 3, 9)])
+    assert len(again) == 30 and [m.name for m in again.predict(probes)] == [UNKNOWN, "p3", "p9"]
+
+    saved.write_bytes(saved.read_bytes()[:-10])  # a damaged index file is not trusted: rebuilt, with a warning
+    monkeypatch.setattr(matchers, "build_matcher", real_build)
+    rebuilt = load_matcher(g, rec)
+    assert [m.name for m in rebuilt.predict(probes)] == [UNKNOWN, "p3", "p9"] and "rebuilding the index" in caplog.text
