@@ -78,7 +78,8 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             ignored.append((str(p), "photos must be inside a person folder"))
         elif p.is_dir():
             try:
-                if validate_person_name(p.name) != p.name:
+                validate_person_name(p.name)
+                if p.name != p.name.strip():
                     raise PersonNameError("a person name may not start or end with a space.")
                 persons.append(p)
             except PersonNameError as exc:  # the same rule as the API: such a person could not be forgotten
@@ -178,7 +179,8 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
     own = gallery is None
     gallery = gallery or open_default_gallery()
     photos = [(d, f) for d in person_dirs for f in sorted(d.rglob("*")) if f.is_file() and is_image_path(f)]
-    report_of = {d: PersonReport(d.name) for d in person_dirs}
+    name_of = {d: validate_person_name(d.name) for d in person_dirs}  # NFC: a macOS folder name is NFD
+    report_of = {d: PersonReport(name_of[d]) for d in person_dirs}
     read: list[tuple[Path, Path]] = []  # (person dir, photo) of the photos whose bytes could be read
 
     def readable():
@@ -204,7 +206,7 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
         else:
             report_of[d].used += 1
             vectors.append(entry.embedding)
-            labels.append(d.name)
+            labels.append(name_of[d])
             files.append(str(f))
             hashes.append(key)
     report = EnrollmentReport(list(report_of.values()), embedded=result.embedded, cached=result.cached,
@@ -234,6 +236,10 @@ def enroll_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None =
         for vector, label, file, key in zip(data.vectors, data.labels, data.files, data.hashes):
             people.setdefault(label, []).append(NewFace(key, vector, str(Path(file).resolve())))
         outcome = gallery.sync_folder(people, gallery_model(recognizer), replace=replace)
+        if outcome["removed"]:
+            from pipeline.gallery import discard_saved_indexes
+
+            discard_saved_indexes(gallery)  # erased faces must not survive in a saved index file
         if thresholds:
             gallery.set_thresholds(thresholds)
         report = data.report

@@ -104,6 +104,16 @@ def index_file(snapshot: GallerySnapshot, kind: str, home: Path | None = None) -
     return (home or mien_home()) / "identity" / "index" / f"{snapshot.gallery_id or 'gallery'}.{kind}"
 
 
+def discard_saved_indexes(gallery: Gallery, home: Path | None = None) -> list[Path]:
+    """Delete the saved indexes of ``gallery`` after faces were erased: an HNSW file keeps the bytes of deleted
+    vectors, so erasure must not leave it behind (the next run rebuilds it). Returns the files removed."""
+    folder = (home or mien_home()) / "identity" / "index"
+    removed = sorted(folder.glob(f"{gallery.gallery_id()}.*")) if folder.is_dir() else []
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return removed
+
+
 def _saved_index(gallery: Gallery, snapshot: GallerySnapshot, kind: str, model: str):
     """The saved index brought up to ``snapshot``'s generation via the change log, or None (absent, stale, corrupt)."""
     import json

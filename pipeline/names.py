@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from identity.errors import IdentityError
 from identity.match import UNKNOWN
@@ -17,12 +18,16 @@ class PersonNameError(IdentityError):
 
 def validate_person_name(name: str) -> str:
     """Return ``name`` stripped if it is usable as a person (and folder) name, else raise PersonNameError."""
-    stripped = name.strip()
+    stripped = unicodedata.normalize("NFC", name.strip())
     if not stripped or len(stripped) > MAX_NAME_LENGTH:
         raise PersonNameError(f"person name must be 1 to {MAX_NAME_LENGTH} characters.")
     if stripped in (".", "..") or ".." in stripped or stripped.startswith(".") or not _NAME_OK.match(stripped):
         raise PersonNameError(f"{name!r}: a person name may not contain path separators, '..', a leading dot, "
                               "control characters or any of : * ? \" < > |.")
-    if stripped == UNKNOWN:
+    invisible = [c for c in stripped if unicodedata.category(c) in ("Cf", "Co", "Cs", "Cn", "Zl", "Zp")]
+    if invisible:  # zero-width joiners, right-to-left overrides...: names that look like another person's
+        raise PersonNameError(f"{name!r}: a person name may not contain invisible or direction-changing characters "
+                              f"({', '.join(f'U+{ord(c):04X}' for c in invisible)}).")
+    if stripped.casefold() == UNKNOWN:
         raise PersonNameError("'unknown' is what mien calls strangers; choose another name.")
     return stripped

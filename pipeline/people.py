@@ -61,5 +61,10 @@ def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, galler
 
 
 def forget_person(name: str, gallery: Gallery) -> int:
-    """Erase a person from the gallery (faces, stored photos, cached embeddings); raises UnknownPersonError."""
-    return gallery.forget(validate_person_name(name))
+    """Erase a person from the gallery (faces, stored photos, cached embeddings) and the saved nearest-neighbour
+    index files that still hold their vectors; raises UnknownPersonError."""
+    from pipeline.gallery import discard_saved_indexes
+
+    removed = gallery.forget(validate_person_name(name))
+    discard_saved_indexes(gallery)
+    return removed

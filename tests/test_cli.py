@@ -85,3 +85,73 @@ def test_embed_and_verify(enrolled, mien_home, demo_photos, tmp_path):
     assert "same person" in r.stdout and "(threshold 1.10)" in r.stdout
     r = mien("verify", ben[0], sorted((demo_photos[1] / "madonna").iterdir())[0], home=mien_home)
     assert r.returncode == 0 and "different people" in r.stdout, r.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_enrollment_writes_no_half_person_and_the_rerun_finishes(mien_home, demo_photos, tmp_path):
+    """SIGKILL `mien enroll` after its first batch of photos is cached: nobody is enrolled; the re-run embeds only
+    the rest and enrolls everyone."""
+    import signal
+    import sqlite3
+    import time
+
+    from conftest import copy_person
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    (home / "weights" / "facenet_keras.h5").symlink_to(mien_home / "weights" / "facenet_keras.h5")
+    root = tmp_path / "people"
+    for person in ("mindy_kaling", "madonna"):
+        copy_person(demo_photos[0], root, person)  # 41 photos: a first batch of 32 is cached before the rest
+    gallery = home / "identity" / "gallery.sqlite3"
+
+    def count(sql: str) -> int:
+        try:
+            with sqlite3.connect(gallery, timeout=30) as db:
+                return db.execute(sql).fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", "enroll", str(root)],
+                            env={**os.environ, "MIEN_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while count("SELECT COUNT(*) FROM photo_cache") == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "enroll ended before its first batch was cached"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    cached = count("SELECT COUNT(*) FROM photo_cache")
+    assert 32 <= cached < 41 and count("SELECT COUNT(*) FROM people") == 0 and count("SELECT COUNT(*) FROM faces") == 0
+    r = mien("enroll", root, home=home)
+    assert r.returncode == 0, r.stderr
+    assert f"embedded {41 - cached} new photos ({cached} from cache)" in r.stdout
+    assert count("SELECT COUNT(*) FROM people") == 2 and count("SELECT COUNT(*) FROM faces") == 41
+
+
+@pytest.mark.slow
+def test_forget_leaves_no_photo_or_embedding_anywhere_under_mien_home(mien_home, demo_photos, tmp_path):
+    """`mien people add` then `mien people forget`: no file under MIEN_HOME holds the photos' bytes or the
+    person's embeddings any more (searched byte for byte)."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    (home / "weights" / "facenet_keras.h5").symlink_to(mien_home / "weights" / "facenet_keras.h5")
+    photos = sorted((demo_photos[0] / "madonna").iterdir())[:3]
+    keep = sorted((demo_photos[0] / "ben_afflek").iterdir())[:2]
+    assert mien("people", "add", "ben", *keep, home=home).returncode == 0
+    r = mien("people", "add", "Madonna", *photos, home=home)
+    assert r.returncode == 0 and "3 photos added" in r.stdout, r.stderr
+    with sqlite3.connect(home / "identity" / "gallery.sqlite3") as db:
+        secrets = [row[0] for row in db.execute(
+            "SELECT f.embedding FROM faces f JOIN people p ON p.id = f.person WHERE p.name = 'Madonna'")]
+    secrets += [p.read_bytes()[2000:2064] for p in photos]  # a run of each photo's bytes
+    assert len(secrets) == 6
+    r = mien("people", "forget", "madonna", home=home)  # any case: one person
+    assert r.returncode == 0 and "3 photos" in r.stdout, r.stderr
+    for f in home.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            data = f.read_bytes()
+            assert not any(s in data for s in secrets), f"{f} still holds Madonna's data"
+    r = mien("people", "list", "--json", home=home)
+    assert [p["name"] for p in json.loads(r.stdout)["people"]] == ["ben"]

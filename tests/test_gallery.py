@@ -252,3 +252,9 @@ def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, mon
     monkeypatch.setattr(matchers, "build_matcher", real_build)
     rebuilt = load_matcher(g, rec)
     assert [m.name for m in rebuilt.predict(probes)] == [UNKNOWN, "p3", "p9"] and "rebuilding the index" in caplog.text
+
+    from pipeline.people import forget_person
+
+    assert saved.is_file()  # saved again by the rebuild
+    forget_person("p3", g)  # an HNSW file keeps deleted vectors' bytes: erasure removes it (the next run rebuilds)
+    assert not saved.exists() and not saved.with_suffix(".usearch.json").exists()

@@ -6,7 +6,8 @@ import pytest
 from pipeline.enroll import _person_dirs
 from pipeline.names import PersonNameError, validate_person_name
 
-BAD = ["unknown", "a..b", ".hidden", "esc\x1b[2J", "tab\there", "del\x7f", " padded", "x" * 65]
+BAD = ["unknown", "Unknown", "a..b", ".hidden", "esc\x1b[2J", "tab\there", "del\x7f", " padded", "x" * 65,
+       "zero\u200bwidth", "rtl\u202egnp.exe"]
 
 
 @pytest.mark.parametrize("name", BAD)
@@ -25,4 +26,10 @@ def test_enrollment_folders_follow_the_same_rule_and_say_why(tmp_path):
     why = dict(ignored)
     assert why[str(tmp_path / "loose.jpg")] == "photos must be inside a person folder"
     assert "what mien calls strangers" in why[str(tmp_path / "unknown")]
+    assert "invisible or direction-changing characters (U+202E)" in why[str(tmp_path / "rtl\u202egnp.exe")]
     assert all("not enrolled" in why[str(tmp_path / n)] for n in BAD)  # none is skipped silently
+
+
+def test_names_are_normalised_to_one_unicode_form():
+    decomposed = "Zoe\u0308"  # how macOS spells a folder named Zoë
+    assert validate_person_name(decomposed) == "Zo\u00eb"

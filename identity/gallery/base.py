@@ -106,6 +106,10 @@ class Gallery(ABC):
         """A number that grows with every committed change (a server polls it to pick up other writers)."""
 
     @abstractmethod
+    def gallery_id(self) -> str:
+        """A unique id of this gallery (files derived from it, such as a saved index, carry it)."""
+
+    @abstractmethod
     def model(self) -> str | None:
         """The embedding model version every stored embedding was made with (None while empty)."""
 

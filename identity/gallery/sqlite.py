@@ -129,6 +129,10 @@ class SQLiteGallery(Gallery):
         with self._lock:
             return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
+    def gallery_id(self) -> str:
+        with self._lock:
+            return self._db.execute("SELECT value FROM meta WHERE key='gallery_id'").fetchone()[0]
+
     def model(self) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key='model'").fetchone()
