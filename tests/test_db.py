@@ -157,3 +157,32 @@ def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_pat
     assert "madonna" not in capfd.readouterr().out
     assert main(["history", "--db", str(db), "--since", "tomorrow"]) == 2
     assert "expected a date" in capfd.readouterr().err
+
+
+def test_history_on_a_typo_bad_rows_and_a_damaged_file(tmp_path, capfd):
+    """A missing --db is an error (never created); hand-edited rows are skipped with a warning; damaged pages warn."""
+    from pipeline.app.cli import main
+
+    assert main(["history", "--db", str(tmp_path / "typo.db")]) == 2
+    assert "no such results database" in capfd.readouterr().err and not (tmp_path / "typo.db").exists()
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        for i in range(400):
+            db.add(record(f"p{i}.jpg", "madonna"), image_sha256=f"{i:064x}", thresholds=THRESHOLDS, models=MODELS,
+                   source="cli")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE faces SET emotion_scores = '{broken' WHERE recognition_id = 7")
+        conn.execute("UPDATE recognitions SET models = 'not json' WHERE id = 9")
+    capfd.readouterr()
+    assert main(["history", "--db", str(path), "--json"]) == 0
+    out, err = capfd.readouterr()
+    assert len(json.loads(out)) == 399 and "recognition 9" in err and "recognition 7 face 1" in err
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        leaf = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'faces'").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    data[leaf * page_size: leaf * page_size + 64] = b"\xff" * 64  # scribble over a page of the faces table
+    path.write_bytes(bytes(data))
+    main(["history", "--db", str(path), "--json"])
+    assert "is damaged" in capfd.readouterr().err

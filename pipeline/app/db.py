@@ -106,9 +106,12 @@ def parse_since(text: str) -> float:
 class ResultsDB:
     """A thread-safe handle on the results database (one connection, writes serialised by a lock)."""
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
         self.path = Path(path) if path else default_db_path()
+        if not create and not self.path.is_file():  # a reader must not conjure an empty database from a typo
+            raise DatabaseError(f"{self.path}: no such results database (`mien recognize ... --db` writes one).")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.unreadable: list[str] = []  # rows the last query() could not read (hand-edited or damaged)
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -186,10 +189,24 @@ class ResultsDB:
                     marks = ",".join("?" * len(chunk))
                     for f in self._conn.execute(f"SELECT * FROM faces WHERE recognition_id IN ({marks}) "
                                                 "ORDER BY recognition_id, face_id", chunk):
-                        faces.setdefault(f["recognition_id"], []).append(_face_record(f))
+                        try:
+                            faces.setdefault(f["recognition_id"], []).append(_face_record(f))
+                        except (TypeError, ValueError, KeyError) as exc:
+                            self.unreadable.append(f"recognition {f['recognition_id']} face {f['face_id']}: {exc}")
             finally:
                 self._conn.row_factory = None
-        return [_recognition_dict(r, faces.get(r["id"], [])) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(_recognition_dict(r, faces.get(r["id"], [])))
+            except (TypeError, ValueError, KeyError, OverflowError, OSError) as exc:
+                self.unreadable.append(f"recognition {r['id']}: {exc}")
+        return out
+
+    def quick_check(self) -> list[str]:
+        """SQLite's quick_check: damaged pages make rows vanish silently from queries, so readers check first."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("PRAGMA quick_check") if r[0] != "ok"]
 
     def check(self) -> list[str]:
         """Consistency problems (empty when fine): SQLite integrity plus every record holding all its faces."""

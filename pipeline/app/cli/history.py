@@ -32,13 +32,24 @@ def since_timestamp(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Print the matching recognitions."""
-    from pipeline.app.cli.recognize import open_db
-    from pipeline.app.db import history_rows
-    from pipeline.app.outputs import format_table
+    import sys
 
-    store = open_db(args.db)
+    from pipeline.app.db import ResultsDB, default_db_path, history_rows
+    from pipeline.app.outputs import format_table, terminal_safe
+
+    path = default_db_path() if args.db == "default" else args.db
+    if args.db == "default" and not default_db_path().is_file():
+        print(f"no recognitions stored yet ({path}); `mien recognize ... --db` stores them", file=sys.stderr)
+        return 0
+    store = ResultsDB(path, create=False)
     try:
+        damage = store.quick_check()
+        if damage:
+            print(f"warning: {path} is damaged ({'; '.join(damage[:3])}); recognitions may be missing. Recover "
+                  f"what is left with `sqlite3 {path} .recover | sqlite3 recovered.db`.", file=sys.stderr)
         found = store.query(person=args.person, since=args.since, limit=args.limit)
+        for problem in store.unreadable:
+            print(f"warning: skipped an unreadable row: {terminal_safe(problem)}", file=sys.stderr)
     finally:
         store.close()
     if args.json:
