@@ -18,9 +18,10 @@ from identity.errors import NotEnrolledError, StaleModelError
 from identity.gallery.base import Changes, GallerySnapshot
 from identity.match import UNKNOWN, IdentityMatch
 
-# Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated SVM's refit
-# grows with the gallery (benchmarks/gallery.py measures where it passes ~1 s).
-SVM_MAX_FACES = 2000
+# Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated one-vs-one SVM's
+# refit grows faster than the gallery (benchmarks/gallery.py, 2 cores, 5 photos per person: 100 faces 0.3 s,
+# 500 0.8 s, 1000 4.0 s, 2000 15.6 s), and every enrollment refits it.
+SVM_MAX_FACES = 500
 NEIGHBOURS = 10
 
 

@@ -132,7 +132,7 @@ def add_matcher_option(p) -> None:
     """``--matcher svm|knn|auto``: how a face is named among the enrolled people."""
     p.add_argument("--matcher", choices=("auto", "svm", "knn"), default=DEFAULTS.matcher,
                    help="svm: calibrated linear SVM; knn: nearest enrolled faces via an index; auto: svm up to "
-                        "2000 enrolled faces, knn beyond")
+                        "500 enrolled faces, knn beyond")
 
 
 def add_emotion_options(p: argparse.ArgumentParser) -> None:
