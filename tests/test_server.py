@@ -203,6 +203,19 @@ def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home,
     assert ro.get("/people").status_code == 200
 
 
+def test_page_security_headers_and_weak_tokens(client):
+    from pipeline.app.server import ServeConfigError, ServerConfig
+
+    r = client.get("/")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and csp.count("'sha256-") == 2
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    for weak in (" ", "secret", "   short-token   "):
+        with pytest.raises(ServeConfigError, match="at least 12"):
+            ServerConfig(token=weak).check()
+    ServerConfig(token="a-long-enough-token").check()
+
+
 def test_serve_refuses_to_start_without_token(mien_home):
     import os
 

@@ -12,6 +12,7 @@ load Swagger UI and ReDoc from files the ``fastapi-offline`` package ships, so t
 import base64
 import copy
 import dataclasses
+import hashlib
 import hmac
 import logging
 import threading
@@ -24,7 +25,6 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from identity.storage import content_hash
-from identity.errors import NotEnrolledError
 from pipeline.app import schemas
 from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
@@ -50,6 +50,9 @@ class ServeConfigError(UsageError):
     """The server cannot start as configured (e.g. no token while enrolling is enabled)."""
 
 
+MIN_TOKEN_LENGTH = 12  # a bearer token anyone on the network can try: not a short word
+
+
 @dataclasses.dataclass
 class ServerConfig:
     """How the API behaves: auth token, whether people can be changed, limits and where it writes."""
@@ -62,11 +65,31 @@ class ServerConfig:
     home: Path | None = None
 
     def check(self) -> None:
-        """Refuse to serve mutating endpoints to anyone at all unless explicitly allowed."""
+        """Refuse to serve mutating endpoints to anyone at all unless explicitly allowed, or behind a guessable token."""
+        if self.token is not None and len(self.token.strip()) < MIN_TOKEN_LENGTH:
+            raise ServeConfigError(f"MIEN_API_TOKEN is {len(self.token.strip())} characters (blank ones not counted); "
+                                   f"use at least {MIN_TOKEN_LENGTH}, e.g. `python -c \"import secrets; "
+                                   "print(secrets.token_urlsafe())\"`.")
         if not self.token and not self.read_only and not self.allow_unauthenticated:
             raise ServeConfigError("MIEN_API_TOKEN is not set, so anyone could enroll or forget people. Set it "
                                    "(clients send `Authorization: Bearer <token>`), or pass --read-only or "
                                    "--allow-unauthenticated.")
+
+
+def page_security_headers(html: str) -> dict[str, str]:
+    """A strict Content-Security-Policy for the web page (its one inline script and style allowed by hash, nothing
+    else: no other origin, no framing, no forms posted elsewhere) plus the headers that stop sniffing and framing."""
+    import re
+
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+        return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+                        for b in bodies)
+
+    csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+           "img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+    return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}
 
 
 def image_kind(data: bytes) -> str | None:
@@ -268,10 +291,12 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         except PersonNameError as exc:
             raise HTTPException(400, str(exc)) from None
 
+    page_headers = page_security_headers(page)
+
     @app.get("/", response_class=HTMLResponse, responses={200: {"description": "The web page (HTML)."}})
-    def index() -> str:
+    def index() -> HTMLResponse:
         """The web page: recognize an uploaded photo, list, enroll and forget people."""
-        return page
+        return HTMLResponse(page, headers=page_headers)
 
     @app.get("/health", response_model=schemas.HealthResponse)
     def health() -> dict:
