@@ -170,6 +170,8 @@ def load_matcher(gallery: Gallery, recognizer, kind: str = "auto"):
     n = len(light.labels)
     wanted = kind if kind != "auto" else (choose_matcher_kind(n, 0) if n else "svm")
     index_kind = knn.choose_index_kind(n)
+    if n and wanted == "knn" and hasattr(gallery, "database_index") and light.model == model:
+        return KNNMatcher(light, model, index=gallery.database_index())  # PostgreSQL: searched in the database
     if n and wanted == "knn" and index_kind != "exact" and light.model == model:
         index = _saved_index(gallery, light, index_kind, model)
         if index is not None:

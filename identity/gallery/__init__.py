@@ -26,6 +26,15 @@ def _sqlite(location: str) -> Gallery:
 BACKENDS["sqlite"] = _sqlite
 
 
+def _postgresql(location: str) -> Gallery:
+    from identity.gallery.postgres import PostgresGallery  # psycopg is imported only for a postgresql:// URL
+
+    return PostgresGallery(location)
+
+
+BACKENDS["postgresql"] = _postgresql
+
+
 def open_gallery(location: str | os.PathLike) -> Gallery:
     """Open (creating if needed) the gallery at ``location``: a SQLite file path or ``scheme://...`` URL."""
     text = os.fspath(location)
