@@ -19,8 +19,8 @@ from identity.gallery.base import Changes, GallerySnapshot
 from identity.match import UNKNOWN, IdentityMatch
 
 # Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated one-vs-one SVM's
-# refit grows faster than the gallery (benchmarks/gallery.py, 2 cores, 5 photos per person: 100 faces 0.3 s,
-# 500 0.8 s, 1000 4.0 s, 2000 15.6 s), and every enrollment refits it.
+# refit grows faster than the gallery (benchmarks/gallery.py, 2 idle cores, 5 photos per person: 100 faces 0.08 s,
+# 500 0.57 s, 1000 2.6 s), and every enrollment refits it.
 SVM_MAX_FACES = 500
 NEIGHBOURS = 10
 
