@@ -80,15 +80,24 @@ def test_usage_errors_exit_2_before_any_model_loads(args, message, tmp_path):
     assert not res["tensorflow"] and not res["sklearn"]
 
 
+def empty_results_db(path):
+    from pipeline.app.db import ResultsDB
+
+    ResultsDB(path).close()
+    return path
+
+
 def test_verbosity_after_the_subcommand(tmp_path):
-    res, _, err = mien("history", "-v", "--db", tmp_path / "r.db", home=tmp_path)
+    res, _, err = mien("history", "-v", "--db", empty_results_db(tmp_path / "r.db"), home=tmp_path)
     assert res["rc"] == 0, err
 
 
 def test_history_answers_without_tensorflow(tmp_path):
-    res, out, err = mien("history", "--db", tmp_path / "results.db", home=tmp_path)
+    res, out, err = mien("history", "--db", empty_results_db(tmp_path / "results.db"), home=tmp_path)
     assert res["rc"] == 0, err
     assert out.split() == ["time", "source", "file", "face", "who", "emotion"]
+    res, out, err = mien("history", home=tmp_path / "fresh")  # nothing stored yet: said, not an error
+    assert res["rc"] == 0 and "no recognitions stored yet" in err
     assert not res["tensorflow"] and not res["sklearn"]
 
 

@@ -6,8 +6,14 @@ import shutil
 import pytest
 
 pytestmark = pytest.mark.slow
+
+
 def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recognizer, enrolled, mien_home, demo_photos,
                                                                tmp_path):
+    import re
+
+    from playwright.sync_api import expect
+
     from pipeline.app.server import BackgroundServer, ServerConfig, create_app
     from test_server import TOKEN, server_home
 
@@ -52,7 +58,8 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         assert "bearer token" in page.inner_text("#people-status")
         page.fill("#token", TOKEN)
         page.click("#enroll-button")
-        page.wait_for_function("document.querySelector('#people-status').textContent.startsWith('enrolled new_ben')")
+        # locator waits, not wait_for_function: the page's CSP (rightly) forbids evaluating strings in it
+        expect(page.locator("#people-status")).to_have_text(re.compile(r"^enrolled new_ben"), timeout=120_000)
         page.wait_for_selector("#people-table tr.person:has-text('new_ben')")
         row = page.locator("#people-table tr.person", has_text="new_ben")
         assert row.locator("td.count").inner_text() == "2"
@@ -60,7 +67,7 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         # forget (confirm dialog accepted): the row goes away and the server no longer knows the person
         page.on("dialog", lambda d: d.accept())
         row.locator("button").click()
-        page.wait_for_function("!document.querySelector('#people-table').textContent.includes('new_ben')")
+        expect(page.locator("#people-table")).not_to_contain_text("new_ben", timeout=60_000)
         assert page.inner_text("#people-status") == "forgot new_ben"
         page.close()
     assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
