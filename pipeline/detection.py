@@ -66,7 +66,9 @@ class MTCNNDetector:
             work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         if min(work.shape[:2]) < 12:  # smaller than MTCNN's first-stage window: nothing to find
             return []
-        raw = self._mtcnn.detect_faces(np.ascontiguousarray(work), min_face_size=max(12, round(self.min_face_size * scale)))
+        # the last stage's cut is ours: mtcnn's own default (0.8) would make any lower --detection-threshold moot
+        raw = self._mtcnn.detect_faces(np.ascontiguousarray(work), min_face_size=max(12, round(self.min_face_size * scale)),
+                                       threshold_onet=self.threshold)
         faces = []
         for r in raw:
             conf = float(r["confidence"])

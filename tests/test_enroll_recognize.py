@@ -206,3 +206,15 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
     with open_gallery(tmp_path / "g.sqlite3") as gallery:
         result = embed_photos(photos, _LockedModels(recognizer, lock), gallery)
     assert result.embedded == 2 and held == [True]  # one batched FaceNet call, under the lock
+
+
+def test_a_detection_threshold_below_mtcnns_own_cut_finds_more(demo_photos, mien_home):
+    """--detection-threshold 0.4 must reach candidates MTCNN's last stage scores under its default 0.8 cut."""
+    from pipeline.detection import build_detector
+    from pipeline.images import load_image
+
+    photo = load_image(sorted((demo_photos[1] / "elton_john").iterdir())[3])  # Elton John and a 0.43 candidate
+    strict = build_detector("mtcnn", threshold=0.8).detect(photo)
+    loose = build_detector("mtcnn", threshold=0.4).detect(photo)
+    assert len(strict) == 1 and strict[0].confidence > 0.99
+    assert len(loose) == 2 and 0.4 <= min(f.confidence for f in loose) < 0.8
