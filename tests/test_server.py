@@ -344,3 +344,49 @@ def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer,
                 reply = reply.decode()
             assert reply.startswith("HTTP/1.1 401") and "missing or wrong bearer token" in reply
             assert "www-authenticate: bearer" in reply.lower()
+
+
+def test_a_burst_of_uploads_holds_at_most_two_decoded_images(recognizer, enrolled, mien_home, demo_photos, tmp_path,
+                                                             monkeypatch):
+    """12 parallel /recognize requests: at most 2 images (IMAGE_SLOTS) are decoded at any moment (memory bound)."""
+    import time
+
+    import httpx
+
+    import pipeline.app.server as server_module
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    alive, peak, lock = [0], [0], threading.Lock()
+    real_decode = server_module.decode_image
+
+    def counting_decode(data, name):
+        with lock:
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+        time.sleep(0.05)
+        return real_decode(data, name)
+
+    monkeypatch.setattr(server_module, "decode_image", counting_decode)
+    real_db_add = server_module.ResultsDB.add
+
+    def add_and_release(self, *a, **k):
+        with lock:
+            alive[0] -= 1
+        return real_db_add(self, *a, **k)
+
+    monkeypatch.setattr(server_module.ResultsDB, "add", add_and_release)
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "r.db"))
+    photo = jpeg(val_photo(demo_photos, "madonna"))
+    codes = []
+    with BackgroundServer(app) as url:
+        def post() -> None:
+            with httpx.Client(base_url=url, timeout=300) as http:
+                codes.append(http.post("/recognize", files={"file": photo}).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert codes == [200] * 12 and 1 <= peak[0] <= 2, peak

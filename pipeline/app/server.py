@@ -50,6 +50,7 @@ class ServeConfigError(UsageError):
     """The server cannot start as configured (e.g. no token while enrolling is enabled)."""
 
 
+IMAGE_SLOTS = 2  # decoded images held by /recognize at once (memory: <= 2 x 150 MB at the 50 MP pixel budget)
 MIN_TOKEN_LENGTH = 12  # a bearer token anyone on the network can try: not a short word
 
 
@@ -188,6 +189,9 @@ class ServerState:
         self.matcher_kind = recognizer.options.matcher
         self.classifier = load_matcher(self.gallery, recognizer, self.matcher_kind)
         self.model_lock = threading.Lock()
+        # decoded images alive at once (one being recognized, one ready): a burst of uploads waits as compressed
+        # bytes (<= the upload limit each), not as up-to-50-megapixel arrays
+        self.image_slots = threading.BoundedSemaphore(IMAGE_SLOTS)
         self.enroll_lock = threading.Lock()
         self.refresh_lock = threading.Lock()
         self.db = ResultsDB(config.db_path or self.home / "mien.db")
@@ -319,6 +323,10 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                              emotion_threshold=emotion_threshold)
 
         def work() -> dict:
+            with state.image_slots:
+                return recognize_decoded(data)
+
+        def recognize_decoded(data: bytes) -> dict:
             try:
                 image = decode_image(data, name)
             except ImageError as exc:
