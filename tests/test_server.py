@@ -390,3 +390,29 @@ def test_a_burst_of_uploads_holds_at_most_two_decoded_images(recognizer, enrolle
         for t in threads:
             t.join(300)
     assert codes == [200] * 12 and 1 <= peak[0] <= 2, peak
+
+
+def test_half_open_connections_are_closed_after_the_header_deadline(recognizer, enrolled, mien_home, tmp_path,
+                                                                    monkeypatch):
+    """A client that sends half a request line (or nothing) is disconnected; a complete request still works."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    from pipeline.app.protocol import HeaderDeadlineH11
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    monkeypatch.setattr(HeaderDeadlineH11, "header_timeout", 1.0)
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "r.db"))
+    with BackgroundServer(app) as url:
+        port = urlparse(url).port
+        for partial in (b"", b"GET /health HTTP/1.1\r\nHost: x\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(partial)
+                start = time.monotonic()
+                assert s.recv(4096) == b""  # closed by the server (a timeout here fails the test)
+                assert time.monotonic() - start < 5
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")

@@ -54,6 +54,14 @@ IMAGE_SLOTS = 2  # decoded images held by /recognize at once (memory: <= 2 x 150
 MIN_TOKEN_LENGTH = 12  # a bearer token anyone on the network can try: not a short word
 
 
+def _uvicorn_limits() -> dict:
+    """Connection hygiene for uvicorn: request heads must arrive within 10 s (pipeline/app/protocol.py), idle
+    keep-alive connections close after 5 s, and beyond 256 concurrent connections new ones get a 503."""
+    from pipeline.app.protocol import HeaderDeadlineH11
+
+    return {"http": HeaderDeadlineH11, "timeout_keep_alive": 5, "limit_concurrency": 256}
+
+
 @dataclasses.dataclass
 class ServerConfig:
     """How the API behaves: auth token, whether people can be changed, limits and where it writes."""
@@ -403,7 +411,7 @@ def serve(config: ServerConfig, load_recognizer: Callable[[], "Recognizer"], *, 
     recognizer.warm_up()  # the first request must not pay for graph tracing
     app = create_app(recognizer, config)
     print(f"mien serving on http://{host}:{port}/  (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **_uvicorn_limits())
     return 0
 
 
@@ -418,7 +426,8 @@ class BackgroundServer:
         self.sock = socket.socket()
         self.sock.bind((host, port))
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5,
+                                                    **_uvicorn_limits()))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> str:
