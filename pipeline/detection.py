@@ -1,6 +1,7 @@
 """Face detection behind a small interface; MTCNN (weights inside the ``mtcnn`` package) is the default."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -11,6 +12,8 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 MAX_DETECTION_SIDE = 1600
 # Largest min_face_size handed to mtcnn 1.0 itself (larger ones are obtained by downscaling the image).
 MTCNN_SAFE_MIN_FACE = 20
+RETRY_SCALE = 0.5  # an image with no face is searched once more at this scale
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,23 @@ class MTCNNDetector:
         self.min_face_size = int(min_face_size)
         self.threshold = float(threshold)
         self.max_side = int(max_side)
-        self.signature = f"mtcnn-min{self.min_face_size}-t{self.threshold}-s{self.max_side}"
+        self.signature = f"mtcnn-min{self.min_face_size}-t{self.threshold}-s{self.max_side}-retry{RETRY_SCALE}"
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces, largest first. When none is found, one retry on a copy at RETRY_SCALE: MTCNN's pyramid misses
+        some faces at full size that it finds at half size (a demo enrollment photo of 165x220 px is one)."""
+        faces = self._detect(image, 1.0)
         h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        retry = self.min_face_size <= MTCNN_SAFE_MIN_FACE and min(h, w) * RETRY_SCALE >= 2 * MTCNN_SAFE_MIN_FACE
+        if not faces and retry:
+            faces = self._detect(image, RETRY_SCALE)
+            if faces:
+                log.info("faces found only at %.2fx scale", RETRY_SCALE)
+        return faces
+
+    def _detect(self, image: np.ndarray, extra_scale: float) -> list[Face]:
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w)) * extra_scale
         if self.min_face_size * scale > MTCNN_SAFE_MIN_FACE:
             # mtcnn 1.0 sizes its pyramid from the image alone: with min_face_size above ~20 its last
             # levels fall under the 12 px P-Net window and every face is lost. Shrink the image instead.
@@ -67,7 +82,8 @@ class MTCNNDetector:
         if min(work.shape[:2]) < 12:  # smaller than MTCNN's first-stage window: nothing to find
             return []
         # the last stage's cut is ours: mtcnn's own default (0.8) would make any lower --detection-threshold moot
-        raw = self._mtcnn.detect_faces(np.ascontiguousarray(work), min_face_size=max(12, round(self.min_face_size * scale)),
+        raw = self._mtcnn.detect_faces(np.ascontiguousarray(work),
+                                       min_face_size=max(12, round(self.min_face_size * scale)),
                                        threshold_onet=self.threshold)
         faces = []
         for r in raw:

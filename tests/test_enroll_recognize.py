@@ -218,3 +218,18 @@ def test_a_detection_threshold_below_mtcnns_own_cut_finds_more(demo_photos, mien
     loose = build_detector("mtcnn", threshold=0.4).detect(photo)
     assert len(strict) == 1 and strict[0].confidence > 0.99
     assert len(loose) == 2 and 0.4 <= min(f.confidence for f in loose) < 0.8
+
+
+def test_a_photo_with_no_face_found_is_searched_again_at_half_size(demo_photos, mien_home):
+    """A 165x220 demo photo whose face MTCNN's full-size pyramid misses is found on the retry at 0.5x, with the
+    box mapped back to the photo; an image with no face still has none."""
+    from pipeline.detection import build_detector
+    from pipeline.images import load_image
+
+    photo = load_image(next(p for p in (demo_photos[0] / "elton_john").iterdir() if "EltonJohnins" in p.name))
+    detector = build_detector("mtcnn")
+    assert detector._detect(photo, 1.0) == []  # what mtcnn alone finds
+    [face] = detector.detect(photo)
+    x, y, w, h = face.bbox
+    assert face.confidence > 0.99 and 60 <= w <= 75 and 75 <= h <= 90 and x + w <= photo.shape[1]
+    assert detector.detect(np.full((300, 400, 3), 200, np.uint8)) == []
