@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (UnknownPersonError re-exported)
+from identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (re-exported)
 from pipeline.enroll import embed_photos
 from pipeline.gallery import gallery_model
 from pipeline.names import validate_person_name

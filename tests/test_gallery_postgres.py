@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from identity.errors import StaleModelError
-from identity.gallery import (GalleryError, NewFace, PersonExistsError, UnknownPersonError, open_gallery)
+from identity.gallery import GalleryError, NewFace, open_gallery
 from identity.gallery.base import SCHEMA_VERSION
-from identity.match import UNKNOWN
 from pg_server import local_postgres, postgres_bin, sql
 from test_gallery import MODEL, build_matcher, faces, l2_normalize
 

@@ -1,6 +1,7 @@
 """The gallery interface and its value types, shared by every backend."""
 from __future__ import annotations
 
+import json
 import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -93,6 +94,19 @@ class Changes:
     added_vectors: np.ndarray
     added_labels: list[str]
     removed_ids: np.ndarray
+
+
+def person_info(name: str, rows: list) -> PersonInfo:
+    """A PersonInfo from rows of (face id, photo hash, source, added, photo stored), as both backends select them."""
+    return PersonInfo(name, [{"face_id": i, "photo_hash": h, "source": s, "added": a, "photo_stored": bool(st)}
+                             for i, h, s, a, st in rows])
+
+
+def snapshot_from(meta: dict, rows: list, vectors: np.ndarray) -> GallerySnapshot:
+    """A GallerySnapshot from the meta table and rows of (face id, name, ...) in face id order."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return GallerySnapshot(vectors, [r[1] for r in rows], ids, int(meta["generation"]), meta.get("model"),
+                           json.loads(meta["thresholds"]) if "thresholds" in meta else {}, meta.get("gallery_id", ""))
 
 
 class Gallery(ABC):

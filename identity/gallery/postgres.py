@@ -37,7 +37,7 @@ import numpy as np
 from identity.errors import StaleModelError
 from identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace,
-    PersonExistsError, PersonInfo, UnknownPersonError, name_key,
+    PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
 )
 from identity.gallery.sqlite import UPLOAD
 
@@ -270,8 +270,7 @@ class PostgresGallery(Gallery):
             pid, exact = self._person_id(db, name)
             rows = db.execute("SELECT id, photo_hash, source, added, EXISTS(SELECT 1 FROM mien_stored_photos "
                               "WHERE face=f.id) FROM mien_faces f WHERE person=%s ORDER BY id", (pid,)).fetchall()
-        return PersonInfo(exact, [{"face_id": i, "photo_hash": h, "source": s, "added": a, "photo_stored": bool(st)}
-                                  for i, h, s, a, st in rows])
+        return person_info(exact, rows)
 
     def snapshot(self, vectors: bool = True) -> GallerySnapshot:
         column = "f.embedding" if vectors else "NULL::bytea"
@@ -279,11 +278,8 @@ class PostgresGallery(Gallery):
             meta = dict(db.execute("SELECT key, value FROM mien_meta").fetchall())
             rows = db.cursor(binary=True).execute(f"SELECT f.id, p.name, {column} FROM mien_faces f "
                                                   "JOIN mien_people p ON p.id = f.person ORDER BY f.id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = _vectors([r[2] for r in rows]) if vectors else np.zeros((0, 0), np.float32)
-        return GallerySnapshot(matrix, [r[1] for r in rows], ids, int(meta["generation"]), meta.get("model"),
-                               json.loads(meta["thresholds"]) if "thresholds" in meta else {},
-                               meta.get("gallery_id", ""))
+        return snapshot_from(meta, rows, matrix)
 
     def changes_since(self, generation: int) -> Changes | None:
         with self._read() as db:
