@@ -77,6 +77,27 @@ def svm_refit_seconds(sizes: list[int]) -> dict:
     return out
 
 
+def add_and_forget_a_person(gallery, matcher) -> dict:
+    """Seconds to add a person of 5 photos (gallery transaction + incremental matcher update), then forget them."""
+    from identity.gallery import NewFace
+
+    newcomer = [NewFace(f"new{i}", v, f"/new/{i}.jpg") for i, v in enumerate(synthetic(5, seed=99)[0])]
+    out = {}
+    gen = gallery.generation()
+    t = time.perf_counter()
+    gallery.add_faces("newcomer", newcomer, MODEL)
+    matcher.update(gallery.changes_since(gen))
+    out["add_person_s"] = round(time.perf_counter() - t, 3)
+    assert matcher.predict(newcomer[0].embedding[None])[0].name == "newcomer"
+    gen = gallery.generation()
+    t = time.perf_counter()
+    gallery.forget("newcomer")
+    matcher.update(gallery.changes_since(gen))
+    out["forget_person_s"] = round(time.perf_counter() - t, 3)
+    assert matcher.predict(newcomer[0].embedding[None])[0].candidate != "newcomer"
+    return out
+
+
 def one_size(n: int, demo: dict | None, work: Path) -> dict:
     from identity.gallery import NewFace, open_gallery
     from identity.knn import ExactIndex
@@ -130,19 +151,7 @@ def one_size(n: int, demo: dict | None, work: Path) -> dict:
     r["recall_at_1"] = float(np.mean(found[:, 0] == truth[:, 0]))
     del exact
 
-    newcomer = [NewFace(f"new{i}", v, f"/new/{i}.jpg") for i, v in enumerate(synthetic(5, seed=99)[0])]
-    gen = gallery.generation()
-    t = time.perf_counter()
-    gallery.add_faces("newcomer", newcomer, MODEL)
-    matcher.update(gallery.changes_since(gen))
-    r["add_person_s"] = round(time.perf_counter() - t, 3)
-    assert matcher.predict(newcomer[0].embedding[None])[0].name == "newcomer"
-    gen = gallery.generation()
-    t = time.perf_counter()
-    gallery.forget("newcomer")
-    matcher.update(gallery.changes_since(gen))
-    r["forget_person_s"] = round(time.perf_counter() - t, 3)
-    assert matcher.predict(newcomer[0].embedding[None])[0].candidate != "newcomer"
+    r.update(add_and_forget_a_person(gallery, matcher))
     if demo:
         vectors, labels = demo["val"]
         names = [m.name for m in matcher.predict(vectors)]

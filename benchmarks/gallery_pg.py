@@ -87,7 +87,7 @@ def pg_store_mb(url: str) -> float:
 
 
 def one_store(kind: str, location, people: dict, x: np.ndarray, queries: np.ndarray, demo) -> tuple[dict, list]:
-    from identity.gallery import NewFace, open_gallery
+    from identity.gallery import open_gallery
     from identity.knn import ExactIndex
     from identity.matchers import KNNMatcher, build_matcher
 
@@ -114,19 +114,7 @@ def one_store(kind: str, location, people: dict, x: np.ndarray, queries: np.ndar
     r["recall_at_1"] = float(np.mean(found[:, 0] == truth[:, 0]))
     del exact, snap
 
-    newcomer = [NewFace(f"new{i}", v, f"/new/{i}.jpg") for i, v in enumerate(bench.synthetic(5, seed=99)[0])]
-    gen = g.generation()
-    t = time.perf_counter()
-    g.add_faces("newcomer", newcomer, MODEL)
-    matcher.update(g.changes_since(gen))
-    r["add_person_s"] = round(time.perf_counter() - t, 3)
-    assert matcher.predict(newcomer[0].embedding[None])[0].name == "newcomer"
-    gen = g.generation()
-    t = time.perf_counter()
-    g.forget("newcomer")
-    matcher.update(g.changes_since(gen))
-    r["forget_person_s"] = round(time.perf_counter() - t, 3)
-    assert matcher.predict(newcomer[0].embedding[None])[0].candidate != "newcomer"
+    r.update(bench.add_and_forget_a_person(g, matcher))
     answers = []
     if demo:
         vectors, names = demo["val"]
