@@ -72,8 +72,7 @@ def migrate_legacy(gallery: Gallery, home: Path, recognizer) -> int:
         people.setdefault(name, []).append(
             NewFace(key, v, f"upload:{photo.name}" if photo else "migrated", photo.read_bytes() if photo else None))
     model = gallery_model(recognizer) if clf.embedder_version == recognizer.embedder.version else clf.embedder_version
-    for name, faces in people.items():
-        gallery.add_faces(name, faces, model)
+    gallery.sync_folder(people, model)  # everyone in one transaction: a crash here leaves the legacy files to retry
     gallery.set_thresholds({"distance": clf.thresholds.distance, "probability": clf.thresholds.probability})
     for f in (legacy, Path(str(legacy) + ".json"), home / "identity" / "embeddings_cache.npz"):
         f.unlink(missing_ok=True)
