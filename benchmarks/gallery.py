@@ -65,6 +65,13 @@ def timed(fn, *a, **k):
     return out, time.perf_counter() - t
 
 
+def print_table(rows: list[dict], keys: list[str]) -> None:
+    """The rows as a Markdown table of these columns ('-' where a row has no value)."""
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
+
+
 def svm_refit_seconds(sizes: list[int]) -> dict:
     """Seconds to fit the calibrated linear SVM on galleries of these many embeddings (5 per person)."""
     from identity.classifier import IdentityClassifier
@@ -180,9 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     keys = ["embeddings", "index", "enroll_s", "file_mb", "snapshot_load_s", "matcher_build_s", "rss_mb_matcher",
             "one_face_ms_p50", "one_face_ms_p95", "batch32_ms_p50", "exact_one_face_ms", "one_face_vs_exact",
             "recall_at_1", "add_person_s", "forget_person_s", "demo_val_named_correctly"]
-    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
-    for r in out["sizes"]:
-        print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
+    print_table(out["sizes"], keys)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out

@@ -190,9 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     keys = ["embeddings", "store", "search", "enroll_s", "store_mb", "snapshot_s", "labels_only_snapshot_s",
             "matcher_build_s", "one_face_ms_p50", "one_face_ms_p95", "batch32_ms_p50", "recall_at_1", "add_person_s",
             "forget_person_s", "demo_val_named_correctly", "same_demo_answers_as_sqlite"]
-    print(f"\n{out['server']}, {out['cpus']} CPUs\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
-    for r in out["rows"]:
-        print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
+    print(f"\n{out['server']}, {out['cpus']} CPUs")
+    bench.print_table(out["rows"], keys)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out
