@@ -112,6 +112,32 @@ def resolve(name: str) -> Path:
     return path
 
 
+# MTCNN's P/R/O-Net weights as the ``mtcnn`` 1.0 wheel ships them (joblib + lz4 lists of arrays).
+MTCNN_WEIGHTS_SHA256 = {
+    "pnet": "ea6b0c3e685ebee3165326ad6484acc95f2ef78f1c94fbf40a55704fa989f7b5",
+    "rnet": "cb00e6460f3c98b0bfafaba3c0a0ded4bdf6e62cee7174d969e8670d7e757fee",
+    "onet": "94f6ea2f4cf985275ee958cdd762d17b6009348a4fb9d8c6be39ba73ffd22ca3",
+}
+
+
+def mtcnn_weights(network: str) -> Path:
+    """Verified path of an MTCNN network's weights inside the installed ``mtcnn`` package (found without
+    importing it: its ``__init__`` imports TensorFlow)."""
+    import importlib.util
+
+    fix = "reinstall it: `pip install --force-reinstall mtcnn==1.0.0` (or `make install`)"
+    spec = importlib.util.find_spec("mtcnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissingError(f"the mtcnn package (MTCNN's weights) is not installed; {fix}.")
+    path = Path(spec.submodule_search_locations[0]) / "assets" / "weights" / f"{network}.lz4"
+    if not path.is_file():
+        raise ModelMissingError(f"{path}: MTCNN {network} weights missing from the mtcnn package; {fix}.")
+    if not _verified(path, MTCNN_WEIGHTS_SHA256[network]):
+        raise ModelFileError(f"{path} does not have the expected sha256 {MTCNN_WEIGHTS_SHA256[network][:12]}… "
+                             f"(another mtcnn release or a damaged file); {fix}.")
+    return path
+
+
 def download_sdist(dest_dir: Path | None = None) -> Path:
     """The cached sdist tarball (``pip download`` once), verified by sha256."""
     dest_dir = dest_dir or mien_home() / "downloads"

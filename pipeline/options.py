@@ -8,8 +8,11 @@ from dataclasses import dataclass
 class Options:
     """Per-call knobs of recognition; ``None`` thresholds mean the enrolled classifier's own."""
 
+    detector: str = "mtcnn"  # mtcnn (OpenVINO) | mtcnn-keras (mtcnn 1.0's TensorFlow implementation, the reference)
     min_face_size: int = 20
-    detection_threshold: float = 0.8
+    detection_threshold: float = 0.8  # O-Net, the last stage: the confidence a reported face has at least
+    proposal_threshold: float = 0.6  # P-Net
+    refine_threshold: float = 0.7  # R-Net
     distance_threshold: float | None = None
     probability_threshold: float | None = None
     emotion_threshold: float = 0.0

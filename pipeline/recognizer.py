@@ -41,8 +41,10 @@ class Recognizer:
                  embedder: Embedder | None = None, identity_crop: IdentityCrop = IdentityCrop(),
                  emotion_crop: EmotionCrop = EmotionCrop()):
         self.options = options or Options()
+        o = self.options
         self.detector = detector or build_detector(
-            "mtcnn", min_face_size=self.options.min_face_size, threshold=self.options.detection_threshold
+            o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
+            proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold,
         )
         self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256)
         self.identity_crop = identity_crop
@@ -139,7 +141,7 @@ class Recognizer:
         for name, img, faces in zip(names, images, per_image):
             rec = ImageRecord(file=name, width=int(img.shape[1]), height=int(img.shape[0]))
             for i, f in enumerate(faces, start=1):
-                rec.faces.append(FaceRecord(i, f.bbox, f.confidence, f.landmarks, matches[k], emotions[k]))
+                rec.faces.append(FaceRecord(i, f.bbox, f.confidence, f.landmarks, matches[k], emotions[k], f.scale))
                 k += 1
             records.append(rec)
         return records

@@ -33,12 +33,14 @@ class FaceRecord:
     landmarks: dict[str, tuple[float, float]]
     identity: IdentityMatch | None = None
     emotion: EmotionResult | None = None
+    detection_scale: float = 1.0  # < 1 when only the detector's downscaled retry found the face
 
     def to_dict(self) -> dict:
         return {
             "face_id": self.face_id,
             "bbox": [int(v) for v in self.bbox],
             "detection_confidence": round(self.detection_confidence, 4),
+            "detection_scale": self.detection_scale,
             "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in self.landmarks.items()},
             "identity": self.identity.to_dict() if self.identity else None,
             "emotion": self.emotion.to_dict() if self.emotion else None,

@@ -63,10 +63,11 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
     conn.commit()
     conn.close()
     with ResultsDB(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 3
+        assert db.schema_version == SCHEMA_VERSION == 4
         [old] = db.query()
         assert old["file"] == "old.jpg" and old["faces"][0]["identity"]["name"] == "madonna"
         assert old["faces"][0]["landmarks"] == {}  # stored before schema 3 added landmarks
+        assert old["faces"][0]["detection_scale"] == 1.0  # before schema 4 every face was found at full size
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"faces_identity", "recognitions_created"} <= indexes
 

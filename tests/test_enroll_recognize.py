@@ -45,7 +45,8 @@ def test_record_json_shape(recognizer, enrolled, demo_photos):
     d = recognizer.recognize(load_image(path), name=str(path)).to_dict()
     assert set(d) == {"file", "width", "height", "faces"} and d["width"] > 0
     face = d["faces"][0]
-    assert set(face) == {"face_id", "bbox", "detection_confidence", "landmarks", "identity", "emotion"}
+    assert set(face) == {"face_id", "bbox", "detection_confidence", "detection_scale", "landmarks", "identity", "emotion"}
+    assert face["detection_scale"] == 1.0
     assert face["face_id"] == 1 and len(face["bbox"]) == 4 and all(isinstance(v, int) for v in face["bbox"])
     assert set(face["landmarks"]) == {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"}
     assert face["identity"]["name"] == "madonna" and 0 < face["identity"]["confidence"] <= 1
@@ -220,16 +221,20 @@ def test_a_detection_threshold_below_mtcnns_own_cut_finds_more(demo_photos, mien
     assert len(loose) == 2 and 0.4 <= min(f.confidence for f in loose) < 0.8
 
 
-def test_a_photo_with_no_face_found_is_searched_again_at_half_size(demo_photos, mien_home):
+def test_a_photo_with_no_face_found_is_searched_again_at_half_size(demo_photos, recognizer):
     """A 165x220 demo photo whose face MTCNN's full-size pyramid misses is found on the retry at 0.5x, with the
     box mapped back to the photo; an image with no face still has none."""
-    from pipeline.detection import build_detector
+    from pipeline.detection import RETRY_SCALE, build_detector
     from pipeline.images import load_image
 
     photo = load_image(next(p for p in (demo_photos[0] / "elton_john").iterdir() if "EltonJohnins" in p.name))
-    detector = build_detector("mtcnn")
-    assert detector._detect(photo, 1.0) == []  # what mtcnn alone finds
-    [face] = detector.detect(photo)
-    x, y, w, h = face.bbox
-    assert face.confidence > 0.99 and 60 <= w <= 75 and 75 <= h <= 90 and x + w <= photo.shape[1]
-    assert detector.detect(np.full((300, 400, 3), 200, np.uint8)) == []
+    for backend in ("mtcnn", "mtcnn-keras"):
+        detector = build_detector(backend)
+        assert detector._detect(photo, 1.0) == []  # what the full-size pyramid finds
+        [face] = detector.detect(photo)
+        x, y, w, h = face.bbox
+        assert face.confidence > 0.99 and 60 <= w <= 75 and 75 <= h <= 90 and x + w <= photo.shape[1]
+        assert face.scale == RETRY_SCALE
+        assert detector.detect(np.full((300, 400, 3), 200, np.uint8)) == []
+    [record] = recognizer.recognize(photo, "retried.jpg").to_dict()["faces"]  # the record says so
+    assert record["detection_scale"] == RETRY_SCALE

@@ -60,6 +60,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE faces ADD COLUMN landmarks TEXT;
     """,
+    """
+    ALTER TABLE faces ADD COLUMN detection_scale REAL NOT NULL DEFAULT 1.0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -152,8 +155,8 @@ class ResultsDB:
                 rid = cur.lastrowid
                 cur.executemany(
                     "INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity,"
-                    " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores, landmarks)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores, landmarks,"
+                    " detection_scale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(rid, f.face_id, *map(int, f.bbox), float(f.detection_confidence),
                       f.identity.name if f.identity else None,
                       float(f.identity.confidence) if f.identity else None,
@@ -161,7 +164,7 @@ class ResultsDB:
                       f.emotion.label if f.emotion else None,
                       float(f.emotion.confidence) if f.emotion else None,
                       json.dumps(f.emotion.scores) if f.emotion else None,
-                      json.dumps(f.to_dict()["landmarks"])) for f in record.faces])
+                      json.dumps(f.to_dict()["landmarks"]), float(f.detection_scale)) for f in record.faces])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -219,14 +222,14 @@ class ResultsDB:
 
 
 def _face_record(f: sqlite3.Row) -> FaceRecord:
-    """A stored face as the FaceRecord it was (rows from before schema 3 have no landmarks)."""
+    """A stored face as the FaceRecord it was (rows from before schema 3 have no landmarks; before 4, scale 1)."""
     identity = None if f["identity"] is None else IdentityMatch(
         f["identity"], f["identity_confidence"], f["identity_distance"], f["identity"])
     emotion = None if f["emotion"] is None else EmotionResult(
         f["emotion"], f["emotion_confidence"], json.loads(f["emotion_scores"]))
     landmarks = {k: tuple(v) for k, v in json.loads(f["landmarks"] or "{}").items()}
     return FaceRecord(f["face_id"], (f["x"], f["y"], f["w"], f["h"]), f["detection_confidence"], landmarks,
-                      identity, emotion)
+                      identity, emotion, f["detection_scale"])
 
 
 def _recognition_dict(r: sqlite3.Row, faces: list[FaceRecord]) -> dict[str, Any]:

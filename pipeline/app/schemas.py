@@ -36,6 +36,8 @@ class Face(BaseModel):
     face_id: int = Field(description="1-based index of the face in the image")
     bbox: list[int] = Field(min_length=4, max_length=4, description="[x, y, width, height] in image pixels")
     detection_confidence: float
+    detection_scale: float = Field(description="1.0, or the scale of the downscaled copy in which the detector's "
+                                               "retry found the face when the full-size image gave none")
     landmarks: dict[str, Point] = Field(description="named landmarks (eyes, nose, mouth corners) as [x, y]")
     identity: Identity | None = Field(description="null while nobody is enrolled")
     emotion: Emotion | None = Field(description="null when no emotion model is available")

@@ -110,11 +110,20 @@ def verbosity_parent() -> argparse.ArgumentParser:
 
 def add_detection_options(p: argparse.ArgumentParser) -> None:
     """MTCNN options."""
+    from pipeline.detection import DETECTORS
+
     g = p.add_argument_group("detection")
+    g.add_argument("--detector", choices=tuple(DETECTORS), default=DEFAULTS.detector,
+                   help="mtcnn: MTCNN run by OpenVINO (default); mtcnn-keras: the mtcnn package's own TensorFlow "
+                        "implementation (the reference, ~7x slower)")
     g.add_argument("--min-face-size", type=positive_int, default=DEFAULTS.min_face_size,
                    help="smallest face to detect, in pixels")
     g.add_argument("--detection-threshold", type=unit_interval, default=DEFAULTS.detection_threshold,
-                   help="MTCNN confidence to keep a face")
+                   help="MTCNN confidence to keep a face (its last stage, O-Net)")
+    g.add_argument("--proposal-threshold", type=unit_interval, default=DEFAULTS.proposal_threshold,
+                   help="MTCNN first stage (P-Net): lower finds harder faces, slower")
+    g.add_argument("--refine-threshold", type=unit_interval, default=DEFAULTS.refine_threshold,
+                   help="MTCNN second stage (R-Net)")
 
 
 def add_identity_options(p: argparse.ArgumentParser, matcher: bool = True) -> None:
