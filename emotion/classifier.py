@@ -31,8 +31,7 @@ class EmotionClassifier:
 
     labels: tuple[str, ...] = EMOTIONS
 
-    def __init__(self, model, forward, version: str, config, tta: bool, weights_path: Path):
-        self._model = model
+    def __init__(self, forward, version: str, config, tta: bool, weights_path: Path):
         self._forward = forward
         self.version = version
         self.config = config
@@ -41,8 +40,11 @@ class EmotionClassifier:
         self.input_size = config.input_size
 
     @classmethod
-    def load(cls, weights_path: str | os.PathLike) -> "EmotionClassifier":
-        """Load weights + sibling model.json; raise EmotionModelError for missing/corrupt/incompatible files."""
+    def load(cls, weights_path: str | os.PathLike, compile_forward=None) -> "EmotionClassifier":
+        """Load weights + sibling model.json; raise EmotionModelError for missing/corrupt/incompatible files.
+
+        ``compile_forward(name, weights_sha256, tf_function_factory)`` runs the network on another inference
+        runtime (the pipeline passes OpenVINO); the Keras model is then built only if that runtime asks."""
         path = Path(weights_path)
         meta_path = path.parent / MODEL_JSON
         if not path.is_file():
@@ -62,21 +64,32 @@ class EmotionClassifier:
                                     f"({want[:12]}...): the file is corrupt or from another model; {HOW_TO_GET}")
         if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
             raise EmotionModelError(f"{meta_path}: labels {meta.get('labels')} differ from {EMOTIONS}")
-        from emotion.inference import make_forward
-        from emotion.model import ModelConfig, build_model
-        from emotion.weights_io import load_weights_f16
+        from emotion.config import ModelConfig
 
         try:
             config = ModelConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise EmotionModelError(f"{meta_path}: incompatible model config ({exc}); {HOW_TO_GET}") from exc
-        model = build_model(config, policy="float32")
-        try:
-            load_weights_f16(model, path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise EmotionModelError(f"{path}: corrupt or incompatible emotion weights ({exc}); {HOW_TO_GET}") from exc
         tta = bool(meta.get("tta", True))
-        return cls(model, make_forward(model, tta=tta), "emotion-resnet50-" + have[:12], config, tta, path)
+
+        def keras_model():
+            from emotion.model import build_model
+            from emotion.weights_io import load_weights_f16
+
+            model = build_model(config, policy="float32")
+            try:
+                load_weights_f16(model, path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise EmotionModelError(f"{path}: corrupt or incompatible emotion weights ({exc}); {HOW_TO_GET}") from exc
+            return model
+
+        from emotion.inference import make_forward, make_tf_forward
+
+        if compile_forward is None:
+            forward = make_forward(keras_model(), tta=tta)
+        else:
+            forward = compile_forward(f"emotion-tta{int(tta)}", have, lambda: make_tf_forward(keras_model(), tta))
+        return cls(forward, "emotion-resnet50-" + have[:12], config, tta, path)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""

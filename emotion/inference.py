@@ -1,10 +1,14 @@
-"""The single input-normalisation + forward path shared by training-time evaluation and EmotionClassifier."""
+"""The single input-normalisation + forward path shared by training-time evaluation and EmotionClassifier.
+
+A forward here is a NumPy function (float32 faces [N,S,S,1] in 0..255 -> probabilities [N,7]): TensorFlow's
+(``make_forward``) or one compiled by another inference runtime from ``make_tf_forward``'s graph.
+"""
 
 from __future__ import annotations
 
-import keras
+from typing import Callable
+
 import numpy as np
-import tensorflow as tf
 
 MAX_CHUNK = 1024  # faces per forward pass; bounds memory for very large batches
 
@@ -26,8 +30,10 @@ def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
     return x[..., None]
 
 
-def make_forward(model: keras.Model, tta: bool = True):
-    """Compile a shape-polymorphic forward pass: probabilities [N,7], averaged with the mirrored face if tta."""
+def make_tf_forward(model, tta: bool = True):
+    """A shape-polymorphic ``tf.function``: probabilities [N,7], averaged with the mirrored face if tta."""
+    import tensorflow as tf
+
     size = model.input_shape[1]
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)], reduce_retracing=True)
@@ -41,10 +47,19 @@ def make_forward(model: keras.Model, tta: bool = True):
     return forward
 
 
-def predict_proba(forward, faces: np.ndarray, size: int = 48, chunk: int = MAX_CHUNK) -> np.ndarray:
-    """Run ``forward`` (from make_forward) on faces: one call when N <= chunk; float32 [N,7]."""
+def make_forward(model, tta: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """``make_tf_forward`` run by TensorFlow, as a NumPy function."""
+    import tensorflow as tf
+
+    forward = make_tf_forward(model, tta)
+    return lambda x: forward(tf.constant(x)).numpy()
+
+
+def predict_proba(forward: Callable[[np.ndarray], np.ndarray], faces: np.ndarray, size: int = 48,
+                  chunk: int = MAX_CHUNK) -> np.ndarray:
+    """Run a NumPy ``forward`` on faces: one call when N <= chunk; float32 [N,7]."""
     x = as_face_batch(faces, size)
     if len(x) == 0:
         return np.zeros((0, 7), np.float32)
-    outs = [forward(tf.constant(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)]
+    outs = [forward(np.ascontiguousarray(x[i:i + chunk])) for i in range(0, len(x), chunk)]
     return np.concatenate(outs, axis=0).astype(np.float32)

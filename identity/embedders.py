@@ -20,35 +20,54 @@ class Embedder(Protocol):
         """L2-normalised embeddings [N,D] for aligned RGB uint8 faces [N,S,S,3], in one batched call."""
 
 
+# compile_forward(name, weights_sha256, tf_function_factory) -> NumPy forward: how a caller (the pipeline) runs
+# a model on another inference runtime; the factory builds the Keras model only when the runtime needs it.
+CompileForward = Callable[[str, str, Callable[[], object]], Callable[[np.ndarray], np.ndarray]]
+
+
 class FaceNetEmbedder:
-    """FaceNet InceptionResNetV1 (Taniai's Keras weights): 160x160 RGB → prewhitened → 128-d, L2-normalised."""
+    """FaceNet InceptionResNetV1 (Taniai's Keras weights): 160x160 RGB → prewhitened → 128-d, L2-normalised.
+
+    Runs in TensorFlow, or on whatever ``compile_forward`` provides (the pipeline passes OpenVINO); both give
+    the same embeddings (cosine >= 0.9999), so the version (which keys every stored embedding) is the same."""
 
     name = "facenet"
 
-    def __init__(self, weights_path: str | os.PathLike, weights_sha256: str | None = None, batch_size: int = 32):
-        from identity import facenet
+    def __init__(self, weights_path: str | os.PathLike, weights_sha256: str | None = None, batch_size: int = 32,
+                 compile_forward: CompileForward | None = None):
+        from identity import facenet_io
 
         path = Path(weights_path)
         if not path.is_file():
             raise ModelFileError(f"{path}: FaceNet weights file not found; run `mien models fetch`.")
-        self.input_size = facenet.INPUT_SIZE
+        self.input_size = facenet_io.INPUT_SIZE
         self.batch_size = batch_size
-        self._model = facenet.build_inception_resnet_v1()
-        facenet.load_taniai_weights(self._model, path)
-        self._forward = _polymorphic_forward(self._model, self.input_size)
         digest = weights_sha256 or sha256_file(path)
         self.version = f"facenet-taniai-{digest[:12]}"
 
+        def tf_function():
+            from identity import facenet
+
+            model = facenet.build_inception_resnet_v1()
+            facenet.load_taniai_weights(model, path)
+            return _polymorphic_forward(model, self.input_size)
+
+        if compile_forward is None:
+            forward = tf_function()
+            self._forward = lambda x: forward(x).numpy()
+        else:
+            self._forward = compile_forward("facenet", digest, tf_function)
+
     def embed(self, faces: np.ndarray) -> np.ndarray:
-        from identity.facenet import EMBEDDING_DIM, l2_normalize, prewhiten
+        from identity.facenet_io import EMBEDDING_DIM, l2_normalize, prewhiten
 
         faces = np.asarray(faces)
         if len(faces) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         if faces.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"FaceNet expects faces of shape [N,{self.input_size},{self.input_size},3], got {faces.shape}")
-        x = prewhiten(faces)
-        out = np.concatenate([self._forward(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
+        x = prewhiten(faces).astype(np.float32, copy=False)
+        out = np.concatenate([self._forward(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
         return l2_normalize(out.astype(np.float32, copy=False))
 
 

@@ -17,9 +17,8 @@ import numpy as np
 from keras import layers
 
 from identity.errors import ModelFileError
+from identity.facenet_io import EMBEDDING_DIM, INPUT_SIZE, l2_normalize, prewhiten  # noqa: F401 (FaceNet's I/O)
 
-INPUT_SIZE = 160
-EMBEDDING_DIM = 128
 # Number of weight tensors in Taniai's facenet_keras.h5; a load that assigns fewer is refused.
 EXPECTED_TENSORS = 490
 
@@ -169,18 +168,3 @@ def load_taniai_weights(model: keras.Model, h5_path: str | os.PathLike) -> int:
     if assigned != EXPECTED_TENSORS:
         raise ModelFileError(f"{path}: assigned {assigned} weight tensors, expected {EXPECTED_TENSORS}.")
     return assigned
-
-
-def prewhiten(faces: np.ndarray) -> np.ndarray:
-    """Per-image standardisation ``(x - mean) / max(std, 1/sqrt(n))`` as FaceNet was trained with."""
-    x = np.asarray(faces, dtype=np.float32)
-    axes = tuple(range(1, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    std = x.std(axis=axes, keepdims=True)
-    floor = np.float32(1.0 / np.sqrt(np.prod(x.shape[1:])))
-    return ((x - mean) / np.maximum(std, floor)).astype(np.float32, copy=False)
-
-
-def l2_normalize(v: np.ndarray, eps: float = 1e-10) -> np.ndarray:
-    """Scale each row to unit length."""
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)

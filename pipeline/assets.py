@@ -78,13 +78,15 @@ def emotion_weights_path() -> Path:
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
-def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False):
-    """The EmotionClassifier, or None (with one warning) when it is missing or incompatible."""
+def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino"):
+    """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
+    missing or incompatible."""
     from emotion import EmotionClassifier, EmotionModelError
+    from pipeline.runtime import compile_forward_for
 
     path = Path(path) if path else emotion_weights_path()
     try:
-        return EmotionClassifier.load(path)
+        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime))
     except EmotionModelError as exc:
         if required:
             raise

@@ -23,6 +23,7 @@ from pipeline.faceprep import EmotionCrop, IdentityCrop
 from pipeline.images import ImageError, load_image
 from pipeline.options import Options
 from pipeline.records import EmotionResult, FaceRecord, ImageRecord
+from pipeline.runtime import compile_forward_for
 
 log = logging.getLogger(__name__)
 UNCERTAIN = "uncertain"
@@ -46,7 +47,8 @@ class Recognizer:
             o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
             proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold,
         )
-        self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256)
+        self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256,
+                                                   compile_forward=compile_forward_for(o.runtime))
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
         self.gallery = None  # opened with the matcher
@@ -64,7 +66,7 @@ class Recognizer:
         return matcher
 
     def _load_emotion(self):
-        return assets.load_emotion_model()
+        return assets.load_emotion_model(runtime=self.options.runtime)
 
     def warm_up(self) -> None:
         """Run every loaded model once on blank input, so the first real request does not pay for tracing."""

@@ -1,8 +1,26 @@
-"""The inference runtime (OpenVINO) in one place: one Core per process, models compiled for low latency in fp32."""
+"""The inference runtime (OpenVINO) in one place: one Core per process, models compiled for low latency in fp32,
+and Keras models converted once into OpenVINO's format, cached under ``MIEN_HOME/cache/openvino``.
+
+TensorFlow stays for training and as the reference backend (``--runtime tensorflow``); recognition with the
+default runtime imports it only to convert a model the first time (``mien models fetch`` does that up front).
+A cached conversion is keyed by the source weights' sha256, the OpenVINO version and CONVERSION_VERSION, so a
+new model, a new OpenVINO or a change to how mien converts is a new key, never a stale file.
+"""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import threading
 from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+RUNTIMES = ("openvino", "tensorflow")
+CONVERSION_VERSION = 1  # bump when the way a model is converted changes
 
 
 @lru_cache(maxsize=1)
@@ -29,3 +47,115 @@ def compile_model(model, threads: int | None = None):
         "INFERENCE_PRECISION_HINT": "f32",
         "INFERENCE_NUM_THREADS": int(threads or default_threads()),
     })
+
+
+def cache_dir() -> Path:
+    from pipeline.home import mien_home
+
+    return mien_home() / "cache" / "openvino"
+
+
+def cache_key(name: str, source_sha256: str) -> str:
+    """Folder name of a converted model: what it is, its weights, the OpenVINO version, mien's conversion version."""
+    import openvino as ov
+
+    version = ov.get_version().split("-")[0]
+    return f"{name}-{source_sha256[:16]}-ov{version}-c{CONVERSION_VERSION}"
+
+
+def is_cached(name: str, source_sha256: str) -> bool:
+    return (cache_dir() / cache_key(name, source_sha256) / "model.xml").is_file()
+
+
+def openvino_models_cached(emotion: bool = True) -> bool:
+    """Whether FaceNet (and the shipped emotion model, if any) are already converted: then recognition never
+    imports TensorFlow. Reads only model.json, never the weights."""
+    import json
+
+    from pipeline import assets
+
+    if not is_cached("facenet", assets.FACENET.sha256):
+        return False
+    meta_path = assets.emotion_weights_path().parent / "model.json"
+    if not emotion or not meta_path.is_file():
+        return True
+    try:
+        meta = json.loads(meta_path.read_text())
+        return is_cached(f"emotion-tta{int(bool(meta.get('tta', True)))}", meta["weights_sha256"])
+    except (OSError, ValueError, KeyError):
+        return False  # the emotion loader reports what is wrong with it
+
+
+def converted_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
+    """The OpenVINO model for ``name`` from the cache, or converted now from ``tf_function()`` (a
+    ``tf.function`` with an input signature; TensorFlow is imported only here) and cached atomically:
+    the two IR files are written into a temporary folder that is renamed into place."""
+    import openvino as ov
+
+    folder = cache_dir() / cache_key(name, source_sha256)
+    xml = folder / "model.xml"
+    if xml.is_file():
+        try:
+            return core().read_model(xml)
+        except RuntimeError as exc:  # truncated or damaged: convert again
+            log.warning("%s: cached %s conversion unreadable (%s); converting again", folder, name, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    log.info("converting %s for OpenVINO (once; cached in %s)", name, folder)
+    model = ov.convert_model(tf_function())
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
+        del model
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process cached it first: theirs is as good
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    # Always the copy read back from disk: a model converted in memory shares its weights' buffers with the
+    # TensorFlow objects it came from, which are freed (and their memory reused) once this function returns.
+    return core().read_model(xml)
+
+
+class CompiledForward:
+    """A compiled single-input model as a NumPy function ``forward(x) -> first output``; safe to share between
+    threads (one infer request, used under a lock)."""
+
+    def __init__(self, model, threads: int | None = None):
+        self._compiled = compile_model(model, threads)
+        self._request = self._compiled.create_infer_request()
+        self._output = self._compiled.outputs[0]
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            out = self._request.infer({0: np.ascontiguousarray(x, np.float32)})[self._output]
+            return np.array(out, copy=True)  # the request's buffer is reused by the next call
+
+
+def openvino_forward(name: str, source_sha256: str, tf_function: Callable[[], object]) -> CompiledForward:
+    """``name``'s model compiled by OpenVINO (converted from ``tf_function()`` on the first use only)."""
+    return CompiledForward(converted_model(name, source_sha256, tf_function))
+
+
+def compile_forward_for(runtime: str):
+    """What the identity and emotion packages take as ``compile_forward``: None means their own TensorFlow path."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    return openvino_forward if runtime == "openvino" else None
+
+
+def prepare_openvino_models() -> list[str]:
+    """Convert (or find converted) FaceNet and the shipped emotion model now, so the first recognition does not
+    wait for it; returns what is ready. A missing emotion model is skipped (recognition warns about it)."""
+    from identity.embedders import build_embedder
+    from pipeline import assets
+
+    build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256,
+                   compile_forward=openvino_forward)
+    ready = ["facenet"]
+    if assets.load_emotion_model(runtime="openvino") is not None:
+        ready.append("emotion")
+    return ready

@@ -111,11 +111,15 @@ def verbosity_parent() -> argparse.ArgumentParser:
 def add_detection_options(p: argparse.ArgumentParser) -> None:
     """MTCNN options."""
     from pipeline.detection import DETECTORS
+    from pipeline.runtime import RUNTIMES
 
     g = p.add_argument_group("detection")
     g.add_argument("--detector", choices=tuple(DETECTORS), default=DEFAULTS.detector,
                    help="mtcnn: MTCNN run by OpenVINO (default); mtcnn-keras: the mtcnn package's own TensorFlow "
                         "implementation (the reference, ~7x slower)")
+    g.add_argument("--runtime", choices=RUNTIMES, default=DEFAULTS.runtime,
+                   help="runs FaceNet and the emotion network: openvino (default; converted from the Keras weights "
+                        "once, cached under MIEN_HOME) or tensorflow (the reference)")
     g.add_argument("--min-face-size", type=positive_int, default=DEFAULTS.min_face_size,
                    help="smallest face to detect, in pixels")
     g.add_argument("--detection-threshold", type=unit_interval, default=DEFAULTS.detection_threshold,
@@ -165,12 +169,17 @@ def thresholds_from(args: argparse.Namespace) -> dict:
 
 
 def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity: bool = True) -> "Recognizer":
-    """Load the models a command needs (TensorFlow is imported here, not before)."""
-    quiet_tensorflow(getattr(args, "verbose", 0))
+    """Load the models a command needs. TensorFlow is imported (quietly) only when something will run or
+    convert a model with it: the reference runtime or detector, or OpenVINO conversions not yet cached."""
+    from pipeline.runtime import openvino_models_cached
+
+    options = options_from(args)
+    with_emotion = emotion and not getattr(args, "no_emotion", False)
+    if options.runtime == "tensorflow" or options.detector == "mtcnn-keras" or not openvino_models_cached(with_emotion):
+        quiet_tensorflow(getattr(args, "verbose", 0))
     from pipeline.recognizer import Recognizer
 
-    return Recognizer(options_from(args), emotion=emotion and not getattr(args, "no_emotion", False),
-                      identity=identity)
+    return Recognizer(options, emotion=with_emotion, identity=identity)
 
 
 def progress(items: Iterable[T], desc: str, unit: str = "photo", total: int | None = None) -> Iterable[T]:

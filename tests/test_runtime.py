@@ -1,0 +1,117 @@
+"""FaceNet and the emotion network on OpenVINO (the default runtime) against TensorFlow (the reference): same
+embeddings, same emotions, same answers on the demo; conversions cached under MIEN_HOME, keyed by weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tensorflow_recognizer(enrolled):
+    from pipeline import Options, Recognizer
+
+    return Recognizer(Options(runtime="tensorflow"))
+
+
+def _val_images(demo_photos):
+    from pipeline.images import load_image
+
+    paths = sorted(p for p in demo_photos[1].rglob("*") if p.is_file())
+    return paths, [load_image(p) for p in paths]
+
+
+def test_openvino_facenet_gives_tensorflows_embeddings(recognizer, tensorflow_recognizer, demo_photos):
+    from pipeline.runtime import CompiledForward
+
+    assert isinstance(recognizer.embedder._forward, CompiledForward)
+    _, images = _val_images(demo_photos)
+    crops = [recognizer.identity_crop(img, f) for img in images for f in recognizer.detect(img)]
+    assert len(crops) >= 25
+    fast = recognizer.embed_crops(crops)
+    reference = tensorflow_recognizer.embed_crops(crops)
+    cosine = (fast * reference).sum(axis=1)
+    assert cosine.min() >= 0.9999, cosine.min()
+    assert recognizer.embedder.version == tensorflow_recognizer.embedder.version  # stored embeddings stay valid
+
+
+def test_openvino_emotion_gives_tensorflows_probabilities(recognizer, tensorflow_recognizer, demo_photos):
+    if recognizer.emotion_model is None:
+        pytest.skip("no shipped emotion model")
+    _, images = _val_images(demo_photos)
+    faces = np.stack([recognizer.emotion_crop(img, f) for img in images for f in recognizer.detect(img)])
+    fast = recognizer.emotion_model.predict(faces)
+    reference = tensorflow_recognizer.emotion_model.predict(faces)
+    assert np.abs(fast - reference).max() < 1e-4
+    assert (fast.argmax(axis=1) == reference.argmax(axis=1)).all()
+    # and again after TensorFlow has run: a model used straight from an in-memory conversion shared its
+    # weights with freed TensorFlow buffers and came out wrong here (this session converted it in-process)
+    np.testing.assert_allclose(recognizer.emotion_model.predict(faces), fast, atol=1e-6)
+    assert recognizer.emotion_model.version == tensorflow_recognizer.emotion_model.version
+
+
+def test_names_and_emotions_on_the_demo_are_the_same_on_both_runtimes(recognizer, tensorflow_recognizer,
+                                                                      demo_photos):
+    paths, images = _val_images(demo_photos)
+    names = [p.name for p in paths]
+
+    def answers(rec):
+        return [[(f.identity.name, f.emotion.label if f.emotion else None) for f in r.faces]
+                for r in rec.recognize_batch(images, names)]
+
+    fast = answers(recognizer)
+    assert fast == answers(tensorflow_recognizer)
+    assert sum(1 for faces, p in zip(fast, paths) if faces and faces[0][0] == p.parent.name) == 25
+
+
+def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, mien_home):
+    """Once converted, a new process loads the OpenVINO models from MIEN_HOME without importing TensorFlow."""
+    from pipeline.runtime import cache_dir
+
+    cached = sorted(p.name for p in cache_dir().iterdir())
+    assert any(n.startswith("facenet-6acdd8fb3a3fb2b5-") for n in cached)
+    code = ("import sys; from pipeline import Recognizer; import numpy as np; r = Recognizer(identity=False); "
+            "r.recognize(np.zeros((200, 200, 3), np.uint8)); "
+            "r.embed_crops([np.zeros((160, 160, 3), np.uint8)]); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MIEN_HOME": str(mien_home)}, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):
+    """A truncated cached model is noticed, converted again from its source, and the new one is used;
+    another source digest is another cache entry."""
+    from pipeline.runtime import cache_dir, cache_key, openvino_forward
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    weights = np.arange(6, dtype=np.float32).reshape(3, 2)
+    calls = []
+
+    def tf_function():
+        import tensorflow as tf
+
+        calls.append(1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def forward(x):
+            return tf.matmul(x, tf.constant(weights))
+
+        return forward
+
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3)).astype(np.float32)
+    np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
+    folder = cache_dir() / cache_key("toy", "ab" * 32)
+    assert (folder / "model.xml").is_file() and len(calls) == 1
+    np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
+    assert len(calls) == 1  # from the cache
+    (folder / "model.xml").write_text("<net")  # truncated
+    np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
+    assert len(calls) == 2 and "converting again" in caplog.text
+    assert cache_key("toy", "cd" * 32) != cache_key("toy", "ab" * 32)
