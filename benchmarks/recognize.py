@@ -1,0 +1,172 @@
+"""Who + emotion per photo, end to end: today's defaults against the reference backends, and against
+face_recognition (who only), all measured in the same run on the 25 held-out demo photos.
+
+    python benchmarks/recognize.py [--peers] [--json FILE]
+
+Configurations, each in fresh processes: ``reference`` = mtcnn 1.0 + TensorFlow FaceNet/emotion
+(``--detector mtcnn-keras --runtime tensorflow``), ``default`` = MTCNN, FaceNet and emotion on OpenVINO.
+For each: warm ms/photo one at a time and batched (in one process, after loading), cold
+``mien recognize one.jpg`` wall seconds and peak RSS, ``mien recognize VAL`` peak RSS, and whether the
+names and emotions equal the reference's. ``--peers`` installs face_recognition 1.3.0 (dlib HOG + ResNet,
+who only) into a throwaway venv and times it on the same photos. Pause other work (a training run) first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+CONFIGS = {
+    "reference": ["--detector", "mtcnn-keras", "--runtime", "tensorflow"],
+    "default": [],
+}
+FACE_RECOGNITION = """
+import json, sys, time
+from pathlib import Path
+import face_recognition as fr
+import numpy as np
+train, val = Path(sys.argv[1]), Path(sys.argv[2])
+known, names = [], []
+for p in sorted(train.rglob('*.jpg')):
+    enc = fr.face_encodings(fr.load_image_file(p))
+    if enc:
+        known.append(enc[0]); names.append(p.parent.name)
+known = np.array(known)
+photos = sorted(val.rglob('*.jpg'))
+def who(p):
+    img = fr.load_image_file(p)
+    out = []
+    for e in fr.face_encodings(img, fr.face_locations(img)):
+        d = fr.face_distance(known, e)
+        out.append(names[int(d.argmin())] if d.min() <= 0.6 else 'unknown')
+    return out
+who(photos[0])
+t = time.perf_counter()
+answers = [who(p) for p in photos]
+ms = 1000 * (time.perf_counter() - t) / len(photos)
+correct = sum(1 for a, p in zip(answers, photos) if p.parent.name in a)
+print(json.dumps({'ms_per_photo': ms, 'correct': correct, 'photos': len(photos)}))
+"""
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB from wait4(), stdout) of one command in a fresh process; raises if it fails."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {os.waitstatus_to_exitcode(status)}")
+        out.seek(0)
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def child_main(config: str, val: Path) -> dict:
+    from pipeline import Options, Recognizer
+    from pipeline.images import load_image
+
+    options = Options(detector="mtcnn-keras", runtime="tensorflow") if config == "reference" else Options()
+    t = time.perf_counter()
+    rec = Recognizer(options)
+    load_s = time.perf_counter() - t
+    paths = sorted(val.rglob("*.jpg"))
+    images = [load_image(p) for p in paths]
+    rec.recognize_batch(images[:2], ["a", "b"])  # warm-up
+    t = time.perf_counter()
+    records = [rec.recognize(img, p.name) for img, p in zip(images, paths)]
+    one_ms = 1000 * (time.perf_counter() - t) / len(paths)
+    t = time.perf_counter()
+    for i in range(0, len(images), 16):
+        rec.recognize_batch(images[i:i + 16], [p.name for p in paths[i:i + 16]])
+    batch_ms = 1000 * (time.perf_counter() - t) / len(paths)
+    answers = [[(f.identity.name if f.identity else None, f.emotion.label if f.emotion else None) for f in r.faces]
+               for r in records]
+    correct = sum(1 for a, p in zip(answers, paths) if a and a[0][0] == p.parent.name)
+    return {"load_s": load_s, "ms_per_photo": one_ms, "ms_per_photo_batched": batch_ms, "answers": answers,
+            "correct": correct, "photos": len(paths)}
+
+
+def peers(train: Path, val: Path) -> dict:
+    """face_recognition 1.3.0 in a throwaway venv (dlib-bin wheel, no compiler), timed on the same photos."""
+    venv = Path(tempfile.mkdtemp(prefix="mien-peer-")) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["dlib-bin"], check=True)
+    subprocess.run(pip + ["--no-deps", "face_recognition==1.3.0", "face_recognition_models==0.3.0"], check=True)
+    subprocess.run(pip + ["Click", "Pillow", "numpy", "setuptools<81"], check=True)
+    script = venv.parent / "who.py"
+    script.write_text(FACE_RECOGNITION)
+    _, rss, out = run_measured([str(venv / "bin" / "python"), str(script), str(train), str(val)], dict(os.environ))
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = rss
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peers", action="store_true", help="also time face_recognition (installed in a temp venv)")
+    ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--child", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
+    ap.add_argument("--val", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child_main(args.child, args.val)))
+        return {}
+
+    from workspace import demo_workspace
+
+    work, train, val = demo_workspace()
+    env = dict(os.environ)
+    mien = [sys.executable, "-m", "pipeline.app.cli"]
+    run_measured(mien + ["models", "fetch"], env)  # conversions cached before anything is timed
+    run_measured(mien + ["enroll", str(train)], env)
+    one = sorted(val.rglob("*.jpg"))[0]
+    r: dict = {"photos": len(list(val.rglob("*.jpg")))}
+    for name, flags in CONFIGS.items():
+        _, _, out = run_measured([sys.executable, __file__, "--child", name, "--val", str(val)], env)
+        c = json.loads(out.strip().splitlines()[-1])
+        c["cold_one_s"], c["cold_one_rss_mb"], _ = run_measured(mien + ["recognize", str(one), *flags], env)
+        c["folder_s"], c["folder_rss_mb"], _ = run_measured(mien + ["recognize", str(val), *flags], env)
+        r[name] = c
+    ref, new = r["reference"], r["default"]
+    r["ratio_warm"] = new["ms_per_photo"] / ref["ms_per_photo"]
+    r["same_answers"] = new["answers"] == ref["answers"]
+    r["differences"] = [f"{p.name}: {a} vs {b}" for p, a, b in
+                        zip(sorted(val.rglob("*.jpg")), ref["answers"], new["answers"]) if a != b]
+    if args.peers:
+        r["face_recognition"] = peers(train, val)
+
+    print(f"{r['photos']} held-out demo photos, who + emotion")
+    for name in CONFIGS:
+        c = r[name]
+        print(f"{name:9s}: warm {c['ms_per_photo']:.1f} ms/photo one at a time, {c['ms_per_photo_batched']:.1f} batched; "
+              f"load {c['load_s']:.1f} s; cold `mien recognize one.jpg` {c['cold_one_s']:.1f} s, "
+              f"{c['cold_one_rss_mb']:.0f} MB; folder peak RSS {c['folder_rss_mb']:.0f} MB; named {c['correct']}/{c['photos']}")
+    print(f"default / reference warm: {r['ratio_warm']:.2f}x (goal <= 0.5); same names and emotions: {r['same_answers']}")
+    for d in r["differences"]:
+        print("  differs (reference vs default):", d)
+    if args.peers:
+        f = r["face_recognition"]
+        print(f"face_recognition 1.3.0 (who only): {f['ms_per_photo']:.1f} ms/photo, {f['peak_rss_mb']:.0f} MB, "
+              f"named {f['correct']}/{f['photos']}; mien who + emotion / face_recognition who: "
+              f"{new['ms_per_photo'] / f['ms_per_photo']:.2f}x (goal <= 1)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return r
+
+
+if __name__ == "__main__":
+    main()
