@@ -45,6 +45,8 @@ wheel-check: install
 bench: install
 	$(BIN)/python benchmarks/identity.py
 	$(BIN)/python benchmarks/emotion.py
+	$(BIN)/python benchmarks/detection.py
+	$(BIN)/python benchmarks/recognize.py
 	$(BIN)/python benchmarks/serve.py
 
 clean-demo:

@@ -68,13 +68,15 @@ class Recognizer:
     def _load_emotion(self):
         return assets.load_emotion_model(runtime=self.options.runtime)
 
-    def warm_up(self) -> None:
-        """Run every loaded model once on blank input, so the first real request does not pay for tracing."""
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
+        """Run every loaded model once per batch size on blank input, so a first real request pays neither
+        for graph tracing nor for a runtime's first sight of a shape."""
         blank = np.zeros((160, 160, 3), np.uint8)
-        self.detect(blank)
-        self.embed_crops([blank])
-        if self.emotion_model is not None:
-            self.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))
+        self.detect(np.zeros((320, 320, 3), np.uint8))
+        for n in batch_sizes:
+            self.embed_crops([blank] * n)
+            if self.emotion_model is not None:
+                self.emotion_model.predict(np.zeros((n, 48, 48), np.uint8))
 
     def reload_classifier(self) -> None:
         """Pick up gallery changes made since the matcher was built (incrementally where the matcher can)."""

@@ -70,6 +70,7 @@ def test_health_says_which_models_are_loaded(client):
     assert h["models"]["classifier"] == client.get("/people").json()["classifier"]
     assert (h["models"]["emotion"] is not None) == h["emotion"]
     assert h["enrolled_photos"] == sum(p["photos"] for p in client.get("/people").json()["people"]) >= 50
+    assert h["batching"]["max_batch"] == 8 and h["batching"]["max_pending"] == 32
     # the response model changes nothing: same keys, order and number types as the dict the server builds
     assert json.dumps(h) == json.dumps(client.app.state.mien.health())
     assert json.dumps(client.get("/people").json()["people"]) == json.dumps(client.app.state.mien.people())
@@ -346,37 +347,104 @@ def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer,
             assert "www-authenticate: bearer" in reply.lower()
 
 
-def test_a_burst_of_uploads_holds_at_most_two_decoded_images(recognizer, enrolled, mien_home, demo_photos, tmp_path,
-                                                             monkeypatch):
-    """12 parallel /recognize requests: at most 2 images (IMAGE_SLOTS) are decoded at any moment (memory bound)."""
+def test_a_burst_of_uploads_stays_within_the_pixel_budget(recognizer, enrolled, mien_home, demo_photos, tmp_path,
+                                                         monkeypatch):
+    """12 parallel /recognize requests: decoded pixels alive never exceed the budget (here room for two of
+    these photos), every request is answered, and the budget is free again after."""
     import time
 
     import httpx
 
     import pipeline.app.server as server_module
     from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.images import load_image
 
+    path = val_photo(demo_photos, "madonna")
+    h, w = load_image(path).shape[:2]
+    monkeypatch.setattr(server_module, "DECODED_IMAGES", 1)
+    monkeypatch.setattr(server_module, "max_pixels", lambda: 2 * h * w)
     alive, peak, lock = [0], [0], threading.Lock()
     real_decode = server_module.decode_image
 
     def counting_decode(data, name):
+        image = real_decode(data, name)
         with lock:
-            alive[0] += 1
+            alive[0] += image.shape[0] * image.shape[1]
             peak[0] = max(peak[0], alive[0])
         time.sleep(0.05)
-        return real_decode(data, name)
+        return image
 
     monkeypatch.setattr(server_module, "decode_image", counting_decode)
     real_db_add = server_module.ResultsDB.add
 
-    def add_and_release(self, *a, **k):
+    def add_and_release(self, record, *a, **k):
         with lock:
-            alive[0] -= 1
-        return real_db_add(self, *a, **k)
+            alive[0] -= record.width * record.height
+        return real_db_add(self, record, *a, **k)
 
     monkeypatch.setattr(server_module.ResultsDB, "add", add_and_release)
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
+    budget = app.state.mien.pixel_budget
+    codes = []
+    with BackgroundServer(app) as url:
+        def post() -> None:
+            with httpx.Client(base_url=url, timeout=300) as http:
+                codes.append(http.post("/recognize", files={"file": jpeg(path)}).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert codes == [200] * 12
+    assert budget.total == 2 * h * w and h * w <= peak[0] <= budget.total and budget.peak <= budget.total
+    assert budget.used == 0
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(recognizer, enrolled, mien_home, demo_photos,
+                                                                     tmp_path):
+    """8 clients post the 25 distinct held-out photos at once over real HTTP: requests share model trips
+    (batches of more than one image happen), and every answer is the Python API's for that photo."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from pipeline.images import load_image
+
+    photos = sorted(p for p in demo_photos[1].rglob("*") if p.is_file())
+    expected = {p.name: [(f.bbox, f.identity.name, f.emotion.label if f.emotion else None)
+                         for f in recognizer.recognize(load_image(p), p.name).faces] for p in photos}
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "r.db"))
+    with BackgroundServer(app) as url:
+        def post(path: Path) -> tuple[str, list]:
+            with httpx.Client(base_url=url, timeout=300) as http:
+                r = http.post("/recognize", files={"file": jpeg(path)})
+                assert r.status_code == 200, r.text
+                d = r.json()
+                return d["file"], [(tuple(f["bbox"]), f["identity"]["name"], f["emotion"]["label"] if f["emotion"]
+                                    else None) for f in d["faces"]]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = dict(pool.map(post, photos))
+    assert answers == expected
+    assert max(app.state.mien.batcher.batches) > 1
+
+
+def test_a_full_server_answers_429_with_retry_after(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """With --max-pending 2 and the models busy, a third request is refused at once with 429 + Retry-After;
+    the two admitted ones are answered once the models are free, and the server accepts again."""
+    import time
+
+    import httpx
+
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "r.db", max_pending=2))
+    state = app.state.mien
     photo = jpeg(val_photo(demo_photos, "madonna"))
     codes = []
     with BackgroundServer(app) as url:
@@ -384,12 +452,22 @@ def test_a_burst_of_uploads_holds_at_most_two_decoded_images(recognizer, enrolle
             with httpx.Client(base_url=url, timeout=300) as http:
                 codes.append(http.post("/recognize", files={"file": photo}).status_code)
 
-        threads = [threading.Thread(target=post) for _ in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
+        with state.model_lock:  # the models are busy (as with a long batch)
+            admitted = [threading.Thread(target=post) for _ in range(2)]
+            for t in admitted:
+                t.start()
+            deadline = time.monotonic() + 60
+            while state.batcher._pending < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with httpx.Client(base_url=url, timeout=60) as http:
+                refused = http.post("/recognize", files={"file": photo})
+        for t in admitted:
             t.join(300)
-    assert codes == [200] * 12 and 1 <= peak[0] <= 2, peak
+        with httpx.Client(base_url=url, timeout=300) as http:
+            after = http.post("/recognize", files={"file": photo}).status_code
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "busy" in refused.json()["detail"]
+    assert codes == [200, 200] and after == 200
 
 
 def test_half_open_connections_are_closed_after_the_header_deadline(recognizer, enrolled, mien_home, tmp_path,

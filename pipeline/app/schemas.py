@@ -135,6 +135,15 @@ class ModelsLoaded(BaseModel):
     emotion: bool
 
 
+class Batching(BaseModel):
+    """How /recognize requests are being batched (``pipeline.app.batching``)."""
+
+    max_batch: int = Field(description="images per trip through the models, at most")
+    recent_mean_batch: float = Field(description="mean images per trip over the last 100 trips (0 before any)")
+    pending: int = Field(description="requests in flight now")
+    max_pending: int = Field(description="requests in flight beyond which a new one gets 429")
+
+
 class HealthResponse(BaseModel):
     """``GET /health``: liveness plus what is loaded and how the server is configured."""
 
@@ -146,6 +155,7 @@ class HealthResponse(BaseModel):
     auth: Literal["bearer", "none"] = Field(description="what changing people needs")
     loaded: ModelsLoaded
     enrolled_photos: int = Field(description="photos all enrolled people were enrolled from")
+    batching: Batching
 
 
 # ---- errors --------------------------------------------------------------------------------------
@@ -188,6 +198,8 @@ ERROR_CAUSES = {
     413: "The request body or a photo is over the upload limit, or too many photos in one request.",
     415: "A file is not an image, by content type or by content (JPEG, PNG, BMP, WebP and TIFF are accepted).",
     422: "An empty or unreadable image, an invalid field, or (enrollment) no usable face in any photo.",
+    429: "The server already has its maximum of requests in flight (`--max-pending`); retry after the "
+         "`Retry-After` header's seconds.",
 }
 
 
@@ -199,4 +211,6 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
                      "description": ERROR_CAUSES[code]}
     if 401 in codes:
         out[401]["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+    if 429 in codes:
+        out[429]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return out

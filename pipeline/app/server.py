@@ -1,7 +1,10 @@
 """``mien serve``: the REST API (FastAPI, OpenAPI docs at /docs and /redoc) and the web page at /.
 
-Models load once at start-up. Model calls are serialised by one lock (TensorFlow already uses every
-core for one call); everything else (upload, decoding, drawing, the database) runs concurrently. The
+Models load once at start-up and are warmed up before the server says it is serving. Concurrent
+/recognize requests are batched (``pipeline.app.batching``): those arriving within a few milliseconds
+share one trip through the models; beyond ``--max-pending`` requests in flight a new one gets 429 with
+Retry-After, and decoded pixels held at once are bounded. Model calls are serialised by one lock (a model
+call already uses every core); everything else (upload, decoding, drawing, the database) runs concurrently. The
 identity classifier is swapped copy-on-write: each request takes a snapshot, enrollment builds and saves
 a new classifier and then swaps it in, so a request never sees a half-updated one.
 
@@ -10,6 +13,7 @@ load Swagger UI and ReDoc from files the ``fastapi-offline`` package ships, so t
 """
 
 import base64
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -29,7 +33,8 @@ from pipeline.app import schemas
 from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
-from pipeline.images import ImageError, decode_image
+from pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
+from pipeline.images import ImageError, decode_image, header_size, max_pixels
 from pipeline.names import PersonNameError, validate_person_name
 from pipeline.people import UnknownPersonError, enroll_photos, forget_person
 from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
@@ -50,7 +55,7 @@ class ServeConfigError(UsageError):
     """The server cannot start as configured (e.g. no token while enrolling is enabled)."""
 
 
-IMAGE_SLOTS = 2  # decoded images held by /recognize at once (memory: <= 2 x 150 MB at the 50 MP pixel budget)
+DECODED_IMAGES = 2  # the pixel budget of /recognize: this many images of the largest size allowed, decoded at once
 MIN_TOKEN_LENGTH = 12  # a bearer token anyone on the network can try: not a short word
 
 
@@ -72,6 +77,7 @@ class ServerConfig:
     max_upload: int = DEFAULT_MAX_UPLOAD
     db_path: Path | None = None
     home: Path | None = None
+    max_pending: int = MAX_PENDING
 
     def check(self) -> None:
         """Refuse to serve mutating endpoints to anyone at all unless explicitly allowed, or behind a guessable token."""
@@ -197,9 +203,10 @@ class ServerState:
         self.matcher_kind = recognizer.options.matcher
         self.classifier = load_matcher(self.gallery, recognizer, self.matcher_kind)
         self.model_lock = threading.Lock()
-        # decoded images alive at once (one being recognized, one ready): a burst of uploads waits as compressed
-        # bytes (<= the upload limit each), not as up-to-50-megapixel arrays
-        self.image_slots = threading.BoundedSemaphore(IMAGE_SLOTS)
+        # decoded pixels alive at once: as much as DECODED_IMAGES of the largest allowed images (2 x 150 MB at
+        # 50 MP), so many small photos batch together while a burst of huge ones waits as compressed bytes
+        self.pixel_budget = PixelBudget(DECODED_IMAGES * max_pixels())
+        self.batcher = RecognitionBatcher(self.model_lock, max_pending=config.max_pending)
         self.enroll_lock = threading.Lock()
         self.refresh_lock = threading.Lock()
         self.db = ResultsDB(config.db_path or self.home / "mien.db")
@@ -235,7 +242,7 @@ class ServerState:
                 "auth": "bearer" if self.config.token else "none",
                 "loaded": {"detector": rec.detector is not None, "embedder": rec.embedder is not None,
                            "classifier": rec.classifier is not None, "emotion": rec.emotion_model is not None},
-                "enrolled_photos": sum(p["photos"] for p in people)}
+                "enrolled_photos": sum(p["photos"] for p in people), "batching": self.batcher.stats()}
 
 
 class _LockedModels:
@@ -316,7 +323,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return state.health()
 
     @app.post("/recognize", response_model=schemas.RecognizeResponse, response_model_exclude_unset=True,
-              responses=schemas.error_responses(413, 415, 422))
+              responses=schemas.error_responses(413, 415, 422, 429))
     async def recognize(
         file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP or TIFF)")],
         identity_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a face")] = None,
@@ -325,37 +332,42 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         annotate: Annotated[bool, Form(description="also return the annotated image (base64 JPEG)")] = False,
     ) -> dict:
         """Who + emotion for every face: the JSON record of `mien recognize --json` for one image."""
-        data = await _read_image_upload(file, config.max_upload)
-        name = file.filename or "upload"
-        rec = state.snapshot(probability_threshold=identity_threshold, distance_threshold=distance_threshold,
-                             emotion_threshold=emotion_threshold)
-
-        def work() -> dict:
-            with state.image_slots:
-                return recognize_decoded(data)
-
-        def recognize_decoded(data: bytes) -> dict:
+        with contextlib.ExitStack() as in_flight:
             try:
-                image = decode_image(data, name)
-            except ImageError as exc:
-                raise HTTPException(422, str(exc)) from None
-            with state.model_lock:
-                record = rec.recognize(image, name)
-            models, thresholds = model_versions(rec), thresholds_used(rec)
-            rid = state.db.add(record, image_sha256=content_hash(data), thresholds=thresholds, models=models,
-                               source="server")
-            out = record.to_dict()
-            out.update(id=rid, models=models, thresholds=thresholds)
-            if annotate:
-                import cv2
+                in_flight.enter_context(state.batcher.admitted())
+            except ServerBusy as exc:
+                raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+            data = await _read_image_upload(file, config.max_upload)
+            name = file.filename or "upload"
+            rec = state.snapshot(probability_threshold=identity_threshold, distance_threshold=distance_threshold,
+                                 emotion_threshold=emotion_threshold)
 
-                from pipeline.app.outputs import annotate as draw
+            def work() -> dict:
+                size = header_size(data)
+                with state.pixel_budget.hold(size[0] * size[1] if size else max_pixels()):
+                    return recognize_decoded(data)
 
-                ok, buf = cv2.imencode(".jpg", draw(image, record, min_side=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
-                out["annotated_jpeg_base64"] = base64.b64encode(buf.tobytes()).decode("ascii")
-            return out
+            def recognize_decoded(data: bytes) -> dict:
+                try:
+                    image = decode_image(data, name)
+                except ImageError as exc:
+                    raise HTTPException(422, str(exc)) from None
+                record = state.batcher.recognize(rec, image, name)
+                models, thresholds = model_versions(rec), thresholds_used(rec)
+                rid = state.db.add(record, image_sha256=content_hash(data), thresholds=thresholds, models=models,
+                                   source="server")
+                out = record.to_dict()
+                out.update(id=rid, models=models, thresholds=thresholds)
+                if annotate:
+                    import cv2
 
-        return await run_in_threadpool(work)
+                    from pipeline.app.outputs import annotate as draw
+
+                    ok, buf = cv2.imencode(".jpg", draw(image, record, min_side=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+                    out["annotated_jpeg_base64"] = base64.b64encode(buf.tobytes()).decode("ascii")
+                return out
+
+            return await run_in_threadpool(work)
 
     @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from pipeline.app.batching import MAX_PENDING
 from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_matcher_option, build_recognizer,
                                      number_in, positive_float)
 
@@ -20,6 +21,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     s.add_argument("--read-only", action="store_true", help="disable the endpoints that change enrolled people")
     s.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted upload, in MB")
     s.add_argument("--db", default="default", help="results database (default: MIEN_HOME/mien.db)")
+    s.add_argument("--max-pending", type=number_in(int, 1, 100_000), default=MAX_PENDING,
+                   help="requests in flight at once (being read, queued or recognized); more get 429 + Retry-After")
     add_detection_options(s)
     add_matcher_option(s)
     add_emotion_options(s)
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
                           allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
                           max_upload=int(args.max_upload_mb * 1024 * 1024),
-                          db_path=None if args.db == "default" else Path(args.db))
+                          db_path=None if args.db == "default" else Path(args.db), max_pending=args.max_pending)
     config.check()  # before the models load
     return serve(config, lambda: build_recognizer(args), host=args.host, port=args.port,
                  log_level="info" if getattr(args, "verbose", 0) else "warning")
