@@ -114,5 +114,5 @@ def test_an_output_in_use_needs_resume_and_a_damaged_shard_is_redone(tmp_path, c
     (faces / "killed.parquet").write_bytes(b"PAR1 truncated")
     with pytest.raises(BatchJobError, match="--resume"):
         run_batch(tmp_path, tmp_path / "out")
-    assert done_keys(faces) == {"path:/x/broken.jpg", "ab" * 32}
+    assert done_keys(faces) == {"path:/x/broken.jpg", "ab" * 32 + "|/x/ok.jpg"}
     assert not (faces / "killed.parquet").exists() and "unreadable shard" in caplog.text

@@ -1,7 +1,7 @@
 """``mien batch``: recognition over large photo collections on Ray Data (local by default, or a cluster).
 
-A read stage lists the photos, a decode stage (CPU tasks) reads, hashes and decodes them, and a recognize
-stage runs ``Recognizer.recognize_batch`` in a pool of actors that each load the models once; every face
+A read stage (CPU tasks) reads and hashes the photos, and a recognize stage decodes them and runs
+``Recognizer.recognize_batch`` in a pool of actors that each load the models once; every face
 becomes one row in Parquet shards under ``OUT/faces/``, with ``OUT/summary.json`` beside them.
 Ray is an optional extra (``pip install 'mien[batch]'``): the rest of mien never imports it.
 """

@@ -1,8 +1,8 @@
-"""The ``mien batch`` job on Ray Data: list → read + hash + decode (tasks) → recognize (actors) → Parquet shards.
+"""The ``mien batch`` job on Ray Data: list → read + hash (tasks) → decode + recognize (actors) → Parquet shards.
 
 Each actor loads the models once (``Recognizer``) and names faces with the gallery snapshot the driver took
 when the job started, so every worker (on any node) uses the same people. ``--resume`` reads the content
-hashes already in ``OUT/faces/`` and the decode stage drops those photos before they are decoded; a shard
+hashes (with paths) already in ``OUT/faces/`` and the read stage drops those photos before they are decoded; a shard
 left unreadable by a killed job is deleted and its photos done again.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 16
 FACES_DIR = "faces"
 SUMMARY = "summary.json"
-DECODE_CPUS = 0.1  # logical CPUs a decode task reserves (the actors reserve the rest)
+DECODE_CPUS = 0.1  # logical CPUs a read or write task reserves (the actors reserve the rest)
 
 
 class BatchJobError(UsageError):
@@ -50,10 +50,16 @@ class BatchSummary:
     ray_address: str
 
 
+def done_key(path: str, sha256: str | None) -> str:
+    """A photo is done when a row holds both its path and its content hash: an edited photo is done again, and
+    each copy of a photo saved under several names gets its own rows. ``path:FILE`` marks a file that could
+    not be read (so a resumed job does not add its error row twice)."""
+    return f"{sha256}|{path}" if sha256 else f"path:{path}"
+
+
 def done_keys(faces_dir: Path) -> set[str]:
-    """What the output already holds: content hashes, and ``path:FILE`` for files that could not be read (so a
-    resumed job does not add their error rows twice). An unreadable shard (a killed write) is deleted with a
-    warning: its photos are done again."""
+    """What the output already holds (``done_key`` of every row). An unreadable shard (a killed write) is
+    deleted with a warning: its photos are done again."""
     import pyarrow.parquet as pq
 
     done: set[str] = set()
@@ -65,7 +71,7 @@ def done_keys(faces_dir: Path) -> set[str]:
             shard.unlink()
             continue
         for file, sha in zip(table.column("file").to_pylist(), table.column("sha256").to_pylist()):
-            done.add(sha if sha else f"path:{file}")
+            done.add(done_key(file, sha))
     return done
 
 
@@ -83,34 +89,30 @@ def _done_set(ref) -> set[str]:
     return _DONE[key]
 
 
-def read_and_decode(batch: dict, done_ref) -> dict:
-    """Decode stage: read, hash and decode each photo; photos already in the output are dropped here."""
+def read_and_hash(batch: dict, done_ref) -> dict:
+    """Read stage: each photo's bytes, content hash and file time; photos already in the output are dropped
+    here. The bytes (compressed, ~10x smaller than the decoded image) are what travels to the actors."""
     import hashlib
 
-    from pipeline.images import ImageError, decode_image
-
     done = _done_set(done_ref)
-    out: dict[str, list] = {"path": [], "sha256": [], "mtime": [], "image": [], "error": []}
+    out: dict[str, list] = {"path": [], "sha256": [], "mtime": [], "data": [], "error": []}
     for path in batch["path"]:
         path = str(path)
-        sha, mtime, image, error = None, None, np.zeros((0, 0, 3), np.uint8), None
-        if f"path:{path}" in done:
+        if done_key(path, None) in done:
             continue
+        sha, mtime, data, error = "", 0.0, b"", ""
         try:
             data = Path(path).read_bytes()
             mtime = os.stat(path).st_mtime
             sha = hashlib.sha256(data).hexdigest()
-            if sha in done:
+            if done_key(path, sha) in done:
                 continue
-            image = decode_image(data, path)
-        except ImageError as exc:
-            error = str(exc)
         except OSError as exc:
             error = f"{path}: cannot be read ({exc.strerror or exc})."
-        for key, value in (("path", path), ("sha256", sha or ""), ("mtime", mtime or 0.0), ("image", image),
-                           ("error", error or "")):
+        for key, value in (("path", path), ("sha256", sha), ("mtime", mtime), ("data", data), ("error", error)):
             out[key].append(value)
     out["mtime"] = np.asarray(out["mtime"], np.float64)
+    out["data"] = np.asarray(out["data"], dtype=object)
     return out
 
 
@@ -130,10 +132,23 @@ class RecognizeActor:
         self.provenance = row_schema.provenance(self.recognizer)
 
     def __call__(self, batch: dict):
+        from pipeline.images import ImageError, decode_image
         from pipeline.records import ImageRecord
 
-        good = [i for i, e in enumerate(batch["error"]) if not e]
-        records = dict(zip(good, self.recognizer.recognize_batch([batch["image"][i] for i in good],
+        trace = os.environ.get("MIEN_BATCH_TRACE")  # benchmarks/batch.py: which photos each batch recognized
+        if trace:
+            with open(trace, "a", encoding="utf-8") as fh:
+                fh.write("".join(f"{p}\n" for p in batch["path"]))
+        errors = [str(e) for e in batch["error"]]
+        images = {}
+        for i, path in enumerate(batch["path"]):  # decoded here, one photo after the other as `mien recognize`
+            if not errors[i]:                   # does: decoding beside a running model call slows both on few cores
+                try:
+                    images[i] = decode_image(bytes(batch["data"][i]), str(path))
+                except ImageError as exc:
+                    errors[i] = str(exc)
+        good = sorted(images)
+        records = dict(zip(good, self.recognizer.recognize_batch([images[i] for i in good],
                                                                  [str(batch["path"][i]) for i in good])))
         rows: list[dict] = []
         for i, path in enumerate(batch["path"]):
@@ -141,8 +156,7 @@ class RecognizeActor:
             if i in records:
                 rows += row_schema.image_rows(records[i], sha, mtime, self.provenance)
             else:
-                rows += row_schema.image_rows(ImageRecord(str(path), error=str(batch["error"][i])), sha, mtime,
-                                              self.provenance)
+                rows += row_schema.image_rows(ImageRecord(str(path), error=errors[i]), sha, mtime, self.provenance)
         return row_schema.to_table(rows)
 
 
@@ -209,20 +223,22 @@ def run_batch(source: str | Path, out: str | Path, *, options: dict | None = Non
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", cpus))
         workers = workers or max(1, total_cpus // 2)
-        actor_cpus = max(0.5, (total_cpus - 2 * DECODE_CPUS) / workers)
+        actor_cpus = max(0.5, (total_cpus - 2 * DECODE_CPUS) / workers)  # room for one decode and one write task
         threads = max(1, int(round(actor_cpus)))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.enable_operator_progress_bars = progress
         pending = ray.data.from_items([{"path": p} for p in paths])
-        decoded = pending.map_batches(read_and_decode, fn_kwargs={"done_ref": ray.put(done)}, batch_size=batch_size,
-                                      num_cpus=DECODE_CPUS, batch_format="numpy")
-        recognized = decoded.map_batches(
+        read = pending.map_batches(read_and_hash, fn_kwargs={"done_ref": ray.put(done)}, batch_size=batch_size,
+                                   num_cpus=DECODE_CPUS, batch_format="numpy")
+        recognized = read.map_batches(
             RecognizeActor, fn_constructor_kwargs={"options": asdict(_options(options)), "snapshot": snapshot,
                                                    "matcher": matcher, "threads": threads, "emotion": emotion},
             compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, num_cpus=actor_cpus,
             batch_format="numpy")
-        recognized.write_parquet(str(faces_dir))
+        # a shard is written as each batch comes out of an actor (a killed job loses only batches in flight); the
+        # write tasks reserve as little CPU as decoding, or they would wait for the actors to finish the job
+        recognized.write_parquet(str(faces_dir), ray_remote_args={"num_cpus": DECODE_CPUS})
     finally:
         if not address:
             ray.shutdown()
