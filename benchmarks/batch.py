@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    from workspace import demo_workspace
+    from workspace import demo_workspace, finish
 
     work, train, val = demo_workspace("mien-bench-batch-")
     env = dict(os.environ)
@@ -190,10 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"actor peak RSS {r['actor_peak_rss_mb']:.0f} MB; 2 vs 1 worker x{r['scaling']['speedup_2_vs_1_worker']:.2f}; "
           f"{r['scaling']['object_store_bytes_per_photo'] / 1024:.0f} KB per photo through the object store")
     print("paper estimate:", r["scaling"]["paper_estimate"])
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
-    return r
+    return finish(work, r, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Then who + emotion end to end on the held-out photos through a Recognizer with e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import cv2
 
-    from workspace import demo_workspace
+    from workspace import demo_workspace, finish
 
     work, train, val = demo_workspace()
     from mtcnn import MTCNN
@@ -143,12 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"same names and emotions: {r['recognize_same_answers']}")
     for d in r["recognize_differences"]:
         print("  differs (mtcnn 1.0 vs OpenVINO):", d)
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1))
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    return r
+    return finish(work, r, args.json)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(child_main(args.child, args.val)))
         return {}
 
-    from workspace import demo_workspace
+    from workspace import demo_workspace, finish
 
     work, train, val = demo_workspace()
     env = dict(os.environ)
@@ -160,12 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"face_recognition 1.3.0 (who only): {f['ms_per_photo']:.1f} ms/photo, {f['peak_rss_mb']:.0f} MB, "
               f"named {f['correct']}/{f['photos']}; mien who + emotion / face_recognition who: "
               f"{new['ms_per_photo'] / f['ms_per_photo']:.2f}x (goal <= 1)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1))
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    return r
+    return finish(work, r, args.json)
 
 
 if __name__ == "__main__":

@@ -23,3 +23,14 @@ def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
     os.symlink(real_weights, home / "weights" / real_weights.name)
     os.environ["MIEN_HOME"] = str(home)
     return work, train, val
+
+
+def finish(work: Path, results: dict, json_path: str | None) -> dict:
+    """A benchmark's last step: its numbers written to ``json_path`` (if given), its temporary folder removed."""
+    import json
+    import shutil
+
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return results
