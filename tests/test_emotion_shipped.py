@@ -33,6 +33,6 @@ def test_shipped_model_matches_its_metrics():
     full = metrics["shipped"]["private_test"]["accuracy"]
     # 500 of 3,589 faces: binomial standard error ~0.021; allow 3 of them.
     assert abs(acc - full) < 0.065, f"500-face sample accuracy {acc:.3f} vs recorded PrivateTest {full:.3f}"
-    # The floor the shipped model earns: 0.630 on this fixed sample (full PrivateTest 0.615), minus 0.02 for
+    # The floor the shipped model earns: 0.660 on this fixed sample (full PrivateTest 0.645), minus 0.02 for
     # numerical differences between CPUs; raise it with every model that ships (issue 8's bar is 0.68).
-    assert acc >= 0.610, f"shipped model scores only {acc:.3f} on the PrivateTest sample (expected >= 0.610)"
+    assert acc >= 0.640, f"shipped model scores only {acc:.3f} on the PrivateTest sample (expected >= 0.640)"
