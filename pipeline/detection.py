@@ -129,6 +129,8 @@ class MTCNNDetector(_PyramidDetector):
 class KerasMTCNNDetector(_PyramidDetector):
     """``mtcnn`` 1.0's own ``detect_faces`` (eager TensorFlow): the reference the fast backend is tested against."""
 
+    name = "mtcnn-keras"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from mtcnn import MTCNN
