@@ -46,6 +46,20 @@ def synthetic(n: int, seed: int = 0, dim: int = 128) -> tuple[np.ndarray, np.nda
     return x, np.repeat(np.arange(ids), PER_ID)
 
 
+def synthetic_people(n: int, demo: dict | None) -> tuple[np.ndarray, np.ndarray, dict[str, list]]:
+    """``synthetic(n)`` as people to enroll (``id0000042``: its faces), with the real demo people mixed in."""
+    from identity.gallery import NewFace
+
+    x, ident = synthetic(n)
+    people: dict[str, list] = {}
+    for i, (v, p) in enumerate(zip(x, ident)):
+        people.setdefault(f"id{p:07d}", []).append(NewFace(f"h{i}", v, f"/synthetic/{i}.jpg"))
+    if demo:
+        for i, (v, name) in enumerate(zip(*demo["train"])):
+            people.setdefault(name, []).append(NewFace(f"demo{i}", v, f"/demo/{i}.jpg"))
+    return x, ident, people
+
+
 def demo_embeddings() -> dict:
     """Embeddings of the demo train and val photos (real FaceNet, in a throwaway MIEN_HOME)."""
     from workspace import demo_workspace
@@ -106,18 +120,12 @@ def add_and_forget_a_person(gallery, matcher) -> dict:
 
 
 def one_size(n: int, demo: dict | None, work: Path) -> dict:
-    from identity.gallery import NewFace, open_gallery
+    from identity.gallery import open_gallery
     from identity.knn import ExactIndex
     from identity.matchers import build_matcher
 
     r: dict = {"embeddings": n}
-    x, ident = synthetic(n)
-    people: dict[str, list] = {}
-    for i, (v, p) in enumerate(zip(x, ident)):
-        people.setdefault(f"id{p:07d}", []).append(NewFace(f"h{i}", v, f"/synthetic/{i}.jpg"))
-    if demo:
-        for i, (v, name) in enumerate(zip(*demo["train"])):
-            people.setdefault(name, []).append(NewFace(f"demo{i}", v, f"/demo/{i}.jpg"))
+    x, ident, people = synthetic_people(n, demo)
     path = work / f"gallery_{n}.sqlite3"
     gallery = open_gallery(path)
     _, r["enroll_s"] = timed(gallery.sync_folder, people, MODEL)

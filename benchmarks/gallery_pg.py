@@ -129,15 +129,7 @@ def one_store(kind: str, location, people: dict, x: np.ndarray, queries: np.ndar
 def one_size(n: int, demo, work: Path, server: str) -> list[dict]:
     import psycopg
 
-    from identity.gallery import NewFace
-
-    x, ident = bench.synthetic(n)
-    people: dict[str, list] = {}
-    for i, (v, p) in enumerate(zip(x, ident)):
-        people.setdefault(f"id{p:07d}", []).append(NewFace(f"h{i}", v, f"/synthetic/{i}.jpg"))
-    if demo:
-        for i, (v, name) in enumerate(zip(*demo["train"])):
-            people.setdefault(name, []).append(NewFace(f"demo{i}", v, f"/demo/{i}.jpg"))
+    x, ident, people = bench.synthetic_people(n, demo)
     rng = np.random.default_rng(7)
     pick = rng.choice(len(x), 200, replace=False)  # another photo of an enrolled person: near its cluster
     queries = x[pick] + rng.normal(scale=0.055, size=(200, x.shape[1])).astype(np.float32)
