@@ -5,11 +5,13 @@
 Builds a collection of N photos (the 118 demo photos copied under distinct names, plus 3 corrupt files),
 enrolls the 5 people, then measures, each as a fresh command like a user runs it:
 - ``mien recognize DIR --json`` and ``mien batch DIR --out OUT`` wall time and images/s (goal: batch >= 0.9x),
-  with 1 and 2 workers, and whether every face has the same name and emotion in both;
+  with 1 and 2 workers, and whether every face has the same name and emotion in both; both again on a tenth of
+  the photos, which splits each command's time into a fixed cost (start-up, Ray's start and stop) and photos/s
+  after it;
 - resume: the batch job killed (SIGKILL) at ~50 % of its photos, then ``--resume``: photos recognized twice
   (from the actors' trace; goal <= one batch per worker), and no duplicate or missing rows;
-- peak RSS per recognize actor, the object-store traffic per photo (the file's bytes: actors decode), and a
-  paper estimate for N nodes.
+- peak RSS per recognize actor, the bytes each worker reads per photo (from storage every node sees; the object
+  store carries only paths and per-photo face counts), and a paper estimate for N nodes.
 Pause other work first (a training run): the numbers are wall-clock on a shared 2-core machine otherwise.
 """
 from __future__ import annotations
@@ -55,6 +57,15 @@ def actor_rss_sampler(stop: threading.Event, peak: dict) -> None:
                 rss = proc.info["memory_info"].rss / 2**20 if proc.info["memory_info"] else 0
                 peak[proc.pid] = max(peak.get(proc.pid, 0), rss)
         stop.wait(0.2)
+
+
+def kill_actors() -> None:
+    """SIGKILL every recognize actor (a crash of the machine, as far as the job can tell)."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if "RecognizeActor" in " ".join(proc.info["cmdline"] or []):
+            proc.kill()
 
 
 def timed(cmd: list[str], env: dict, ok: tuple[int, ...] = (0,)) -> float:
@@ -127,6 +138,27 @@ def main(argv: list[str] | None = None) -> dict:
             "same_names_and_emotions": all(got.get(f) == a for f, a in reference.items()),
             "failed": summary["images_failed"]}
     r["recognize_images_per_s"] = n / r["recognize_s"]
+
+    # ---- fixed cost vs cost per photo: both commands again on a tenth of the photos -------------------
+    small = work / "small"
+    small.mkdir()
+    n_small = 0
+    for p in sorted(photos.rglob("*.jpg"))[: n // 10]:
+        shutil.copy(p, small / p.name)
+        n_small += 1
+    small_recognize = timed(mien + ["recognize", str(small), "--json", str(work / "small.json")], env, ok=(0, 1))
+    small_batch = timed(mien + ["batch", str(small), "--out", str(work / "small_out"), "--workers", "1",
+                                "--batch-size", str(args.batch_size)], env)
+    big_batch = r["batch_1_workers"]["seconds"]
+    r["fixed_and_marginal"] = {
+        "photos_small": n_small,
+        "recognize_fixed_s": r["recognize_s"] - (r["recognize_s"] - small_recognize) / (n - n_small) * n,
+        "batch_fixed_s": big_batch - (big_batch - small_batch) / (n - n_small) * n,
+        "recognize_marginal_photos_per_s": (n - n_small) / (r["recognize_s"] - small_recognize),
+        "batch_marginal_photos_per_s": (n - n_small) / (big_batch - small_batch),
+    }
+    fm = r["fixed_and_marginal"]
+    fm["marginal_ratio"] = fm["batch_marginal_photos_per_s"] / fm["recognize_marginal_photos_per_s"]
     r["actor_peak_rss_mb"] = max(rss_peak.values()) if rss_peak else None
 
     # ---- resume after a kill at ~50 % ---------------------------------------------------------------------
@@ -139,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                            start_new_session=True)
     while job.poll() is None and (not trace.exists() or len(trace.read_text().splitlines()) < n // 2):
         time.sleep(0.2)
-    os.killpg(job.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    os.killpg(job.pid, signal.SIGKILL)  # the driver and the Ray processes it started,
+    kill_actors()                       # and the actors, which Ray starts in sessions of their own: mid-batch
     job.wait()
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
     first = trace.read_text().splitlines()
@@ -165,13 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
     w1, w2 = r["batch_1_workers"], r["batch_2_workers"]
     per_worker = w1["job_images_per_s"]
     r["scaling"] = {
-        "object_store_bytes_per_photo": float(np.mean(sizes)),
-        "object_store_mb_per_s_at_1_worker": per_worker * float(np.mean(sizes)) / 2**20,
+        "storage_bytes_read_per_photo": float(np.mean(sizes)),
+        "storage_mb_per_s_at_1_worker": per_worker * float(np.mean(sizes)) / 2**20,
         "speedup_2_vs_1_worker": w2["images_per_s"] / w1["images_per_s"],
         "paper_estimate": (f"a node with C cores runs ~C/2 workers at ~{per_worker:.0f} photos/s each (measured per "
-                           f"worker here); N such nodes ~N*C/2*{per_worker:.0f} photos/s while the read stage "
-                           f"ships each photo's file (~{float(np.mean(sizes)) / 1024:.0f} KB for the demo photos) "
-                           "through the object store, far under a 1 GbE link; untested beyond one machine"),
+                           f"worker here); N such nodes ~N*C/2*{per_worker:.0f} photos/s while each worker reads each "
+                           f"photo's file (~{float(np.mean(sizes)) / 1024:.0f} KB for the demo photos) from shared "
+                           "storage, far under a 1 GbE link; untested beyond one machine"),
     }
 
     print(f"{n} photos (demo photos copied under distinct names + 3 corrupt), batch size {args.batch_size}")
@@ -181,6 +214,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"mien batch, {w} worker(s): {b['seconds']:.1f} s = {b['images_per_s']:.1f} photos/s "
               f"({b['ratio_vs_recognize']:.2f}x recognize; goal >= 0.9), in-job {b['job_images_per_s']:.1f} photos/s, "
               f"{b['rows']} rows, {b['duplicate_rows']} duplicates, same answers: {b['same_names_and_emotions']}")
+    fm = r["fixed_and_marginal"]
+    print(f"fixed cost (from {fm['photos_small']} and {n} photos): recognize {fm['recognize_fixed_s']:.1f} s, batch "
+          f"{fm['batch_fixed_s']:.1f} s; per photo after that: recognize {fm['recognize_marginal_photos_per_s']:.1f}, "
+          f"batch {fm['batch_marginal_photos_per_s']:.1f} photos/s ({fm['marginal_ratio']:.2f}x)")
     rs = r["resume"]
     print(f"resume ({rs['workers']} workers): killed after {rs['recognized_before_kill']} photos recognized, "
           f"{rs['in_output_after_kill']} in the output; recognized twice {rs['recognized_twice']} "
@@ -188,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{rs['missing_files']} photos missing, "
           f"same answers: {rs['same_names_and_emotions']}")
     print(f"actor peak RSS {r['actor_peak_rss_mb']:.0f} MB; 2 vs 1 worker x{r['scaling']['speedup_2_vs_1_worker']:.2f}; "
-          f"{r['scaling']['object_store_bytes_per_photo'] / 1024:.0f} KB per photo through the object store")
+          f"{r['scaling']['storage_bytes_read_per_photo'] / 1024:.0f} KB read from storage per photo")
     print("paper estimate:", r["scaling"]["paper_estimate"])
     return finish(work, r, args.json)
 

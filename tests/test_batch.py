@@ -102,17 +102,18 @@ def test_sources_folder_list_and_manifests(tmp_path):
 
 
 def test_an_output_in_use_needs_resume_and_a_damaged_shard_is_redone(tmp_path, caplog):
-    import pyarrow.parquet as pq
-
-    from pipeline.batch.job import BatchJobError, done_keys, run_batch
+    from pipeline.batch.job import BatchJobError, done_keys, run_batch, write_shard
     from pipeline.batch.rows import error_row, to_table
 
     faces = tmp_path / "out" / "faces"
     faces.mkdir(parents=True)
-    pq.write_table(to_table([error_row("/x/broken.jpg", "unreadable"),
-                             {**error_row("/x/ok.jpg", "pretend"), "sha256": "ab" * 32}]), faces / "good.parquet")
+    good = write_shard(faces, to_table([error_row("/x/broken.jpg", "unreadable"),
+                                        {**error_row("/x/ok.jpg", "pretend"), "sha256": "ab" * 32}]))
+    assert [p.name for p in faces.iterdir()] == [good.name]  # renamed into place, no temp file left
     (faces / "killed.parquet").write_bytes(b"PAR1 truncated")
+    (faces / f".{'0' * 32}.parquet.tmp").write_bytes(b"PAR1 half written")  # a kill during write_shard
     with pytest.raises(BatchJobError, match="--resume"):
         run_batch(tmp_path, tmp_path / "out")
     assert done_keys(faces) == {"path:/x/broken.jpg", "ab" * 32 + "|/x/ok.jpg"}
     assert not (faces / "killed.parquet").exists() and "unreadable shard" in caplog.text
+    assert [p.name for p in faces.iterdir()] == [good.name]

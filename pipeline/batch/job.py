@@ -1,9 +1,10 @@
-"""The ``mien batch`` job on Ray Data: list → read + hash (tasks) → decode + recognize (actors) → Parquet shards.
+"""The ``mien batch`` job on Ray Data: photo paths → a pool of actors that read, decode, recognize and write.
 
 Each actor loads the models once (``Recognizer``) and names faces with the gallery snapshot the driver took
-when the job started, so every worker (on any node) uses the same people. ``--resume`` reads the content
-hashes (with paths) already in ``OUT/faces/`` and the read stage drops those photos before they are decoded; a shard
-left unreadable by a killed job is deleted and its photos done again.
+when the job started, so every worker (on any node) uses the same people; each batch becomes one Parquet shard in
+``OUT/faces/``, renamed into place when complete. ``--resume`` reads the content hashes (with paths) already in
+the output and the actors skip those photos; a shard left unreadable by a killed job is deleted and its photos
+done again.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 16
 FACES_DIR = "faces"
 SUMMARY = "summary.json"
-DECODE_CPUS = 0.1  # logical CPUs a read or write task reserves (the actors reserve the rest)
 
 
 class BatchJobError(UsageError):
@@ -63,6 +63,8 @@ def done_keys(faces_dir: Path) -> set[str]:
     import pyarrow.parquet as pq
 
     done: set[str] = set()
+    for tmp in faces_dir.glob(".*.parquet.tmp"):  # a shard a killed job did not finish writing
+        tmp.unlink()
     for shard in sorted(faces_dir.glob("*.parquet")):
         try:
             table = pq.read_table(shard, columns=["file", "sha256"])
@@ -75,51 +77,54 @@ def done_keys(faces_dir: Path) -> set[str]:
     return done
 
 
-_DONE: dict[str, set[str]] = {}  # per worker process: the resolved done set of the current job
-
-
-def _done_set(ref) -> set[str]:
-    """The job's done set, fetched from Ray's object store once per worker process (not once per batch)."""
-    import ray
-
-    key = ref.hex()
-    if key not in _DONE:
-        _DONE.clear()
-        _DONE[key] = ray.get(ref)
-    return _DONE[key]
-
-
-def read_and_hash(batch: dict, done_ref) -> dict:
-    """Read stage: each photo's bytes, content hash and file time; photos already in the output are dropped
-    here. The bytes (compressed, ~10x smaller than the decoded image) are what travels to the actors."""
+def read_photos(paths, done: set[str]) -> list[dict]:
+    """Each photo's bytes, content hash and file time; photos already in the output are left out."""
     import hashlib
 
-    done = _done_set(done_ref)
-    out: dict[str, list] = {"path": [], "sha256": [], "mtime": [], "data": [], "error": []}
-    for path in batch["path"]:
+    out = []
+    for path in paths:
         path = str(path)
         if done_key(path, None) in done:
             continue
-        sha, mtime, data, error = "", 0.0, b"", ""
+        photo = {"path": path, "sha256": "", "mtime": 0.0, "data": b"", "error": ""}
         try:
-            data = Path(path).read_bytes()
-            mtime = os.stat(path).st_mtime
-            sha = hashlib.sha256(data).hexdigest()
-            if done_key(path, sha) in done:
-                continue
+            photo["data"] = Path(path).read_bytes()
+            photo["mtime"] = os.stat(path).st_mtime
+            photo["sha256"] = hashlib.sha256(photo["data"]).hexdigest()
         except OSError as exc:
-            error = f"{path}: cannot be read ({exc.strerror or exc})."
-        for key, value in (("path", path), ("sha256", sha), ("mtime", mtime), ("data", data), ("error", error)):
-            out[key].append(value)
-    out["mtime"] = np.asarray(out["mtime"], np.float64)
-    out["data"] = np.asarray(out["data"], dtype=object)
+            photo["error"] = f"{path}: cannot be read ({exc.strerror or exc})."
+        if done_key(path, photo["sha256"] or None) not in done:
+            out.append(photo)
     return out
 
 
-class RecognizeActor:
-    """Recognize stage: one per worker, models loaded once, all faces of a batch in one FaceNet/emotion call."""
+def write_shard(faces_dir: Path, table) -> Path:
+    """One batch's rows as ``faces_dir/<random>.parquet``, written beside it and renamed into place, so a killed
+    job leaves whole shards (and ``.tmp`` files that ``done_keys`` removes), never a half-written one."""
+    import uuid
 
-    def __init__(self, options: dict, snapshot, matcher: str, threads: int, emotion: bool = True):
+    import pyarrow.parquet as pq
+
+    shard = faces_dir / f"{uuid.uuid4().hex}.parquet"
+    tmp = faces_dir / f".{shard.name}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, shard)
+    return shard
+
+
+class RecognizeActor:
+    """The one stage: each worker loads the models once, and per batch of paths reads, hashes (skipping what the
+    output holds), decodes, recognizes all faces in one FaceNet/emotion call, and writes the rows as one shard.
+
+    Reading and writing here rather than in separate Ray tasks measured faster on 2 cores (no task processes
+    beside the model's threads, no photo bytes through the object store), and a killed job loses only the batch
+    each worker was on.
+    """
+
+    def __init__(self, options: dict, snapshot, matcher: str, threads: int, faces_dir: str, done_ref,
+                 emotion: bool = True):
+        import ray
+
         os.environ["MIEN_THREADS"] = str(threads)
         from pipeline import Options, Recognizer
 
@@ -130,34 +135,37 @@ class RecognizeActor:
 
             self.recognizer.classifier = build_matcher(snapshot, gallery_model(self.recognizer), matcher)
         self.provenance = row_schema.provenance(self.recognizer)
+        self.faces_dir = Path(faces_dir)
+        self.done: set[str] = ray.get(done_ref)
 
-    def __call__(self, batch: dict):
+    def __call__(self, batch: dict) -> dict:
         from pipeline.images import ImageError, decode_image
         from pipeline.records import ImageRecord
 
+        photos = read_photos(batch["path"], self.done)
         trace = os.environ.get("MIEN_BATCH_TRACE")  # benchmarks/batch.py: which photos each batch recognized
         if trace:
             with open(trace, "a", encoding="utf-8") as fh:
-                fh.write("".join(f"{p}\n" for p in batch["path"]))
-        errors = [str(e) for e in batch["error"]]
+                fh.write("".join(f"{p['path']}\n" for p in photos))
         images = {}
-        for i, path in enumerate(batch["path"]):  # decoded here, one photo after the other as `mien recognize`
-            if not errors[i]:                   # does: decoding beside a running model call slows both on few cores
+        for i, photo in enumerate(photos):  # one photo after the other, as `mien recognize` does
+            if not photo["error"]:
                 try:
-                    images[i] = decode_image(bytes(batch["data"][i]), str(path))
+                    images[i] = decode_image(photo["data"], photo["path"])
                 except ImageError as exc:
-                    errors[i] = str(exc)
+                    photo["error"] = str(exc)
         good = sorted(images)
         records = dict(zip(good, self.recognizer.recognize_batch([images[i] for i in good],
-                                                                 [str(batch["path"][i]) for i in good])))
+                                                                 [photos[i]["path"] for i in good])))
         rows: list[dict] = []
-        for i, path in enumerate(batch["path"]):
-            sha, mtime = str(batch["sha256"][i]) or None, float(batch["mtime"][i]) or None
-            if i in records:
-                rows += row_schema.image_rows(records[i], sha, mtime, self.provenance)
-            else:
-                rows += row_schema.image_rows(ImageRecord(str(path), error=errors[i]), sha, mtime, self.provenance)
-        return row_schema.to_table(rows)
+        for i, photo in enumerate(photos):
+            record = records.get(i) or ImageRecord(photo["path"], error=photo["error"])
+            rows += row_schema.image_rows(record, photo["sha256"] or None, photo["mtime"] or None, self.provenance)
+        if rows:
+            write_shard(self.faces_dir, row_schema.to_table(rows))
+        return {"path": np.array([p["path"] for p in photos], dtype=object),
+                "faces": np.array([len(records[i].faces) if i in records else 0 for i in range(len(photos))],
+                                  np.int32)}
 
 
 def summarize(faces_dir: Path, started: float) -> dict:
@@ -192,12 +200,16 @@ def _start_ray(address: str | None, cpus: int):
             raise BatchJobError(f"cannot join the Ray cluster at {address} ({exc}); start one with "
                                 "`ray start --head` (see the README).") from None
     else:
+        # the local Ray keeps token authentication (Ray's default) without announcing it on every job
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                  object_store_memory=512 * 1024 * 1024)
     import ray.data  # noqa: F401 (configures Ray Data's logging, which the next line then quietens)
 
     if not log.isEnabledFor(logging.INFO):  # Ray Data's own INFO lines only with -v
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # bars are off when asked (-q, or not a terminal): no advice on how to turn them on
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return ray
 
 
@@ -223,22 +235,23 @@ def run_batch(source: str | Path, out: str | Path, *, options: dict | None = Non
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", cpus))
         workers = workers or max(1, total_cpus // 2)
-        actor_cpus = max(0.5, (total_cpus - 2 * DECODE_CPUS) / workers)  # room for one decode and one write task
+        actor_cpus = total_cpus / workers
         threads = max(1, int(round(actor_cpus)))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.enable_operator_progress_bars = progress
-        pending = ray.data.from_items([{"path": p} for p in paths])
-        read = pending.map_batches(read_and_hash, fn_kwargs={"done_ref": ray.put(done)}, batch_size=batch_size,
-                                   num_cpus=DECODE_CPUS, batch_format="numpy")
-        recognized = read.map_batches(
+        # blocks of batch_size paths: Ray Data cuts batches within a block (blocks of 18 gave batches of 16 and 2)
+        pending = ray.data.from_items([{"path": p} for p in paths],
+                                      override_num_blocks=max(1, -(-len(paths) // batch_size)))
+        recognized = pending.map_batches(
             RecognizeActor, fn_constructor_kwargs={"options": asdict(_options(options)), "snapshot": snapshot,
-                                                   "matcher": matcher, "threads": threads, "emotion": emotion},
+                                                   "matcher": matcher, "threads": threads,
+                                                   "faces_dir": str(faces_dir.resolve()), "done_ref": ray.put(done),
+                                                   "emotion": emotion},
             compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, num_cpus=actor_cpus,
             batch_format="numpy")
-        # a shard is written as each batch comes out of an actor (a killed job loses only batches in flight); the
-        # write tasks reserve as little CPU as decoding, or they would wait for the actors to finish the job
-        recognized.write_parquet(str(faces_dir), ray_remote_args={"num_cpus": DECODE_CPUS})
+        for _ in recognized.iter_batches(batch_size=None):  # the shards are the output; this drives the job
+            pass
     finally:
         if not address:
             ray.shutdown()
