@@ -26,6 +26,19 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
+def _keras_model(path: Path, config):
+    """The Keras network with the checked float16 weights of ``path`` (no test-time augmentation)."""
+    from emotion.model import build_model
+    from emotion.weights_io import load_weights_f16
+
+    model = build_model(config, policy="float32")
+    try:
+        load_weights_f16(model, path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EmotionModelError(f"{path}: corrupt or incompatible emotion weights ({exc}); {HOW_TO_GET}") from exc
+    return model
+
+
 class EmotionClassifier:
     """FER2013 7-emotion classifier over 48x48 grayscale faces (VGGFace-layout ResNet50)."""
 
@@ -72,24 +85,18 @@ class EmotionClassifier:
             raise EmotionModelError(f"{meta_path}: incompatible model config ({exc}); {HOW_TO_GET}") from exc
         tta = bool(meta.get("tta", True))
 
-        def keras_model():
-            from emotion.model import build_model
-            from emotion.weights_io import load_weights_f16
-
-            model = build_model(config, policy="float32")
-            try:
-                load_weights_f16(model, path)
-            except (OSError, ValueError, KeyError) as exc:
-                raise EmotionModelError(f"{path}: corrupt or incompatible emotion weights ({exc}); {HOW_TO_GET}") from exc
-            return model
-
         from emotion.inference import make_forward, make_tf_forward
 
         if compile_forward is None:
-            forward = make_forward(keras_model(), tta=tta)
+            forward = make_forward(_keras_model(path, config), tta=tta)
         else:
-            forward = compile_forward(f"emotion-tta{int(tta)}", have, lambda: make_tf_forward(keras_model(), tta))
+            forward = compile_forward(f"emotion-tta{int(tta)}", have,
+                                      lambda: make_tf_forward(_keras_model(path, config), tta))
         return cls(forward, "emotion-resnet50-" + have[:12], config, tta, path)
+
+    def keras_model(self):
+        """The network itself as a Keras model (no test-time augmentation), e.g. to try other augmentations."""
+        return _keras_model(self.weights_path, self.config)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
