@@ -32,7 +32,8 @@ def measure(data: str, precision: str, jit: bool, steps: int, warmup: int) -> di
 
     from emotion.training.data import load_dataset
     from emotion.model import ModelConfig, build_model
-    from emotion.training.train import AUGMENTS, class_weights, epoch_dataset, make_optimizer, parse_args, WarmupCosine
+    from emotion.training.train import (AUGMENTS, WarmupCosine, class_weights, epoch_dataset, make_optimizer,
+                                        mixed_targets, parse_args)
 
     args = parse_args(["--data", data, "--precision", precision] + (["--jit-compile"] if jit else []))
     keras.mixed_precision.set_global_policy(precision)
@@ -42,7 +43,7 @@ def measure(data: str, precision: str, jit: bool, steps: int, warmup: int) -> di
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[], jit_compile=jit)
     opt.build(model.trainable_variables)
-    ds = epoch_dataset(x, y, class_weights(y), 0, 1, args.batch_size, 0, AUGMENTS[args.augment])
+    ds = epoch_dataset(x, mixed_targets(y), class_weights(y)[y], 0, 1, args.batch_size, 0, AUGMENTS[args.augment])
     batches = iter(ds)
     t0 = time.perf_counter()
     for _ in range(warmup):

@@ -172,3 +172,31 @@ def test_batchnorm_recalibration_averages_clean_batch_statistics():
     np.testing.assert_allclose(bn.moving_mean.numpy(), 3.0, atol=0.15)
     np.testing.assert_allclose(bn.moving_variance.numpy(), 4.0, rtol=0.15)  # with dropout on: ~17
     assert bn.momentum == 0.99 and model.get_layer("drop").rate == 0.5
+
+
+def test_mixed_targets_blend_votes_only_where_a_face_has_them():
+    from emotion.training.train import mixed_targets
+
+    labels = np.array([0, 3])
+    votes = np.array([[0, 0, 0, 0.5, 0, 0, 0.5], [0] * 7], np.float32)  # the second face has no votes
+    np.testing.assert_array_equal(mixed_targets(labels), np.eye(7, dtype=np.float32)[labels])
+    t = mixed_targets(labels, votes, 0.3)
+    np.testing.assert_allclose(t[0], [0.7, 0, 0, 0.15, 0, 0, 0.15])
+    np.testing.assert_array_equal(t[1], np.eye(7)[3])
+    np.testing.assert_allclose(t.sum(1), 1.0)
+
+
+@pytest.mark.slow
+def test_training_with_ferplus_votes_records_them(tiny_npz, tmp_path):
+    """--ferplus reads the vote file against the dataset's rows and the run keeps it in its arguments."""
+    from emotion.training.train import parse_args, train
+
+    usage = np.load(tiny_npz)["usage"]
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    (tmp_path / "new.csv").write_text("\n".join([header] + [f"{u},x.png,5,5,0,0,0,0,0,0,0,0" for u in usage]) + "\n")
+    out = tmp_path / "run"
+    train(parse_args(["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+                      "--run-eagerly", "--bn-recalibration-batches", "1", "--stop-after-steps", "1",
+                      "--ferplus", str(tmp_path / "new.csv"), "--ferplus-weight", "0.4"]))
+    args = json.loads((out / "metrics.json").read_text())["train_args"]
+    assert args["ferplus"] == str(tmp_path / "new.csv") and args["ferplus_weight"] == 0.4

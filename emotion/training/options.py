@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(written by export) its epoch counter, schedule and history continue")
     p.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step (measured 2.9x slower)")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
+    p.add_argument("--ferplus", default=None, type=dataset_path,
+                   help="fer2013new.csv: mix the FER+ annotators' votes into the targets of Training faces")
+    p.add_argument("--ferplus-weight", type=float, default=0.3,
+                   help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
     p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
     p.add_argument("--dropout", type=float, default=0.3, help="dropout after each head layer")
     p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without PublicTest gain")

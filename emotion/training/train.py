@@ -31,7 +31,7 @@ from emotion.errors import TrainingError  # noqa: E402
 from emotion.training.augment import AugmentConfig, augment_batch  # noqa: E402
 from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options  # noqa: E402
 from emotion.backbone import load_vggface_weights  # noqa: E402
-from emotion.training.data import load_dataset, validation_split  # noqa: E402
+from emotion.training.data import load_dataset, load_ferplus_votes, validation_split  # noqa: E402
 from emotion.training.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
 from emotion.inference import make_forward, predict_proba  # noqa: E402
 from emotion.labels import EMOTIONS, NUM_CLASSES  # noqa: E402
@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "head_units", "dropout", "seed", "precision", "augment", "no_class_weights",
-                 "no_tta", "patience")
+                 "no_tta", "patience", "ferplus", "ferplus_weight")
 TRAIN_STATE = "train_state.json"
 
 
@@ -156,12 +156,23 @@ def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def epoch_dataset(x: np.ndarray, y: np.ndarray, w: np.ndarray, epoch: int, seed: int, batch_size: int,
+def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: float = 0.0) -> np.ndarray:
+    """Training targets float32 [N,7]: the one-hot FER2013 label, mixed as (1 - weight) x one-hot + weight x the
+    FER+ vote shares where a face has votes (``load_ferplus_votes``: Training rows only)."""
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    if votes is None or not weight:
+        return onehot
+    has = votes.sum(1) > 0
+    onehot[has] = (1.0 - weight) * onehot[has] + weight * votes[has]
+    return onehot
+
+
+def epoch_dataset(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, epoch: int, seed: int, batch_size: int,
                   start_step: int, aug: AugmentConfig) -> tf.data.Dataset:
-    """Deterministic per-epoch pipeline: seeded permutation, batching, in-graph augmentation, prefetch."""
+    """Deterministic per-epoch pipeline: seeded permutation, batching, in-graph augmentation, prefetch.
+    ``targets`` are [N,7] class distributions (``mixed_targets``), ``weights`` one loss weight per face."""
     perm = np.random.default_rng([seed, epoch]).permutation(len(x))
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[y[perm]]
-    ds = tf.data.Dataset.from_tensor_slices((x[perm], onehot, w[y[perm]]))
+    ds = tf.data.Dataset.from_tensor_slices((x[perm], targets[perm].astype(np.float32), weights[perm]))
     ds = ds.batch(batch_size, drop_remainder=True).enumerate()
     if start_step:
         ds = ds.skip(start_step)
@@ -302,6 +313,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         raise TrainingError(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
     steps_per_epoch = len(x_tr) // args.batch_size
     cw = np.ones(NUM_CLASSES, np.float32) if args.no_class_weights else class_weights(y_tr)
+    votes = None
+    if args.ferplus:
+        votes = _subset(load_ferplus_votes(args.ferplus, data)[data.usage == "Training"], y_tr, args.limit_train)[0]
+        _log(f"FER+ votes {args.ferplus}: {int((votes.sum(1) > 0).sum())} Training faces mixed "
+             f"{1 - args.ferplus_weight:.2f} x label + {args.ferplus_weight:.2f} x votes")
+    t_tr = mixed_targets(y_tr, votes, args.ferplus_weight)
     _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
          f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
 
@@ -351,7 +368,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         part = state["partial"]
         _log(f"epoch {epoch + 1}/{args.epochs} from step {start}/{steps_per_epoch}")
         t_last = time.time()
-        for step, (xb, yb, wb) in enumerate(epoch_dataset(x_tr, y_tr, cw, epoch, args.seed, args.batch_size,
+        for step, (xb, yb, wb) in enumerate(epoch_dataset(x_tr, t_tr, cw[y_tr], epoch, args.seed, args.batch_size,
                                                           start, aug), start=start):
             r = model.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
             now = time.time()
