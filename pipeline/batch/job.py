@@ -163,9 +163,7 @@ class RecognizeActor:
             rows += row_schema.image_rows(record, photo["sha256"] or None, photo["mtime"] or None, self.provenance)
         if rows:
             write_shard(self.faces_dir, row_schema.to_table(rows))
-        return {"path": np.array([p["path"] for p in photos], dtype=object),
-                "faces": np.array([len(records[i].faces) if i in records else 0 for i in range(len(photos))],
-                                  np.int32)}
+        return {"path": np.array([p["path"] for p in photos], dtype=object)}  # one row per photo: the progress bar
 
 
 def summarize(faces_dir: Path, started: float) -> dict:
