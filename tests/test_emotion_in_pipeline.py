@@ -94,8 +94,10 @@ def test_emotion_threshold_marks_uncertain_but_keeps_scores(recognizer, demo_pho
 @needs_model
 @pytest.mark.skipif(not FER.is_file(), reason=f"FER2013 not available at {FER}")
 def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
-    """--cropped: each image is one face (no detection); FER2013 test faces written as PNGs are classified."""
+    """--cropped: each image is one face (no detection); FER2013 test faces written as PNGs get exactly the
+    probabilities that `mien evaluate emotion` computes for them, so the product's accuracy is the evaluated one."""
     from emotion.training.data import load_npz
+    from pipeline.assets import load_emotion_model
 
     x, y = load_npz(FER).split("PrivateTest")
     idx = np.random.default_rng(7).choice(len(y), 60, replace=False)
@@ -110,6 +112,9 @@ def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
     truth = [EMOTIONS[y[i]] for i in idx]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
     assert accuracy > 0.4, accuracy  # chance is ~0.25 (always "happy"); the shipped model scores far above
+    evaluated = load_emotion_model(SHIPPED, required=True).predict(x[idx])  # `mien evaluate emotion`'s path
+    product = np.array([[r.faces[0].emotion.scores[label] for label in EMOTIONS] for r in records])
+    np.testing.assert_allclose(product, evaluated, atol=1e-4)
 
 
 @pytest.mark.slow
