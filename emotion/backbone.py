@@ -69,10 +69,11 @@ def _bottleneck(x, filters: tuple[int, int, int], stage: int, block: int, stride
     return layers.Activation("relu")(y)
 
 
-def resnet50_features(x):
-    """Apply the VGGFace ResNet50 trunk (stock 7x7/2 stem + 3x3/2 max-pool) to tensor ``x``."""
+def resnet50_features(x, stem_pool: bool = True):
+    """Apply the VGGFace ResNet50 trunk (7x7/2 stem, then the stock 3x3/2 max-pool if ``stem_pool``) to ``x``."""
     x = _conv_bn(x, 64, 7, "conv1/7x7_s2", strides=2, padding="same")
-    x = layers.MaxPooling2D((3, 3), strides=(2, 2))(x)
+    if stem_pool:
+        x = layers.MaxPooling2D((3, 3), strides=(2, 2))(x)
     for stage, blocks, filters in RESNET50_STAGES:
         for block in range(1, blocks + 1):
             first = block == 1

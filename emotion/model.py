@@ -54,7 +54,7 @@ def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) 
     s = config.input_size
     inputs = keras.Input(shape=(s, s, 1), name="face_gray")
     x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(inputs)
-    x = resnet50_features(x)
+    x = resnet50_features(x, stem_pool=config.stem_pool)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     for i, units in enumerate(config.head_units, start=1):
         x = layers.Dense(units, use_bias=not config.head_batchnorm, name=f"head_dense{i}")(x)

@@ -72,6 +72,25 @@ def test_model_builds_at_48_and_outputs_probabilities(emotion_model):
 
 
 @pytest.mark.slow
+def test_model_without_stem_pool_takes_the_same_weights_at_twice_the_resolution(tmp_path, emotion_model):
+    """stem_pool=False (issue 8 step 5): the same variables, so a trained model's weights load; larger maps."""
+    from emotion.config import ModelConfig
+    from emotion.model import build_model
+    from emotion.weights_io import load_weights_f16, save_weights_f16
+
+    cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "stem_pool": False})
+    assert ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "stem_pool"}).stem_pool  # old json
+    wide = build_model(cfg, policy="float32")
+    assert wide.get_layer(to_keras3_name("conv2_1_1x1_reduce")).output.shape[1:3] == (24, 24)  # 11x11 with the pool
+    assert wide.get_layer(to_keras3_name("conv5_3_1x1_increase/bn")).output.shape[1:] == (3, 3, 2048)
+    save_weights_f16(emotion_model, tmp_path / "w.h5")
+    load_weights_f16(wide, tmp_path / "w.h5")
+    pairs = list(zip(wide.get_weights(), emotion_model.get_weights()))
+    assert len(pairs) == len(emotion_model.get_weights())
+    assert all(np.array_equal(a, b.astype(np.float16).astype(a.dtype)) for a, b in pairs)  # stored as float16
+
+
+@pytest.mark.slow
 def test_load_vggface_weights_from_keras2_layout(tmp_path, emotion_model):
     source = build_backbone()
     path = tmp_path / "rcmalli_vggface_tf_notop_resnet50.h5"

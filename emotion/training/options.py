@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
     p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
     p.add_argument("--dropout", type=float, default=0.3, help="dropout after each head layer")
+    p.add_argument("--no-stem-pool", action="store_true",
+                   help="drop the stem's 3x3/2 max-pool: 2x larger feature maps, ~3.5x the compute; the weights of a "
+                        "model with it load unchanged (--init-from)")
     p.add_argument("--patience", type=int, default=6, help="early stopping: epochs without PublicTest gain")
     p.add_argument("--seed", type=int, default=1234, help="seed of shuffling, augmentation and initialisation")
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],

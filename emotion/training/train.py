@@ -54,7 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                 "label_smoothing", "head_units", "dropout", "seed", "precision", "augment", "no_class_weights",
+                 "label_smoothing", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "no_class_weights",
                  "no_tta", "patience", "ferplus", "ferplus_weight")
 TRAIN_STATE = "train_state.json"
 
@@ -323,7 +323,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
          f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
 
     head = tuple(int(u) for u in args.head_units.split(","))
-    cfg = ModelConfig(head_units=head, head_dropout=args.dropout,
+    cfg = ModelConfig(head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
                       preprocess="vggface" if args.backbone_weights else "standardize")
     model = build_model(cfg)
     if args.backbone_weights and ckpt is None and init_dir is None:
