@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     config = ModelConfig.from_dict(json.loads(Path(args.config).read_text())["config"])
     model = build_model(config, policy="float32")
-    forward = make_forward(model, tta=True)
+    forward = make_forward(model)
     data = load_dataset(args.data)
     x_train, _ = data.split("Training")
     faces, labels = data.split(args.split)

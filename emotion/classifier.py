@@ -10,6 +10,7 @@ import numpy as np
 
 from emotion.errors import EmotionError
 from emotion.labels import EMOTIONS
+from emotion.views import MIRROR, TestTimeViews
 
 MODEL_JSON = "model.json"
 HOW_TO_GET = ("restore the shipped files with `git checkout -- models/emotion`, or train and export a model: "
@@ -44,20 +45,22 @@ class EmotionClassifier:
 
     labels: tuple[str, ...] = EMOTIONS
 
-    def __init__(self, forward, version: str, config, tta: bool, weights_path: Path):
+    def __init__(self, forward, version: str, config, views: TestTimeViews, weights_path: Path):
         self._forward = forward
         self.version = version
         self.config = config
-        self.tta = tta
+        self.views = views
         self.weights_path = weights_path
         self.input_size = config.input_size
 
     @classmethod
-    def load(cls, weights_path: str | os.PathLike, compile_forward=None) -> "EmotionClassifier":
+    def load(cls, weights_path: str | os.PathLike, compile_forward=None,
+             views: TestTimeViews | None = None) -> "EmotionClassifier":
         """Load weights + sibling model.json; raise EmotionModelError for missing/corrupt/incompatible files.
 
         ``compile_forward(name, weights_sha256, tf_function_factory)`` runs the network on another inference
-        runtime (the pipeline passes OpenVINO); the Keras model is then built only if that runtime asks."""
+        runtime (the pipeline passes OpenVINO); the Keras model is then built only if that runtime asks.
+        ``views`` overrides model.json's test-time views (benchmarks compare their cost)."""
         path = Path(weights_path)
         meta_path = path.parent / MODEL_JSON
         if not path.is_file():
@@ -83,16 +86,22 @@ class EmotionClassifier:
             config = ModelConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise EmotionModelError(f"{meta_path}: incompatible model config ({exc}); {HOW_TO_GET}") from exc
-        tta = bool(meta.get("tta", True))
+        if views is None:
+            try:
+                views = TestTimeViews.from_meta(meta.get("tta", True))
+            except ValueError as exc:
+                raise EmotionModelError(f"{meta_path}: {exc}; {HOW_TO_GET}") from exc
 
         from emotion.inference import make_forward, make_tf_forward
 
         if compile_forward is None:
-            forward = make_forward(_keras_model(path, config), tta=tta)
+            forward = make_forward(_keras_model(path, config), views)
         else:
-            forward = compile_forward(f"emotion-tta{int(tta)}", have,
-                                      lambda: make_tf_forward(_keras_model(path, config), tta))
-        return cls(forward, "emotion-resnet50-" + have[:12], config, tta, path)
+            forward = compile_forward(views.cache_name, have,
+                                      lambda: make_tf_forward(_keras_model(path, config), views))
+        # Other views give other probabilities: the version says which, so results made with others read as stale.
+        version = "emotion-resnet50-" + have[:12] + ("" if views == MIRROR else "-" + views.tag)
+        return cls(forward, version, config, views, path)
 
     def keras_model(self):
         """The network itself as a Keras model (no test-time augmentation), e.g. to try other augmentations."""
@@ -100,9 +109,9 @@ class EmotionClassifier:
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
-        from emotion.inference import predict_proba
+        from emotion.inference import chunk_for, predict_proba
 
-        return predict_proba(self._forward, faces, self.input_size)
+        return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views))
 
     def __repr__(self) -> str:
-        return f"EmotionClassifier(version={self.version!r}, tta={self.tta})"
+        return f"EmotionClassifier(version={self.version!r}, views={self.views.to_meta()!r})"

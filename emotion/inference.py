@@ -10,7 +10,15 @@ from typing import Callable
 
 import numpy as np
 
-MAX_CHUNK = 1024  # faces per forward pass; bounds memory for very large batches
+from emotion.views import MIRROR, TestTimeViews
+
+MAX_PASSES = 2048  # face views per network call; bounds memory for very large batches
+MAX_CHUNK = MAX_PASSES // MIRROR.passes  # faces per forward call with the mirror alone
+
+
+def chunk_for(views: TestTimeViews) -> int:
+    """Faces per forward call so that one call runs at most MAX_PASSES views through the network."""
+    return max(1, MAX_PASSES // views.passes)
 
 
 def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
@@ -30,28 +38,39 @@ def as_face_batch(faces: np.ndarray, size: int = 48) -> np.ndarray:
     return x[..., None]
 
 
-def make_tf_forward(model, tta: bool = True):
-    """A shape-polymorphic ``tf.function``: probabilities [N,7], averaged with the mirrored face if tta."""
+def make_tf_forward(model, views: TestTimeViews = MIRROR):
+    """A shape-polymorphic ``tf.function``: probabilities [N,7] averaged over ``views`` of each face, all views
+    in one network call (shift first, then mirror, edges replicated as cv2.BORDER_REPLICATE does)."""
     import tensorflow as tf
 
     size = model.input_shape[1]
 
+    def shifted(x, dx: int, dy: int):
+        if dx:
+            x = tf.gather(x, tf.clip_by_value(tf.range(size) - dx, 0, size - 1), axis=2)
+        if dy:
+            x = tf.gather(x, tf.clip_by_value(tf.range(size) - dy, 0, size - 1), axis=1)
+        return x
+
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)], reduce_retracing=True)
     def forward(x):
-        if not tta:
+        batch = [shifted(x, dx, dy) for dx, dy in views.shifts]
+        if views.mirror:
+            batch += [tf.reverse(v, axis=[2]) for v in batch]
+        if len(batch) == 1:
             return tf.cast(model(x, training=False), tf.float32)
         n = tf.shape(x)[0]
-        both = tf.cast(model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False), tf.float32)
-        return 0.5 * (both[:n] + both[n:])
+        probs = tf.cast(model(tf.concat(batch, axis=0), training=False), tf.float32)
+        return tf.reduce_mean(tf.reshape(probs, [len(batch), n, -1]), axis=0)
 
     return forward
 
 
-def make_forward(model, tta: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+def make_forward(model, views: TestTimeViews = MIRROR) -> Callable[[np.ndarray], np.ndarray]:
     """``make_tf_forward`` run by TensorFlow, as a NumPy function."""
     import tensorflow as tf
 
-    forward = make_tf_forward(model, tta)
+    forward = make_tf_forward(model, views)
     return lambda x: forward(tf.constant(x)).numpy()
 
 

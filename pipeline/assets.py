@@ -78,15 +78,16 @@ def emotion_weights_path() -> Path:
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
-def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino"):
+def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
+                       views=None):
     """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
-    missing or incompatible."""
+    missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's test-time views."""
     from emotion import EmotionClassifier, EmotionModelError
     from pipeline.runtime import compile_forward_for
 
     path = Path(path) if path else emotion_weights_path()
     try:
-        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime))
+        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views)
     except EmotionModelError as exc:
         if required:
             raise

@@ -17,4 +17,5 @@ class Options:
     distance_threshold: float | None = None
     probability_threshold: float | None = None
     emotion_threshold: float = 0.0
+    emotion_views: str = "model"  # test-time views per face: model (as model.json says) or an emotion.views preset
     matcher: str = "auto"  # svm | knn | auto (svm for small galleries, nearest neighbours for large ones)

@@ -66,7 +66,12 @@ class Recognizer:
         return matcher
 
     def _load_emotion(self):
-        return assets.load_emotion_model(runtime=self.options.runtime)
+        from emotion.views import PRESETS
+
+        views = self.options.emotion_views
+        if views != "model" and views not in PRESETS:
+            raise ValueError(f"emotion_views must be 'model' or one of {sorted(PRESETS)}, got {views!r}")
+        return assets.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views])
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
         """Run every loaded model once per batch size on blank input, so a first real request pays neither

@@ -75,6 +75,7 @@ def openvino_models_cached(emotion: bool = True) -> bool:
     imports TensorFlow. Reads only model.json, never the weights."""
     import json
 
+    from emotion.views import TestTimeViews
     from pipeline import assets
 
     if not is_cached("facenet", assets.FACENET.sha256):
@@ -84,7 +85,7 @@ def openvino_models_cached(emotion: bool = True) -> bool:
         return True
     try:
         meta = json.loads(meta_path.read_text())
-        return is_cached(f"emotion-tta{int(bool(meta.get('tta', True)))}", meta["weights_sha256"])
+        return is_cached(TestTimeViews.from_meta(meta.get("tta", True)).cache_name, meta["weights_sha256"])
     except (OSError, ValueError, KeyError):
         return False  # the emotion loader reports what is wrong with it
 

@@ -2,8 +2,9 @@
 
 python -m emotion.training.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
 
-The exported file is re-evaluated in float32 inference (the product's path) on PublicTest and
-PrivateTest, and those numbers go into the shipped metrics.json; selection compares PublicTest only.
+The exported file is re-evaluated in float32 inference with the test-time views it ships with (the product's
+path) on PublicTest and PrivateTest, and those numbers go into the shipped metrics.json; selection compares
+PublicTest only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from emotion.labels import EMOTIONS  # noqa: E402
 from emotion.model import ModelConfig, build_model  # noqa: E402
 from emotion.weights_io import save_weights_f16  # noqa: E402
 from emotion.training.train import TRAIN_STATE  # noqa: E402
+from emotion.views import DEFAULT_PRESET, PRESETS  # noqa: E402
 
 WEIGHTS_NAME = "emotion_resnet50.weights.h5"
 MAX_BYTES = 60 * 1024 * 1024
@@ -58,8 +60,11 @@ def state_at_best_epoch(run: Path) -> dict[str, Any]:
 
 
 def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emotion", data: str | None = None,
-               force: bool = False, limit_eval: int = 0) -> dict[str, Any]:
-    """Write float16 weights + model.json + metrics.json (+ PNGs) from ``run_dir`` into ``dest`` if better."""
+               force: bool = False, limit_eval: int = 0, views: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """Write float16 weights + model.json + metrics.json (+ PNGs) from ``run_dir`` into ``dest`` if better;
+    ``views`` names the test-time views (emotion.views.PRESETS) the product averages."""
+    if views not in PRESETS:
+        raise TrainingError(f"unknown test-time views {views!r}; choose one of {sorted(PRESETS)}")
     run, dest = Path(run_dir), Path(dest)
     run_meta = json.loads((run / "model.json").read_text())
     run_metrics = json.loads((run / "metrics.json").read_text())
@@ -79,7 +84,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         size = (tmp / WEIGHTS_NAME).stat().st_size
         if size > MAX_BYTES:
             raise TrainingError(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
-        meta = {"config": config.to_dict(), "tta": run_meta.get("tta", True), "labels": list(EMOTIONS),
+        meta = {"config": config.to_dict(), "tta": PRESETS[views].to_meta(), "labels": list(EMOTIONS),
                 "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
                 "weights_dtype": "float16", "input": "grayscale face, 48x48, uint8 0..255 (FER2013 framing)",
                 "source_run": str(run), "best_epoch": run_metrics.get("best_epoch")}
@@ -102,7 +107,8 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         metrics = dict(run_metrics)
         metrics["shipped"] = {"weights_file": WEIGHTS_NAME, "weights_sha256": meta["weights_sha256"],
                               "weights_dtype": "float16", "inference_precision": "float32",
-                              "tta": meta["tta"], "version": clf.version,
+                              "tta": meta["tta"], "views": views, "passes_per_face": clf.views.passes,
+                              "version": clf.version,
                               "public_test": results["PublicTest"], "private_test": results["PrivateTest"]}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         save_confusion_png(results["PrivateTest"]["confusion_matrix"], tmp / "confusion_matrix.png",
@@ -120,7 +126,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
 
 def run(args: argparse.Namespace) -> int:
     """Export the run if it beats the shipped model on PublicTest."""
-    export_run(args.run_dir, args.dest, args.data, args.force, args.limit_eval)
+    export_run(args.run_dir, args.dest, args.data, args.force, args.limit_eval, args.views)
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from emotion.views import DEFAULT_PRESET, PRESETS
+
 # FER2013's usage splits (also emotion.training.data.SPLITS).
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 
@@ -102,6 +104,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dest", default="models/emotion", help="where the shipped model lives")
     p.add_argument("--data", default=None, help="dataset path (default: the one recorded by the run)")
     p.add_argument("--force", action="store_true", help="export even if not better than the shipped model")
+    p.add_argument("--views", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="test-time views the product averages per face: none, the mirror image, or 3-pixel shifts "
+                        "four ways each with its mirror (10 passes; +1.3 points PublicTest over the mirror alone)")
     p.add_argument("--limit-eval", type=int, default=0, help=argparse.SUPPRESS)
 
 

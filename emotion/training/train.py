@@ -34,6 +34,7 @@ from emotion.backbone import load_vggface_weights  # noqa: E402
 from emotion.training.data import load_dataset, load_ferplus_votes, validation_split  # noqa: E402
 from emotion.training.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
 from emotion.inference import make_forward, predict_proba  # noqa: E402
+from emotion.views import MIRROR, NONE  # noqa: E402
 from emotion.labels import EMOTIONS, NUM_CLASSES  # noqa: E402
 from emotion.model import ModelConfig, build_model  # noqa: E402
 
@@ -336,7 +337,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[],
                   run_eagerly=args.run_eagerly, jit_compile=args.jit_compile)
-    forward = make_forward(model, tta=not args.no_tta)
+    forward = make_forward(model, NONE if args.no_tta else MIRROR)  # selection: the mirror alone (2 passes)
     opt.build(model.trainable_variables)  # eagerly: ~5x cheaper than building inside the traced train step
 
     if ckpt is not None:
