@@ -30,6 +30,7 @@ def test_shipped_model_matches_its_metrics():
     acc = float((clf.predict(x).argmax(axis=1) == y).mean())  # all 3,589 faces: a sample of 500 strays by ~2 points
     full = metrics["shipped"]["private_test"]["accuracy"]
     assert abs(acc - full) < 0.003, f"PrivateTest accuracy {acc:.4f} vs {full:.4f} recorded in metrics.json"
-    # The floor the shipped model earns: 0.6723 on PrivateTest (run4 epoch 48), minus 0.005 for numerical
-    # differences between CPUs; raise it with every model that ships (issue 8's bar is 0.68).
-    assert acc >= 0.667, f"shipped model scores only {acc:.4f} on PrivateTest (expected >= 0.667)"
+    # The floor the shipped model earns: 0.6804 on PrivateTest (run4 epoch 48 averaged over 3-px shifts four
+    # ways, each mirrored), minus 0.005 for numerical differences between CPUs; raise it with every model that
+    # ships (issue 8's bar is 0.68, the next stop 0.70).
+    assert acc >= 0.675, f"shipped model scores only {acc:.4f} on PrivateTest (expected >= 0.675)"
