@@ -58,7 +58,7 @@ def make_tf_forward(model, views: TestTimeViews = MIRROR):
         if views.mirror:
             batch += [tf.reverse(v, axis=[2]) for v in batch]
         if len(batch) == 1:
-            return tf.cast(model(x, training=False), tf.float32)
+            return tf.cast(model(batch[0], training=False), tf.float32)
         n = tf.shape(x)[0]
         probs = tf.cast(model(tf.concat(batch, axis=0), training=False), tf.float32)
         return tf.reduce_mean(tf.reshape(probs, [len(batch), n, -1]), axis=0)
