@@ -45,22 +45,27 @@ class EmotionClassifier:
 
     labels: tuple[str, ...] = EMOTIONS
 
-    def __init__(self, forward, version: str, config, views: TestTimeViews, weights_path: Path):
+    def __init__(self, forward, version: str, config, views: TestTimeViews, weights_path: Path,
+                 views_per_call: int | None = None):
+        from emotion.inference import VIEWS_PER_CALL
+
         self._forward = forward
         self.version = version
         self.config = config
         self.views = views
+        self.views_per_call = views_per_call or VIEWS_PER_CALL
         self.weights_path = weights_path
         self.input_size = config.input_size
 
     @classmethod
-    def load(cls, weights_path: str | os.PathLike, compile_forward=None,
-             views: TestTimeViews | None = None) -> "EmotionClassifier":
+    def load(cls, weights_path: str | os.PathLike, compile_forward=None, views: TestTimeViews | None = None,
+             views_per_call: int | None = None) -> "EmotionClassifier":
         """Load weights + sibling model.json; raise EmotionModelError for missing/corrupt/incompatible files.
 
         ``compile_forward(name, weights_sha256, tf_function_factory)`` runs the network on another inference
         runtime (the pipeline passes OpenVINO); the Keras model is then built only if that runtime asks.
-        ``views`` overrides model.json's test-time views (benchmarks compare their cost)."""
+        ``views`` overrides model.json's test-time views (benchmarks compare their cost); ``views_per_call``
+        bounds the face views one network call runs (the rest of a batch goes in further calls)."""
         path = Path(weights_path)
         meta_path = path.parent / MODEL_JSON
         if not path.is_file():
@@ -101,7 +106,7 @@ class EmotionClassifier:
                                       lambda: make_tf_forward(_keras_model(path, config), views))
         # Other views give other probabilities: the version says which, so results made with others read as stale.
         version = "emotion-resnet50-" + have[:12] + ("" if views == MIRROR else "-" + views.tag)
-        return cls(forward, version, config, views, path)
+        return cls(forward, version, config, views, path, views_per_call)
 
     def keras_model(self):
         """The network itself as a Keras model (no test-time augmentation), e.g. to try other augmentations."""
@@ -111,7 +116,7 @@ class EmotionClassifier:
         """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
         from emotion.inference import chunk_for, predict_proba
 
-        return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views))
+        return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views, self.views_per_call))
 
     def __repr__(self) -> str:
         return f"EmotionClassifier(version={self.version!r}, views={self.views.to_meta()!r})"

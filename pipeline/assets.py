@@ -83,11 +83,12 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
     """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
     missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's test-time views."""
     from emotion import EmotionClassifier, EmotionModelError
-    from pipeline.runtime import compile_forward_for
+    from pipeline.runtime import compile_forward_for, views_per_call_for
 
     path = Path(path) if path else emotion_weights_path()
     try:
-        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views)
+        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views,
+                                      views_per_call=views_per_call_for(runtime))
     except EmotionModelError as exc:
         if required:
             raise

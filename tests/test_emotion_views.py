@@ -72,6 +72,8 @@ def test_the_classifier_averages_the_benchmarked_views(views):
     one_pass = [net(tf.constant(cv2_view(faces, dx, dy, m)[..., None].astype(np.float32)), training=False).numpy()
                 for dx, dy in views.shifts for m in ((False, True) if views.mirror else (False,))]
     np.testing.assert_allclose(clf.predict(faces), np.mean(one_pass, axis=0), atol=1e-5)
+    one_face_per_call = EmotionClassifier.load(WEIGHTS, views=views, views_per_call=views.passes)
+    np.testing.assert_allclose(one_face_per_call.predict(faces), clf.predict(faces), atol=1e-5)  # chunks keep order
     if views != MIRROR:  # the views change the answer, or they would cost 5x for nothing
         assert np.abs(clf.predict(faces) - EmotionClassifier.load(WEIGHTS, views=MIRROR).predict(faces)).max() > 1e-3
 
