@@ -46,7 +46,7 @@ class TestTimeViews:
             return "emotion-tta1"
         if self == NONE:
             return "emotion-tta0"
-        return "emotion-views-" + hashlib.sha256(json.dumps(self.to_meta()).encode()).hexdigest()[:10]
+        return "emotion-views-" + self._digest()
 
     @property
     def tag(self) -> str:
@@ -54,7 +54,11 @@ class TestTimeViews:
         for name, views in PRESETS.items():
             if views == self:
                 return name
-        return "views-" + self.cache_name.rsplit("-", 1)[1]
+        return "views-" + self._digest()
+
+    def _digest(self) -> str:
+        """Short content hash of the views, as model.json states them."""
+        return hashlib.sha256(json.dumps(self.to_meta()).encode()).hexdigest()[:10]
 
     def to_meta(self) -> Any:
         """model.json's ``tta`` value: true / false for the mirror alone / nothing (as older files say), else a dict."""
