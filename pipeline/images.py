@@ -3,16 +3,27 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from pipeline.errors import MienError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Pixel budget checked from the header before decoding (a 2.6 MB PNG can claim 30000x30000 px = 2.7 GB decoded).
 DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def max_pixels() -> int:
+    """The pixel budget: ``$MIEN_MAX_IMAGE_PIXELS`` if set, else 50 million (larger than any camera photo)."""
+    return int(os.environ.get("MIEN_MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS)
+
+
+# OpenCV's own decoder limit backs mien's header check up; OpenCV reads it once, when cv2 is first imported.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels()))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline.errors import MienError  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class ImageError(MienError, ValueError):
@@ -23,29 +34,43 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def max_pixels() -> int:
-    """The pixel budget: ``$MIEN_MAX_IMAGE_PIXELS`` if set, else 50 million (larger than any camera photo)."""
-    return int(os.environ.get("MIEN_MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS)
+def bmp_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a BMP as OpenCV's decoder reads it, for the info-header sizes Pillow refuses (41, 44,
+    60, 100, ...: OpenCV takes any of 36 bytes or more); None if ``data`` is not a BMP."""
+    if data[:2] != b"BM" or len(data) < 26:
+        return None
+    (info_size,) = struct.unpack_from("<I", data, 14)
+    if info_size == 12:  # the OS/2 core header: 16-bit sides
+        width, height = struct.unpack_from("<HH", data, 18)
+    else:
+        width, height = struct.unpack_from("<ii", data, 18)
+    return abs(width), abs(height)
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from the image header without decoding (Pillow), or None if Pillow cannot tell."""
+    """(width, height) read from the image header without decoding (Pillow, or mien's BMP reader for headers
+    Pillow refuses), or None if neither can tell."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # Pillow only reads the header here; mien's own, stricter budget applies
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except Exception:  # not a format Pillow knows or a broken header: OpenCV decides below
-        return None
+    except Exception:  # not a format Pillow knows, or a header it refuses
+        return bmp_header_size(data)
 
 
-def check_pixel_budget(data: bytes, name: str) -> None:
-    """ImageError, before any decoding, if the header announces more pixels than the budget."""
+def checked_size(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) from the header, before any decoding; ImageError if over the pixel budget, or if no
+    header reader can tell the size (OpenCV would then decode whatever size the file claims)."""
     size = header_size(data)
-    if size is not None and size[0] * size[1] > max_pixels():
+    if size is None:
+        raise ImageError(f"{name}: not a readable image (its size cannot be read from the header: an unknown or "
+                         "damaged image format); convert it to JPEG or PNG.")
+    if size[0] * size[1] > max_pixels():
         raise ImageError(f"{name}: {size[0]}x{size[1]} pixels is over the {max_pixels() / 1e6:.0f}-megapixel limit "
                          "(set MIEN_MAX_IMAGE_PIXELS to allow larger images, or downscale the photo).")
+    return size
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -54,7 +79,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageError(f"{name}: empty file (0 bytes), not an image.")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:  # some writers append bytes after EOI
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download the photo.")
-    check_pixel_budget(data, name)
+    checked_size(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR: 8-bit BGR whatever the source (gray, RGBA, 16-bit), EXIF orientation applied.
     try:

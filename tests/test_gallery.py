@@ -304,3 +304,36 @@ def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, mon
     assert saved.is_file()  # saved again by the rebuild
     forget_person("p3", g)  # an HNSW file keeps deleted vectors' bytes: erasure removes it (the next run rebuilds)
     assert not saved.exists() and not saved.with_suffix(".usearch.json").exists()
+
+
+@pytest.mark.parametrize("victim", ["g.sqlite3", "g.sqlite3-wal"])
+def test_a_gallery_file_deleted_under_a_running_process_refuses_writes(tmp_path, victim):
+    """SQLite would go on writing into the unlinked file (and lose it all at exit): mien refuses and says why."""
+    from identity.gallery.base import GalleryGoneError
+
+    g = open_gallery(tmp_path / "g.sqlite3")
+    g.add_faces("ann", faces(1), MODEL)
+    g.check()
+    (tmp_path / victim).unlink()
+    with pytest.raises(GalleryGoneError, match=rf"{victim}: deleted while this mien process had the gallery open"):
+        g.check()
+    with pytest.raises(GalleryGoneError, match="Restart mien"):
+        g.add_faces("bob", faces(2), MODEL)
+    with pytest.raises(GalleryGoneError):
+        g.forget("ann")
+    g.close()
+
+
+def test_a_gallery_file_replaced_under_a_running_process_refuses_writes(tmp_path):
+    from identity.gallery.base import GalleryGoneError
+
+    g = open_gallery(tmp_path / "g.sqlite3")
+    g.add_faces("ann", faces(1), MODEL)
+    other = open_gallery(tmp_path / "other.sqlite3")
+    other.add_faces("bob", faces(2), MODEL)
+    other.close()
+    (tmp_path / "other.sqlite3").replace(tmp_path / "g.sqlite3")
+    with pytest.raises(GalleryGoneError, match="g.sqlite3: replaced"):
+        g.add_faces("cat", faces(3), MODEL)
+    g.close()
+    assert "cat" not in open_gallery(tmp_path / "g.sqlite3").people()

@@ -99,6 +99,40 @@ def test_decompression_bomb_is_refused_from_its_header():
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: nothing was decoded
 
 
+def _bmp_rle8_header_only(width: int, height: int, info_size: int) -> bytes:
+    """A ~1 KB RLE8 BMP claiming width x height, its info header ``info_size`` bytes (Pillow reads 40, 108, 124,
+    not 41, 44, 60 or 100; OpenCV decodes any of 36 or more)."""
+    info = struct.pack("<IiiHHIIiiII", info_size, width, height, 1, 8, 1, 2, 2835, 2835, 256, 0)
+    info += bytes(info_size - len(info))
+    offset = 14 + len(info) + 1024
+    return b"BM" + struct.pack("<IHHI", offset + 2, 0, 0, offset) + info + bytes(1024) + b"\x00\x01"
+
+
+@pytest.mark.parametrize("info_size", [40, 41, 44, 60, 100, 108])
+def test_a_bmp_bomb_with_a_header_pillow_refuses_is_still_refused_from_its_header(info_size):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageError, match=r"bomb\.bmp: 20000x20000 pixels is over the 50-megapixel limit"):
+        decode_image(_bmp_rle8_header_only(20000, 20000, info_size), "bomb.bmp")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: nothing was decoded
+
+
+def test_an_image_whose_size_no_header_reader_knows_is_refused_before_decoding():
+    """OpenCV decodes Radiance HDR files (Pillow does not read them): a size nobody checked is never decoded."""
+    hdr = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(64)
+    with pytest.raises(ImageError, match=r"odd\.hdr: not a readable image \(its size cannot be read from the header"):
+        decode_image(hdr, "odd.hdr")
+
+
+def test_opencvs_own_pixel_limit_backs_the_header_check_up():
+    import os
+
+    import pipeline.images  # noqa: F401 (sets the limit before cv2 is first imported)
+
+    assert int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"]) == 50_000_000
+
+
 def test_pixel_budget_is_configurable_and_applies_to_real_photos(monkeypatch):
     photo = _jpeg(np.full((40, 30, 3), 128, np.uint8))
     assert decode_image(photo, "p.jpg").shape == (40, 30, 3)

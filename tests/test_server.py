@@ -494,3 +494,78 @@ def test_half_open_connections_are_closed_after_the_header_deadline(recognizer, 
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_a_bmp_bomb_is_refused_from_its_header_and_books_no_pixels(client):
+    """A 1 KB RLE8 BMP claiming 20000x20000 px, with an info header Pillow refuses: 422 before any decoding."""
+    import struct
+
+    info = struct.pack("<IiiHHIIiiII", 41, 20000, 20000, 1, 8, 1, 2, 2835, 2835, 256, 0) + bytes(1)
+    offset = 14 + len(info) + 1024
+    bomb = b"BM" + struct.pack("<IHHI", offset + 2, 0, 0, offset) + info + bytes(1024) + b"\x00\x01"
+    r = client.post("/recognize", files={"file": ("bomb.bmp", bomb, "image/bmp")})
+    assert r.status_code == 422 and "bomb.bmp: 20000x20000 pixels is over the 50-megapixel limit" in r.json()["detail"]
+    assert client.app.state.mien.pixel_budget.peak < 20000 * 20000
+
+
+def test_a_trickled_request_body_is_cut_off(recognizer, enrolled, mien_home, demo_photos, tmp_path, monkeypatch):
+    """A body announced as 1 MB and sent a byte at a time: the connection is closed once the grace has passed,
+    while a normal upload on the same server is answered."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    from pipeline.app.protocol import HeaderDeadlineH11
+    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    monkeypatch.setattr(HeaderDeadlineH11, "body_grace", 2.0)
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "r.db"))
+    with BackgroundServer(app) as url:
+        port = urlparse(url).port
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Content-Length: 1000000\r\n\r\n--b\r\n")
+            start, closed = time.monotonic(), False
+            while time.monotonic() - start < 15:
+                try:
+                    s.sendall(b"x")
+                    s.settimeout(0.5)
+                    if s.recv(4096) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:  # reset by the server
+                    closed = True
+                    break
+            assert closed and time.monotonic() - start < 8
+        import httpx
+
+        r = httpx.post(url + "/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))}, timeout=60)
+        assert r.status_code == 200 and r.json()["faces"][0]["identity"]["name"] == "madonna"
+
+
+@pytest.mark.parametrize("victim", ["gallery.sqlite3", "gallery.sqlite3-wal"])
+def test_a_gallery_deleted_under_the_server_refuses_changes_and_health_says_so(recognizer, enrolled, mien_home,
+                                                                               demo_photos, tmp_path, victim):
+    """Writing on into an unlinked SQLite file would acknowledge enrollments that vanish at the next start."""
+    home = server_home(mien_home, tmp_path / "home")
+    client = make_client(recognizer, home)
+    assert client.get("/health").json()["status"] == "ok"
+    (home / "identity" / victim).unlink()
+    photo = {"files": jpeg(val_photo(demo_photos, "madonna"))}
+    r = client.post("/people/Newcomer/photos", files=photo, headers=AUTH)
+    assert r.status_code == 503 and f"{victim}: deleted while this mien process" in r.json()["detail"]
+    assert client.delete("/people/madonna", headers=AUTH).status_code == 503
+    health = client.get("/health").json()
+    assert health["status"] == "degraded" and "Restart mien" in health["gallery"]
+    # recognition goes on with the people the server has
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert r.json()["faces"][0]["identity"]["name"] == "madonna"
+
+
+def test_a_name_taken_up_to_case_is_a_json_409(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"))
+    r = client.post("/people/MADONNA/photos", files={"files": jpeg(val_photo(demo_photos, "madonna"))}, headers=AUTH)
+    assert r.status_code == 409 and "only in case" in r.json()["detail"]

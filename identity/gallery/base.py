@@ -21,6 +21,10 @@ class GalleryBusyError(GalleryError):
     """Another process held the gallery's write lock for too long."""
 
 
+class GalleryGoneError(GalleryError):
+    """The gallery's file was deleted or replaced under a running process: writing on would lose what it wrote."""
+
+
 class UnknownPersonError(GalleryError):
     """The person is not enrolled."""
 
@@ -113,6 +117,9 @@ class Gallery(ABC):
     """A store of people and their face embeddings, written in transactions, versioned by a generation number."""
 
     location: str
+
+    def check(self) -> None:
+        """GalleryGoneError if the storage this gallery was opened on is no longer where it was (default: fine)."""
 
     # ---- reading ----------------------------------------------------------------------------
     @abstractmethod

@@ -20,7 +20,8 @@ import numpy as np
 
 from identity.errors import StaleModelError
 from identity.gallery.base import (
-    SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace,
+    SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryGoneError, GallerySnapshot,
+    NewFace,
     PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
 )
 
@@ -46,6 +47,15 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None if there is none at ``path``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -61,6 +71,8 @@ class SQLiteGallery(Gallery):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():  # biometric data: readable by its owner only
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._wal = self.path.with_name(self.path.name + "-wal")
+        self._opened = {self.path: _file_id(self.path), self._wal: _file_id(self._wal)}
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -71,6 +83,19 @@ class SQLiteGallery(Gallery):
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a mien gallery ({exc}). Move it away; `mien enroll DIR` "
                                "builds a new one.") from exc
+
+    def check(self) -> None:
+        """GalleryGoneError if the gallery file or its write-ahead log was deleted or replaced since it was opened:
+        SQLite would go on writing into the unlinked file, and every change from then on would be lost."""
+        for path, opened in self._opened.items():
+            now = _file_id(path)
+            if opened is None and path == self._wal and now is not None:
+                self._opened[path] = now  # the log appeared with the first write: it is ours from now on
+            elif now != opened:
+                raise GalleryGoneError(
+                    f"{path}: {'deleted' if now is None else 'replaced'} while this mien process had the gallery "
+                    "open, so nothing more is written to it. Restart mien (or `mien serve`) to use the gallery "
+                    f"now at {self.path}; restore it from a backup if it was deleted by mistake.")
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -97,6 +122,7 @@ class SQLiteGallery(Gallery):
     def _write(self, bump: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; with ``bump`` the generation grows by one when it commits."""
         with self._lock:
+            self.check()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:

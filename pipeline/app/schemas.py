@@ -147,7 +147,8 @@ class Batching(BaseModel):
 class HealthResponse(BaseModel):
     """``GET /health``: liveness plus what is loaded and how the server is configured."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: people cannot be changed (see gallery)")
+    gallery: str | None = Field(None, description="why enrolling and forgetting are refused, if they are")
     models: ModelVersions
     people: int = Field(description="number of enrolled people")
     emotion: bool = Field(description="whether an emotion model is available")
@@ -162,7 +163,7 @@ class HealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """A 4xx answer: what went wrong, in words."""
+    """An error answer (4xx, 5xx): what went wrong, in words."""
 
     detail: str
 
@@ -195,16 +196,19 @@ ERROR_CAUSES = {
     401: "Missing or wrong `Authorization: Bearer <MIEN_API_TOKEN>`.",
     403: "The server is read-only (started with --read-only).",
     404: "Nobody of that name is enrolled.",
+    409: "The name differs from an enrolled person's only in case or Unicode form; use that person's name.",
     413: "The request body or a photo is over the upload limit, or too many photos in one request.",
     415: "A file is not an image, by content type or by content (JPEG, PNG, BMP, WebP and TIFF are accepted).",
     422: "An empty or unreadable image, an invalid field, or (enrollment) no usable face in any photo.",
     429: "The server already has its maximum of requests in flight (`--max-pending`); retry after the "
          "`Retry-After` header's seconds.",
+    503: "The gallery cannot be written: another process holds its lock (retry after `Retry-After`), or its file "
+         "was deleted or replaced while the server ran (restart the server; `/health` says which).",
 }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:
-    """OpenAPI ``responses`` for the given 4xx statuses: their cause and JSON shape."""
+    """OpenAPI ``responses`` for the given error statuses: their cause and JSON shape."""
     out: dict[int | str, dict] = {}
     for code in codes:
         out[code] = {"model": UnprocessableResponse if code == 422 else ErrorResponse,

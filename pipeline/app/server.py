@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Annotated, Callable
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from identity.gallery.base import GalleryBusyError, GalleryError, GalleryGoneError, PersonExistsError
 from identity.storage import content_hash
 from pipeline.app import schemas
 from pipeline.app.db import ResultsDB
 from pipeline.errors import UsageError
 from pipeline.home import mien_home
 from pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
-from pipeline.images import ImageError, decode_image, header_size, max_pixels
+from pipeline.images import ImageError, checked_size, decode_image, max_pixels
 from pipeline.names import PersonNameError, validate_person_name
 from pipeline.people import UnknownPersonError, enroll_photos, forget_person
 from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
@@ -233,11 +234,22 @@ class ServerState:
         """Enrolled people and their photo counts, from the gallery."""
         return [{"name": p, "photos": n} for p, n in self.gallery.people().items()]
 
+    def gallery_problem(self) -> str | None:
+        """Why the gallery cannot be written (its file deleted or replaced under the server), or None."""
+        try:
+            self.gallery.check()
+        except GalleryGoneError as exc:
+            return str(exc)
+        return None
+
     def health(self) -> dict:
-        """What /health reports: model versions, which models are loaded, people and configuration."""
+        """What /health reports: model versions, which models are loaded, people, configuration and whether the
+        gallery can still be written."""
         rec = self.snapshot()
         people = self.people()
-        return {"status": "ok", "models": model_versions(rec), "people": len(people),
+        problem = self.gallery_problem()
+        return {"status": "degraded" if problem else "ok", "gallery": problem, "models": model_versions(rec),
+                "people": len(people),
                 "emotion": rec.emotion_model is not None, "read_only": self.config.read_only,
                 "auth": "bearer" if self.config.token else "none",
                 "loaded": {"detector": rec.detector is not None, "embedder": rec.embedder is not None,
@@ -291,6 +303,20 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     app = _new_app(title="mien", version="1", description="Face identity + emotion recognition. Changing enrolled "
                    "people needs `Authorization: Bearer <MIEN_API_TOKEN>`. Errors are JSON: `{\"detail\": ...}`.")
     app.state.mien = state
+
+    @app.exception_handler(GalleryError)
+    async def gallery_error(request, exc: GalleryError) -> JSONResponse:
+        """Gallery problems as JSON: a name taken up to case 409, a gallery locked by another writer or deleted
+        under the server 503, anything else 500; nothing was changed in each case."""
+        if isinstance(exc, PersonExistsError):
+            return JSONResponse({"detail": str(exc)}, 409)
+        if isinstance(exc, GalleryBusyError):
+            return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "5"})
+        if isinstance(exc, GalleryGoneError):
+            log.error("%s", exc)
+            return JSONResponse({"detail": str(exc)}, 503)
+        log.error("gallery error: %s", exc)
+        return JSONResponse({"detail": str(exc)}, 500)
     app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
         MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
     app.add_middleware(AuthBeforeBody, config=config)  # outermost: before the body limit reads anything
@@ -343,8 +369,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                                  emotion_threshold=emotion_threshold)
 
             def work() -> dict:
-                size = header_size(data)
-                with state.pixel_budget.hold(size[0] * size[1] if size else max_pixels()):
+                try:
+                    width, height = checked_size(data, name)
+                except ImageError as exc:
+                    raise HTTPException(422, str(exc)) from None
+                with state.pixel_budget.hold(width * height):
                     return recognize_decoded(data)
 
             def recognize_decoded(data: bytes) -> dict:
@@ -375,7 +404,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return {"people": state.people(), "classifier": classifier_fingerprint(state.current())}
 
     @app.post("/people/{name}/photos", dependencies=[Depends(authorised)], response_model=schemas.EnrollResponse,
-              responses=schemas.error_responses(400, 401, 403, 413, 415, 422))
+              responses=schemas.error_responses(400, 401, 403, 409, 413, 415, 422, 503))
     async def add_photos(name: str, files: Annotated[list[UploadFile], File(description="one or more photos")]) -> dict:
         """Enroll photos of one person (new or existing); only new photos go through the models."""
         name = person_name(name)
@@ -397,7 +426,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return await run_in_threadpool(work)
 
     @app.delete("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.ForgetResponse,
-                responses=schemas.error_responses(400, 401, 403, 404))
+                responses=schemas.error_responses(400, 401, 403, 404, 503))
     def delete_person(name: str) -> dict:
         """Forget a person: their embeddings, cached embeddings and uploaded photos, in one transaction."""
         name = person_name(name)
