@@ -41,7 +41,7 @@ def _keras_model(path: Path, config):
 
 
 class EmotionClassifier:
-    """FER2013 7-emotion classifier over 48x48 grayscale faces (VGGFace-layout ResNet50)."""
+    """FER2013 7-emotion classifier over 48x48 grayscale faces (a VGGFace-layout ResNet50 or the vgg48 CNN)."""
 
     labels: tuple[str, ...] = EMOTIONS
 
@@ -105,7 +105,7 @@ class EmotionClassifier:
             forward = compile_forward(views.cache_name, have,
                                       lambda: make_tf_forward(_keras_model(path, config), views))
         # Other views give other probabilities: the version says which, so results made with others read as stale.
-        version = "emotion-resnet50-" + have[:12] + ("" if views == MIRROR else "-" + views.tag)
+        version = f"emotion-{config.arch}-" + have[:12] + ("" if views == MIRROR else "-" + views.tag)
         return cls(forward, version, config, views, path, views_per_call)
 
     def keras_model(self):

@@ -8,6 +8,9 @@ from typing import Any
 from emotion.labels import NUM_CLASSES
 
 PREPROCESS_MODES = ("standardize", "vggface")
+# The trunks an emotion model can be built on (emotion.model.TRUNKS builds them): the design's VGGFace-layout
+# ResNet50, and vgg48, a compact CNN that keeps 48 px through its first stage (the diverse second network).
+ARCHITECTURES = ("resnet50", "vgg48")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +26,8 @@ class ModelConfig:
     # False: no 3x3/2 max-pool after the 7x7/2 stem, so the stages see ~2x larger feature maps (at 48 px: 24x24
     # instead of 11x11 into stage 2, 3x3 instead of 2x2 out of stage 5) for ~3.5x the compute; same weights.
     stem_pool: bool = True
+    # which trunk (ARCHITECTURES); a model.json written before there was a choice names none: resnet50
+    arch: str = "resnet50"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the config."""
@@ -43,4 +48,6 @@ class ModelConfig:
         cfg = cls(**d)
         if cfg.preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {cfg.preprocess!r}")
+        if cfg.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {cfg.arch!r}")
         return cfg

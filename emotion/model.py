@@ -1,4 +1,4 @@
-"""Full emotion model: grayscale 48x48 face -> in-graph preprocessing -> VGGFace ResNet50 -> 7-way head."""
+"""Full emotion model: grayscale 48x48 face -> in-graph preprocessing -> a trunk (VGGFace ResNet50 or vgg48) -> head."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from keras import layers, ops
 
 from emotion.backbone import resnet50_features
 from emotion.config import PREPROCESS_MODES, ModelConfig  # noqa: F401 (ModelConfig re-exported)
+from emotion.vgg48 import vgg48_features
 
 # keras-vggface RESNET50 (version 2) channel means, BGR; used only with pretrained VGGFace weights.
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -39,6 +40,13 @@ class FacePreprocess(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+# The trunk of each architecture (emotion.config.ARCHITECTURES): features of the 3-channel preprocessed face.
+TRUNKS = {
+    "resnet50": lambda x, config: resnet50_features(x, stem_pool=config.stem_pool),
+    "vgg48": lambda x, config: vgg48_features(x),
+}
+
+
 def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) -> keras.Model:
     """Build the full emotion classifier: float [N,S,S,1] grayscale 0..255 in, softmax [N,7] out.
 
@@ -54,7 +62,7 @@ def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) 
     s = config.input_size
     inputs = keras.Input(shape=(s, s, 1), name="face_gray")
     x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(inputs)
-    x = resnet50_features(x, stem_pool=config.stem_pool)
+    x = TRUNKS[config.arch](x, config)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     for i, units in enumerate(config.head_units, start=1):
         x = layers.Dense(units, use_bias=not config.head_batchnorm, name=f"head_dense{i}")(x)
@@ -64,4 +72,4 @@ def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) 
         if config.head_dropout > 0:
             x = layers.Dropout(config.head_dropout, name=f"head_dropout{i}")(x)
     outputs = layers.Dense(config.num_classes, activation="softmax", name="emotion_probs", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="mien_emotion_resnet50")
+    return keras.Model(inputs, outputs, name=f"mien_emotion_{config.arch}")

@@ -119,3 +119,21 @@ def test_load_vggface_weights_fails_loudly(tmp_path, emotion_model):
         load_vggface_weights(emotion_model, junk)
     with pytest.raises(VGGFaceWeightsError, match="not found"):
         load_vggface_weights(emotion_model, tmp_path / "absent.h5")
+
+
+def test_the_vgg48_trunk_keeps_48_px_through_its_first_stage():
+    """The diverse second network (issue 27): no stem stride, four stages down to 3x3, ~1.2 M weights."""
+    from emotion.config import ModelConfig
+    from emotion.model import build_model
+
+    cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "arch": "vgg48", "head_units": [256]})
+    assert ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "arch"}).arch == "resnet50"  # old json
+    model = build_model(cfg, policy="float32")
+    assert model.get_layer("vgg48_s1c2").output.shape[1:] == (48, 48, 32)
+    assert model.get_layer("vgg48_s4_pool").output.shape[1:] == (3, 3, 256)
+    assert 1_000_000 < model.count_params() < 1_500_000
+    assert not vggface_layers(model)  # nothing VGGFace-named: a VGGFace weights file cannot half-load into it
+    p = np.asarray(model(np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="arch must be one of"):
+        ModelConfig.from_dict({"arch": "resnet18"})

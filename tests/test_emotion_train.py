@@ -64,7 +64,9 @@ def test_training_writes_artefacts_and_resumes(trained_run):
 @pytest.mark.slow
 def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     from emotion.classifier import EmotionClassifier, EmotionModelError
-    from emotion.training.export import WEIGHTS_NAME, export_run
+    from emotion.training.export import export_run, weights_file_name
+
+    WEIGHTS_NAME = weights_file_name("resnet50")
 
     dest = tmp_path / "ship"
     summary = export_run(trained_run, dest)
@@ -202,3 +204,27 @@ def test_training_with_ferplus_votes_records_them(tiny_npz, tmp_path):
                       "--ferplus", str(tmp_path / "new.csv"), "--ferplus-weight", "0.4"]))
     args = json.loads((out / "metrics.json").read_text())["train_args"]
     assert args["ferplus"] == str(tmp_path / "new.csv") and args["ferplus_weight"] == 0.4
+
+
+@pytest.mark.slow
+def test_a_vgg48_run_with_erasing_and_mixup_resumes_and_exports_under_its_own_name(tiny_npz, tmp_path):
+    """--arch vgg48 (issue 27): the run keeps its architecture and recipe when resumed with a bare command line,
+    and exports emotion_vgg48.weights.h5 whose version names the architecture."""
+    from emotion.classifier import EmotionClassifier
+    from emotion.training.export import export_run
+    from emotion.training.train import parse_args, train
+
+    out = tmp_path / "run"
+    base = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--run-eagerly",
+            "--bn-recalibration-batches", "1"]
+    train(parse_args(base + ["--arch", "vgg48", "--head-units", "64", "--random-erasing", "0.5", "--mixup", "0.4",
+                             "--stop-after-steps", "1"]))
+    train(parse_args(base + ["--resume"]))  # no --arch: the run's own settings go on
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["config"]["arch"] == "vgg48" and m["model"].startswith("emotion-vgg48")
+    assert (m["train_args"]["random_erasing"], m["train_args"]["mixup"]) == (0.5, 0.4)
+    dest = tmp_path / "ship"
+    assert export_run(out, dest, views="mirror")["exported"]
+    clf = EmotionClassifier.load(dest / "emotion_vgg48.weights.h5")
+    assert clf.config.arch == "vgg48" and clf.version.startswith("emotion-vgg48-")
+    assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)

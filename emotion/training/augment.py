@@ -1,4 +1,5 @@
-"""In-graph, seed-deterministic face augmentation (flip, shift/rotate/zoom, gamma) for tf.data batches."""
+"""In-graph, seed-deterministic face augmentation (flip, shift/rotate/zoom, gamma, random erasing, mixup) for
+tf.data batches."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class AugmentConfig:
     max_shift: float = 0.1   # fraction of the image side
     max_zoom: float = 0.1    # scale in [1 - z, 1 + z]
     max_log_gamma: float = 0.3  # gamma in [e^-g, e^g]; brightness/contrast shifts are undone by standardisation
+    # random erasing (Zhong et al. 2017): with this probability a rectangle of 2-33 % of the face, aspect 0.3-3.3,
+    # is filled with uniform noise, so the network cannot lean on one region (a mouth, an eye) alone
+    erase_prob: float = 0.0
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig = AugmentConfig()) -> tf.Tensor:
@@ -24,7 +28,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig = Augme
     b = tf.shape(images)[0]
     h = tf.cast(tf.shape(images)[1], tf.float32)
     w = tf.cast(tf.shape(images)[2], tf.float32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=6)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
 
     def u(i: int, lo: float, hi: float) -> tf.Tensor:
         return tf.random.stateless_uniform([b], seeds[i], lo, hi)
@@ -55,4 +59,44 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig = Augme
     if cfg.max_log_gamma > 0:
         gamma = tf.exp(u(5, -cfg.max_log_gamma, cfg.max_log_gamma))
         x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), gamma[:, None, None, None])
+    if cfg.erase_prob > 0:
+        x = random_erase(x, seeds[6], cfg.erase_prob)
     return x
+
+
+def random_erase(images: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.Tensor:
+    """Fill one random rectangle (2-33 % of the area, aspect 0.3-3.3) of each face with probability ``prob``
+    with uniform noise in 0..255; [B,H,W,1] float32 in and out."""
+    b = tf.shape(images)[0]
+    h = tf.cast(tf.shape(images)[1], tf.float32)
+    w = tf.cast(tf.shape(images)[2], tf.float32)
+    s = tf.random.experimental.stateless_split(seed, num=6)
+    area = tf.random.stateless_uniform([b], s[0], 0.02, 0.33) * h * w
+    log_aspect = tf.random.stateless_uniform([b], s[1], math.log(0.3), math.log(1 / 0.3))
+    eh = tf.minimum(tf.sqrt(area * tf.exp(log_aspect)), h)
+    ew = tf.minimum(tf.sqrt(area / tf.exp(log_aspect)), w)
+    y0 = tf.random.stateless_uniform([b], s[2], 0.0, 1.0) * (h - eh)
+    x0 = tf.random.stateless_uniform([b], s[3], 0.0, 1.0) * (w - ew)
+    on = tf.random.stateless_uniform([b], s[4], 0.0, 1.0) < prob
+    rows = tf.range(h)[None, :, None]
+    cols = tf.range(w)[None, None, :]
+    inside = ((rows >= y0[:, None, None]) & (rows < (y0 + eh)[:, None, None])
+              & (cols >= x0[:, None, None]) & (cols < (x0 + ew)[:, None, None]) & on[:, None, None])
+    noise = tf.random.stateless_uniform(tf.shape(images), s[5], 0.0, 255.0)
+    return tf.where(inside[..., None], noise, images)
+
+
+def mixup(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, seed: tf.Tensor,
+          alpha: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Mixup (Zhang et al. 2018): each face blended with another of the batch by lambda ~ Beta(alpha, alpha),
+    its target and loss weight blended alike; ``alpha`` 0 returns the batch unchanged."""
+    if alpha <= 0:
+        return images, targets, weights
+    b = tf.shape(images)[0]
+    s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    g1 = tf.random.stateless_gamma([b], s[0], alpha)
+    g2 = tf.random.stateless_gamma([b], s[1], alpha)
+    lam = g1 / (g1 + g2)
+    partner = tf.argsort(tf.random.stateless_uniform([b], s[2]))
+    mix = lambda t, l: l * t + (1.0 - l) * tf.gather(t, partner)  # noqa: E731
+    return (mix(images, lam[:, None, None, None]), mix(targets, lam[:, None]), mix(weights, lam))

@@ -32,8 +32,12 @@ from emotion.weights_io import save_weights_f16  # noqa: E402
 from emotion.training.train import TRAIN_STATE  # noqa: E402
 from emotion.views import DEFAULT_PRESET, PRESETS  # noqa: E402
 
-WEIGHTS_NAME = "emotion_resnet50.weights.h5"
 MAX_BYTES = 60 * 1024 * 1024
+
+
+def weights_file_name(arch: str) -> str:
+    """The shipped weights file of an architecture: emotion_resnet50.weights.h5, emotion_vgg48.weights.h5."""
+    return f"emotion_{arch}.weights.h5"
 
 
 def shipped_public_accuracy(dest: Path) -> float | None:
@@ -71,6 +75,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
     config = ModelConfig.from_dict(run_meta["config"])
     model = build_model(config, policy="float32")
     model.load_weights(run / "best.weights.h5")
+    weights_name = weights_file_name(config.arch)
 
     data_path = data or run_metrics["data"]["path"]
     ds = validation_split(load_dataset(data_path), seed=run_metrics["train_args"]["seed"])
@@ -80,16 +85,16 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".export-") as tmp:
         tmp = Path(tmp)
-        save_weights_f16(model, tmp / WEIGHTS_NAME)
-        size = (tmp / WEIGHTS_NAME).stat().st_size
+        save_weights_f16(model, tmp / weights_name)
+        size = (tmp / weights_name).stat().st_size
         if size > MAX_BYTES:
             raise TrainingError(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
         meta = {"config": config.to_dict(), "tta": PRESETS[views].to_meta(), "labels": list(EMOTIONS),
-                "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME),
+                "weights_file": weights_name, "weights_sha256": file_sha256(tmp / weights_name),
                 "weights_dtype": "float16", "input": "grayscale face, 48x48, uint8 0..255 (FER2013 framing)",
                 "source_run": str(run), "best_epoch": run_metrics.get("best_epoch")}
         (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1))
-        clf = EmotionClassifier.load(tmp / WEIGHTS_NAME)
+        clf = EmotionClassifier.load(tmp / weights_name)
         results = {}
         for split in ("PublicTest", "PrivateTest"):
             x, y = ds.split(split)
@@ -105,7 +110,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
             print(f"not exported: PublicTest {pub:.4f} does not beat the shipped {current:.4f}", flush=True)
             return summary
         metrics = dict(run_metrics)
-        metrics["shipped"] = {"weights_file": WEIGHTS_NAME, "weights_sha256": meta["weights_sha256"],
+        metrics["shipped"] = {"weights_file": weights_name, "weights_sha256": meta["weights_sha256"],
                               "weights_dtype": "float16", "inference_precision": "float32",
                               "tta": meta["tta"], "views": views, "passes_per_face": clf.views.passes,
                               "version": clf.version,

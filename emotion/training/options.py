@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from emotion.config import ARCHITECTURES
 from emotion.views import DEFAULT_PRESET, PRESETS
 
 # FER2013's usage splits (also emotion.training.data.SPLITS).
@@ -50,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clip the global gradient norm (0: off); a guard against one bad batch wrecking a run")
     p.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), default="light",
                    help="light: flip + 4 px shift (fit first); strong: + rotation, zoom, gamma")
+    p.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
+                   help="with probability P fill a random 2-33%% rectangle of each training face with noise (0: off)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="blend each training face and its target with another's, lambda ~ Beta(ALPHA, ALPHA) (0: off)")
     p.add_argument("--no-class-weights", action="store_true", help="plain loss instead of sqrt class weights")
     p.add_argument("--init-from", default=None,
                    help="start from an exported model directory (e.g. models/emotion); if it has train_state.json "
@@ -60,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fer2013new.csv: mix the FER+ annotators' votes into the targets of Training faces")
     p.add_argument("--ferplus-weight", type=float, default=0.3,
                    help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="resnet50",
+                   help="the trunk: resnet50 (the design's VGGFace layout) or vgg48 (a compact CNN that keeps 48 px "
+                        "through its first stage, the diverse second network of the ensemble)")
     p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
     p.add_argument("--dropout", type=float, default=0.3, help="dropout after each head layer")
     p.add_argument("--no-stem-pool", action="store_true",

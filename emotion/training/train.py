@@ -10,6 +10,7 @@ train_state.json on another machine follows the same schedule (SGD momentum is r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from emotion.errors import TrainingError  # noqa: E402
-from emotion.training.augment import AugmentConfig, augment_batch  # noqa: E402
+from emotion.training.augment import AugmentConfig, augment_batch, mixup  # noqa: E402
 from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options  # noqa: E402
 from emotion.backbone import load_vggface_weights  # noqa: E402
 from emotion.training.data import load_dataset, load_ferplus_votes, validation_split  # noqa: E402
@@ -55,7 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                 "label_smoothing", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "no_class_weights",
+                 "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "no_class_weights",
                  "no_tta", "patience", "ferplus", "ferplus_weight")
 TRAIN_STATE = "train_state.json"
 
@@ -169,8 +170,8 @@ def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: f
 
 
 def epoch_dataset(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, epoch: int, seed: int, batch_size: int,
-                  start_step: int, aug: AugmentConfig) -> tf.data.Dataset:
-    """Deterministic per-epoch pipeline: seeded permutation, batching, in-graph augmentation, prefetch.
+                  start_step: int, aug: AugmentConfig, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+    """Deterministic per-epoch pipeline: seeded permutation, batching, in-graph augmentation (and mixup), prefetch.
     ``targets`` are [N,7] class distributions (``mixed_targets``), ``weights`` one loss weight per face."""
     perm = np.random.default_rng([seed, epoch]).permutation(len(x))
     ds = tf.data.Dataset.from_tensor_slices((x[perm], targets[perm].astype(np.float32), weights[perm]))
@@ -182,7 +183,7 @@ def epoch_dataset(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, epoch
     def _aug(step, batch):
         xb, yb, wb = batch
         xb = augment_batch(tf.cast(xb, tf.float32)[..., None], tf.stack([epoch_seed, step]), aug)
-        return xb, yb, wb
+        return mixup(xb, yb, wb, tf.stack([epoch_seed + 1, step]), mixup_alpha)
 
     return ds.map(_aug, num_parallel_calls=1).prefetch(2)
 
@@ -252,7 +253,7 @@ def write_metrics(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> di
     """Write metrics.json and training_curves.png from the run state (called every epoch and at the end)."""
     hist = state["history"]
     metrics = {
-        "model": "emotion-resnet50 (keras-vggface RESNET50 layout, GAP, 3xDense head)",
+        "model": f"emotion-{state.get('args', {}).get('arch', 'resnet50')} (GAP, Dense head)",
         "status": state.get("status", "running"),
         "epochs_completed": len(hist),
         "best_epoch": state.get("best_epoch"),
@@ -294,7 +295,10 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         state = continued
     elif args.resume:
         _log(f"--resume: no checkpoint in {out}, starting a new run")
-    # A run goes on with the model and schedule it started with, whatever this command line says.
+    # A run goes on with the model and schedule it started with, whatever this command line says; a run recorded
+    # before a knob existed had that knob's default then (the ResNet50, no erasing, no mixup).
+    if "args" in state:
+        state["args"] = {"arch": "resnet50", "random_erasing": 0.0, "mixup": 0.0, **state["args"]}
     for key in SCHEDULE_ARGS:
         if key == "epochs" and state.get("args", {}).get("cycle_epochs"):
             continue  # with cosine cycles the run's length does not shape the schedule: it may be extended
@@ -324,7 +328,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
          f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
 
     head = tuple(int(u) for u in args.head_units.split(","))
-    cfg = ModelConfig(head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
+    cfg = ModelConfig(arch=args.arch, head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
                       preprocess="vggface" if args.backbone_weights else "standardize")
     model = build_model(cfg)
     if args.backbone_weights and ckpt is None and init_dir is None:
@@ -361,7 +365,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
              "data": {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
                       "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
              "versions": library_versions()}
-    aug = AUGMENTS[args.augment]
+    aug = dataclasses.replace(AUGMENTS[args.augment], erase_prob=args.random_erasing)
     steps_run = 0
 
     while state["status"] == "running" and state["epoch"] < args.epochs:
@@ -370,7 +374,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"epoch {epoch + 1}/{args.epochs} from step {start}/{steps_per_epoch}")
         t_last = time.time()
         for step, (xb, yb, wb) in enumerate(epoch_dataset(x_tr, t_tr, cw[y_tr], epoch, args.seed, args.batch_size,
-                                                          start, aug), start=start):
+                                                          start, aug, args.mixup), start=start):
             r = model.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
             now = time.time()
             part["seconds"] += now - t_last
