@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, train, val = demo_workspace("mien-bench-batch-")
     env = dict(os.environ)
-    mien = [sys.executable, "-m", "pipeline.app.cli", "-q"]
+    mien = [sys.executable, "-m", "mien", "-q"]
     subprocess.run(mien + ["models", "fetch"], env=env, check=True, capture_output=True)
     subprocess.run(mien + ["enroll", str(train)], env=env, check=True, capture_output=True)
     photos = work / "collection"
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     job.wait()
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
     first = trace.read_text().splitlines()
-    from pipeline.batch.job import done_keys
+    from mien.pipeline.batch.job import done_keys
 
     survived = len({k.split("|", 1)[-1] for k in done_keys(out / "faces")})
     trace.write_text("")

@@ -41,7 +41,7 @@ def agreement(expected: list, got: list) -> dict:
     """Faces of the reference matched by the fast backend (IoU >= 0.9), worst IoU and landmark error, extras."""
     import numpy as np
 
-    from pipeline.mtcnn_cascade import overlap
+    from mien.pipeline.mtcnn_cascade import overlap
 
     ref_faces = fast_faces = matched = extra = 0
     worst_iou, worst_px = 1.0, 0.0
@@ -63,7 +63,7 @@ def agreement(expected: list, got: list) -> dict:
 
 def recognize_ms(detector: str, images: list, names: list[str]) -> tuple[float, list]:
     """Warm ms/photo of who + emotion through a Recognizer using ``detector``, and the (name, emotion) answers."""
-    from pipeline import Options, Recognizer
+    from mien.pipeline import Options, Recognizer
 
     rec = Recognizer(Options(detector=detector))
     rec.recognize_batch(images[:2], names[:2])  # warm-up
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
     work, train, val = demo_workspace()
     from mtcnn import MTCNN
 
-    from pipeline.enroll import enroll_folder
-    from pipeline.images import load_image
-    from pipeline.mtcnn_cascade import detect
-    from pipeline.mtcnn_graphs import compile_networks
-    from pipeline.runtime import default_threads
+    from mien.pipeline.enroll import enroll_folder
+    from mien.pipeline.images import load_image
+    from mien.pipeline.mtcnn_cascade import detect
+    from mien.pipeline.mtcnn_graphs import compile_networks
+    from mien.pipeline.runtime import default_threads
 
     paths = sorted(val.rglob("*.jpg")) + sorted(train.rglob("*.jpg"))
     images = [load_image(p) for p in paths]
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         r[f"{name}_640x480_fps"] = 1000 / ms
 
     # who + emotion end to end, each detector in its own Recognizer (same gallery, same photos)
-    from pipeline import Recognizer
+    from mien.pipeline import Recognizer
 
     enroll_folder(train, Recognizer(emotion=False))
     val_paths = sorted(val.rglob("*.jpg"))

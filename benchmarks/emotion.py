@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from pipeline import Recognizer
-    from pipeline.assets import load_emotion_model
-    from emotion.views import MIRROR
-    from pipeline.images import load_image
+    from mien.pipeline import Recognizer
+    from mien.pipeline.models import load_emotion_model
+    from mien.emotion.views import MIRROR
+    from mien.pipeline.images import load_image
     from workspace import demo_workspace
 
     model = load_emotion_model(args.weights, required=True)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = sorted(val.rglob("*.jpg"))
     images = [load_image(p) for p in paths]
 
-    from identity.classifier import IdentityClassifier
+    from mien.identity.classifier import IdentityClassifier
 
     rec = Recognizer(identity=False, emotion=False)
     detections = [rec.detect(img) for img in images]

@@ -30,10 +30,10 @@ def main(argv: list[str] | None = None) -> dict:
     import cv2
     import numpy as np
 
-    from emotion.training.data import load_dataset
-    from pipeline.detection import build_detector
-    from pipeline.assets import load_emotion_model
-    from pipeline.faceprep import EmotionCrop
+    from mien.emotion.training.data import load_dataset
+    from mien.pipeline.detection import build_detector
+    from mien.pipeline.models import load_emotion_model
+    from mien.pipeline.faceprep import EmotionCrop
 
     model = load_emotion_model(args.weights, required=True)
     x, y = load_dataset(args.data).split(args.split)

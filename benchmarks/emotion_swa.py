@@ -28,7 +28,7 @@ def load_any(model, path: Path) -> None:
     """Load a float32 Keras checkpoint or a float16 export into ``model``."""
     import h5py
 
-    from emotion.weights_io import FORMAT, load_weights_f16
+    from mien.emotion.weights_io import FORMAT, load_weights_f16
 
     with h5py.File(path, "r") as f:
         exported = f.attrs.get("format") == FORMAT
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from emotion.config import ModelConfig
-    from emotion.inference import make_forward, predict_proba
-    from emotion.model import build_model
-    from emotion.training.data import load_dataset
-    from emotion.training.train import recalibrate_batchnorm
+    from mien.emotion.config import ModelConfig
+    from mien.emotion.inference import make_forward, predict_proba
+    from mien.emotion.model import build_model
+    from mien.emotion.training.data import load_dataset
+    from mien.emotion.training.train import recalibrate_batchnorm
 
     config = ModelConfig.from_dict(json.loads(Path(args.config).read_text())["config"])
     model = build_model(config, policy="float32")

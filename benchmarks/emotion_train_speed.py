@@ -30,9 +30,9 @@ def measure(data: str, precision: str, jit: bool, steps: int, warmup: int) -> di
     import keras
     import numpy as np
 
-    from emotion.training.data import load_dataset
-    from emotion.model import ModelConfig, build_model
-    from emotion.training.train import (AUGMENTS, WarmupCosine, class_weights, epoch_dataset, make_optimizer,
+    from mien.emotion.training.data import load_dataset
+    from mien.emotion.model import ModelConfig, build_model
+    from mien.emotion.training.train import (AUGMENTS, WarmupCosine, class_weights, epoch_dataset, make_optimizer,
                                         mixed_targets, parse_args)
 
     args = parse_args(["--data", data, "--precision", precision] + (["--jit-compile"] if jit else []))

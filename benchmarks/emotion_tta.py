@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from emotion.classifier import EmotionClassifier
-    from emotion.inference import as_face_batch
-    from emotion.training.data import load_dataset
+    from mien.emotion.classifier import EmotionClassifier
+    from mien.emotion.inference import as_face_batch
+    from mien.emotion.training.data import load_dataset
 
     model = EmotionClassifier.load(args.weights).keras_model()
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

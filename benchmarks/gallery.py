@@ -48,7 +48,7 @@ def synthetic(n: int, seed: int = 0, dim: int = 128) -> tuple[np.ndarray, np.nda
 
 def synthetic_people(n: int, demo: dict | None) -> tuple[np.ndarray, np.ndarray, dict[str, list]]:
     """``synthetic(n)`` as people to enroll (``id0000042``: its faces), with the real demo people mixed in."""
-    from identity.gallery import NewFace
+    from mien.identity.gallery import NewFace
 
     x, ident = synthetic(n)
     people: dict[str, list] = {}
@@ -65,8 +65,8 @@ def demo_embeddings() -> dict:
     from workspace import demo_workspace
 
     _, train, val = demo_workspace("mien-bench-gallery-")
-    from pipeline import Recognizer
-    from pipeline.enroll import embed_folder
+    from mien.pipeline import Recognizer
+    from mien.pipeline.enroll import embed_folder
 
     rec = Recognizer(emotion=False, identity=False)
     t, v = embed_folder(train, rec), embed_folder(val, rec)
@@ -88,7 +88,7 @@ def print_table(rows: list[dict], keys: list[str]) -> None:
 
 def svm_refit_seconds(sizes: list[int]) -> dict:
     """Seconds to fit the calibrated linear SVM on galleries of these many embeddings (5 per person)."""
-    from identity.classifier import IdentityClassifier
+    from mien.identity.classifier import IdentityClassifier
 
     out = {}
     for n in sizes:
@@ -100,7 +100,7 @@ def svm_refit_seconds(sizes: list[int]) -> dict:
 
 def add_and_forget_a_person(gallery, matcher) -> dict:
     """Seconds to add a person of 5 photos (gallery transaction + incremental matcher update), then forget them."""
-    from identity.gallery import NewFace
+    from mien.identity.gallery import NewFace
 
     newcomer = [NewFace(f"new{i}", v, f"/new/{i}.jpg") for i, v in enumerate(synthetic(5, seed=99)[0])]
     out = {}
@@ -120,9 +120,9 @@ def add_and_forget_a_person(gallery, matcher) -> dict:
 
 
 def one_size(n: int, demo: dict | None, work: Path) -> dict:
-    from identity.gallery import open_gallery
-    from identity.knn import ExactIndex
-    from identity.matchers import build_matcher
+    from mien.identity.gallery import open_gallery
+    from mien.identity.knn import ExactIndex
+    from mien.identity.matchers import build_matcher
 
     r: dict = {"embeddings": n}
     x, ident, people = synthetic_people(n, demo)

@@ -243,12 +243,12 @@ class HNSWLib(Adapter):
 
 
 class Mien(Adapter):
-    """identity.knn's ANN index, as the project ships it."""
+    """mien.identity.knn's ANN index, as the project ships it."""
 
     name = "mien"
 
     def __init__(self, m: int, efc: int):
-        from identity import knn
+        from mien.identity import knn
 
         self.knn = knn
         self.ix = knn.build_index(knn.ANN_KIND, DIM)
@@ -274,13 +274,13 @@ class Mien(Adapter):
 
 
 class MienExact(Mien):
-    """identity.knn's exact index (what galleries under EXACT_BELOW use)."""
+    """mien.identity.knn's exact index (what galleries under EXACT_BELOW use)."""
 
     name = "mien-exact"
     knob = "-"
 
     def __init__(self, m: int, efc: int):
-        from identity import knn
+        from mien.identity import knn
 
         self.ix = knn.build_index("exact", DIM)
         self.knobs = (0,)

@@ -87,9 +87,9 @@ def pg_store_mb(url: str) -> float:
 
 
 def one_store(kind: str, location, people: dict, x: np.ndarray, queries: np.ndarray, demo) -> tuple[dict, list]:
-    from identity.gallery import open_gallery
-    from identity.knn import ExactIndex
-    from identity.matchers import KNNMatcher, build_matcher
+    from mien.identity.gallery import open_gallery
+    from mien.identity.knn import ExactIndex
+    from mien.identity.matchers import KNNMatcher, build_matcher
 
     r: dict = {"store": kind, "embeddings": len(x)}
     g = open_gallery(location)

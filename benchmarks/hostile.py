@@ -7,8 +7,12 @@
    forgets a person in a loop, for `--seconds`; the server is SIGKILLed halfway and restarted. Reported:
    requests, errors by kind, recognitions acknowledged (200) but missing from the results database (rows lost),
    database integrity, whether the gallery holds a half-enrolled person. 3. Decompression bombs (PNG headers of
-   30000x30000 and 20000x20000 pixels, ~2 MB each, three at once): answers and the server's peak RSS against its
-   idle RSS (goal: <= 1.5x).
+   30000x30000 and 20000x20000 pixels, ~2 MB each, three at once) and 1 KB RLE8 BMPs claiming 20000x20000 with
+   info headers Pillow refuses (41, 44, 60, 100 bytes; two at once): answers and the server's peak RSS against its
+   idle RSS (goal: <= 1.5x). 4. Slow bodies: `--slow` connections announce a 1 MB upload and trickle a byte every
+   2 s; reported: how long until the server cut each off (goal: <= 30 s) and whether a normal request meanwhile
+   was answered. 5. The gallery file deleted under the running server: an enrollment must get 503 (not a 200
+   that vanishes at the next start), /health must say degraded, and recognition must go on.
 """
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ class Server:
     def start(self) -> float:
         env = {**os.environ, "MIEN_HOME": str(self.home), "MIEN_API_TOKEN": TOKEN}
         t = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", "serve", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--port", str(self.port),
                                       "--db", str(self.db)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import httpx
 
@@ -163,17 +167,28 @@ def load_phase(server: Server, val: list[Path], train: list[Path], seconds: floa
     return stats
 
 
+def bmp_bomb(width: int, height: int, info_size: int) -> bytes:
+    """A ~1 KB RLE8 BMP claiming width x height, its info header ``info_size`` bytes (OpenCV decodes any of 36
+    or more; Pillow refuses 41, 44, 60, 100)."""
+    info = struct.pack("<IiiHHIIiiII", info_size, width, height, 1, 8, 1, 2, 2835, 2835, 256, 0)
+    info += bytes(info_size - len(info))
+    offset = 14 + len(info) + 1024
+    return b"BM" + struct.pack("<IHHI", offset + 2, 0, 0, offset) + info + bytes(1024) + b"\x00\x01"
+
+
 def bomb_phase(server: Server) -> dict:
     import httpx
 
     url = f"http://127.0.0.1:{server.port}"
     bombs = [("bomb30k.png", png_bomb(30000, 30000)), ("bomb20k_a.png", png_bomb(20000, 20000)),
              ("bomb20k_b.png", png_bomb(20000, 20000))]
+    bombs += [(f"bomb20k_h{size}.bmp", bmp_bomb(20000, 20000, size)) for size in (41, 44, 60, 100, 41)]
     idle = rss_mb(server.proc.pid)
     answers, peak, done = [], [idle], threading.Event()
 
     def post(name: str, data: bytes) -> None:
-        r = httpx.post(f"{url}/recognize", files={"file": (name, data, "image/png")}, timeout=300)
+        kind = "image/bmp" if name.endswith(".bmp") else "image/png"
+        r = httpx.post(f"{url}/recognize", files={"file": (name, data, kind)}, timeout=300)
         answers.append((name, len(data), r.status_code, r.json().get("detail", "")[:120]))
 
     def sample() -> None:
@@ -194,10 +209,67 @@ def bomb_phase(server: Server) -> dict:
             "goal_ratio": 1.5, "answers": answers}
 
 
+def slow_body_phase(server: Server, connections: int, photo: Path) -> dict:
+    """``connections`` uploads announcing 1 MB and sending a byte every 2 s: seconds until each was cut off, and a
+    normal request's answer while they hang on."""
+    import httpx
+
+    cut_after: list[float] = []
+
+    def trickle() -> None:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"POST /recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                      b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n")
+            while time.monotonic() - start < 90:
+                try:
+                    s.sendall(b"x")
+                    s.settimeout(2.0)
+                    if s.recv(4096) == b"":
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+        cut_after.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=trickle) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    t0 = time.monotonic()
+    r = httpx.post(f"http://127.0.0.1:{server.port}/recognize", files={"file": (photo.name, photo.read_bytes(),
+                                                                                  "image/jpeg")}, timeout=60)
+    normal = {"status": r.status_code, "seconds": round(time.monotonic() - t0, 2)}
+    for t in threads:
+        t.join(120)
+    return {"connections": connections, "cut_off_after_s_max": round(max(cut_after), 1),
+            "cut_off_after_s_min": round(min(cut_after), 1), "goal_s": 30, "normal_request_meanwhile": normal}
+
+
+def deleted_gallery_phase(server: Server, photo: Path) -> dict:
+    """Delete the gallery file under the running server, then enroll, ask /health and recognize."""
+    import httpx
+
+    url = f"http://127.0.0.1:{server.port}"
+    gallery = server.home / "identity" / "gallery.sqlite3"
+    gallery.rename(gallery.with_name("gallery.sqlite3.moved"))
+    files = {"files": (photo.name, photo.read_bytes(), "image/jpeg")}
+    enroll = httpx.post(f"{url}/people/Latecomer/photos", files=files,
+                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    health = httpx.get(f"{url}/health", timeout=10).json()
+    recognize = httpx.post(f"{url}/recognize", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+                           timeout=60)
+    gallery.with_name("gallery.sqlite3.moved").rename(gallery)
+    return {"enroll_status": enroll.status_code, "enroll_detail": enroll.json().get("detail", "")[:160],
+            "health_status": health.get("status"), "recognize_status": recognize.status_code}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--slow", type=int, default=64, help="slow-body connections at once")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -205,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, train, val = demo_workspace("mien-bench-hostile-")
     home = Path(os.environ["MIEN_HOME"])
-    subprocess.run([sys.executable, "-m", "pipeline.app.cli", "enroll", str(train)], check=True,
+    subprocess.run([sys.executable, "-m", "mien", "enroll", str(train)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = work / "results.db"
     server = Server(home, db, free_port())
@@ -229,6 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
                 half_enrolled=[n for n, k in people.items() if n == "visitor" and k not in (0, 3)])
     out["load"] = load
     out["bombs"] = bomb_phase(server)
+    out["slow_bodies"] = slow_body_phase(server, args.slow, val_photos[0])
+    out["deleted_gallery"] = deleted_gallery_phase(server, val_photos[0])
     server.stop()
     print(json.dumps(out, indent=2))
     if args.json:

@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from pipeline import Recognizer
-    from pipeline.enroll import enroll_folder
-    from pipeline.images import decode_image
+    from mien.pipeline import Recognizer
+    from mien.pipeline.enroll import enroll_folder
+    from mien.pipeline.images import decode_image
 
     r: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     rec, r["model_load_s"] = timed(Recognizer, emotion=False, identity=False)

@@ -76,8 +76,8 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
 
 
 def child_main(config: str, val: Path) -> dict:
-    from pipeline import Options, Recognizer
-    from pipeline.images import load_image
+    from mien.pipeline import Options, Recognizer
+    from mien.pipeline.images import load_image
 
     options = Options(**CONFIGS[config][1])
     t = time.perf_counter()
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, train, val = demo_workspace()
     env = dict(os.environ)
-    mien = [sys.executable, "-m", "pipeline.app.cli"]
+    mien = [sys.executable, "-m", "mien"]
     run_measured(mien + ["models", "fetch"], env)  # conversions cached before anything is timed
     run_measured(mien + ["enroll", str(train)], env)
     one = sorted(val.rglob("*.jpg"))[0]

@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, train, val = demo_workspace("mien-bench-serve-")
 
-    from pipeline import Recognizer
-    from pipeline.enroll import enroll_folder
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
-    from pipeline.app.video import process_video
+    from mien.pipeline import Recognizer
+    from mien.pipeline.enroll import enroll_folder
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.video import process_video
 
     r: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     rec = Recognizer()
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---- the CLI's answers for the same photos ------------------------------------------------
     cli_json = work / "cli.json"
-    subprocess.run([sys.executable, "-m", "pipeline.app.cli", "recognize", str(val), "--json", str(cli_json)],
+    subprocess.run([sys.executable, "-m", "mien", "recognize", str(val), "--json", str(cli_json)],
                    check=True, capture_output=True, env=dict(os.environ))
     cli = {i["file"]: tuple(faces_key(i)) for i in json.loads(cli_json.read_text())["images"]}
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     db_path = work / "bench.db"
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", "serve", "--read-only", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--read-only", "--port", str(port),
                                "--db", str(db_path)], env=dict(os.environ), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     mismatches = [p for p, got in answers.items() if got != {cli[p]}]
     load["photos_checked_against_cli"] = len(answers)
     load["mismatches_vs_cli"] = mismatches
-    from pipeline.app.db import ResultsDB
+    from mien.pipeline.app.db import ResultsDB
 
     with ResultsDB(db_path) as db:
         load["stored_in_db"] = len(db.query())

@@ -38,7 +38,7 @@ def compare(base: Path, home: Path, photo: Path, db: Path, repeat: int) -> None:
     """Run every command in the baseline tree and in this one; print the table."""
     env = dict(os.environ, MIEN_HOME=str(home), PYTHONPATH="")
     commands = [["--help"], ["history", "--db", str(db)], ["enroll", "/missing"], ["recognize", str(photo)]]
-    trees = {"baseline": (base, "pipeline.cli"), "now": (REPO, "pipeline.app.cli")}
+    trees = {"baseline": (base, "mien.pipeline.cli"), "now": (REPO, "mien.pipeline.app.cli")}
     print(f"{'command':<22}{'base s':>8}{'base MB':>9}{'rc':>4}{'now s':>8}{'now MB':>8}{'rc':>4}{'x time':>8}{'x RSS':>7}")
     for args in commands:
         (bt, bm, brc), (nt, nm, nrc) = (measure([sys.executable, "-m", module, *args], tree, env, repeat)

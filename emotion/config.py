@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from emotion.labels import NUM_CLASSES
+from mien.emotion.labels import NUM_CLASSES
 
 PREPROCESS_MODES = ("standardize", "vggface")
 # The trunks an emotion model can be built on (emotion.model.TRUNKS builds them): the design's VGGFace-layout

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from emotion.views import MIRROR, TestTimeViews
+from mien.emotion.views import MIRROR, TestTimeViews
 
 MAX_CHUNK = 1024  # faces per forward call by default (training-time evaluation); bounds memory
 # Face views per network call in EmotionClassifier.predict: TensorFlow runs 24 faces x 10 views per call within

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from emotion.backbone import resnet50_features
-from emotion.config import PREPROCESS_MODES, ModelConfig  # noqa: F401 (ModelConfig re-exported)
-from emotion.vgg48 import vgg48_features
+from mien.emotion.backbone import resnet50_features
+from mien.emotion.config import PREPROCESS_MODES, ModelConfig  # noqa: F401 (ModelConfig re-exported)
+from mien.emotion.vgg48 import vgg48_features
 
 # keras-vggface RESNET50 (version 2) channel means, BGR; used only with pretrained VGGFace weights.
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)

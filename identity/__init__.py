@@ -1,6 +1,6 @@
 """Who is this face: FaceNet embeddings, an embeddings cache, and an open-set linear-SVM classifier.
 
-Members load on first use, so importing ``identity.errors`` (as every command does) does not import scikit-learn.
+Members load on first use, so importing ``mien.identity.errors`` (as every command does) does not import scikit-learn.
 """
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "UNKNOWN": "identity.match", "IdentityClassifier": "identity.classifier",
-    "IdentityMatch": "identity.match", "Thresholds": "identity.classifier",
-    "IdentityError": "identity.errors", "ModelFileError": "identity.errors",
-    "NotEnrolledError": "identity.errors", "StaleModelError": "identity.errors",
+    "UNKNOWN": "mien.identity.match", "IdentityClassifier": "mien.identity.classifier",
+    "IdentityMatch": "mien.identity.match", "Thresholds": "mien.identity.classifier",
+    "IdentityError": "mien.identity.errors", "ModelFileError": "mien.identity.errors",
+    "NotEnrolledError": "mien.identity.errors", "StaleModelError": "mien.identity.errors",
 }
 
 __all__ = list(_LAZY)

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
-from identity.errors import NotEnrolledError
-from identity.match import UNKNOWN, IdentityMatch  # noqa: F401 (re-exported)
+from mien.identity.errors import NotEnrolledError
+from mien.identity.match import UNKNOWN, IdentityMatch  # noqa: F401 (re-exported)
 
 # Defaults chosen by leave-one-person-out evaluation on the 5-celebrity *train* photos (see README).
 DEFAULT_DISTANCE_THRESHOLD = 0.95

@@ -7,8 +7,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from identity.errors import ModelFileError
-from identity.storage import sha256_file
+from mien.identity.errors import ModelFileError
+from mien.identity.storage import sha256_file
 
 
 class Embedder(Protocol):
@@ -35,7 +35,7 @@ class FaceNetEmbedder:
 
     def __init__(self, weights_path: str | os.PathLike, weights_sha256: str | None = None, batch_size: int = 32,
                  compile_forward: CompileForward | None = None):
-        from identity import facenet_io
+        from mien.identity import facenet_io
 
         path = Path(weights_path)
         if not path.is_file():
@@ -46,7 +46,7 @@ class FaceNetEmbedder:
         self.version = f"facenet-taniai-{digest[:12]}"
 
         def tf_function():
-            from identity import facenet
+            from mien.identity import facenet
 
             model = facenet.build_inception_resnet_v1()
             facenet.load_taniai_weights(model, path)
@@ -59,7 +59,7 @@ class FaceNetEmbedder:
             self._forward = compile_forward("facenet", digest, tf_function)
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
-        from identity.facenet_io import EMBEDDING_DIM, l2_normalize, prewhiten
+        from mien.identity.facenet_io import EMBEDDING_DIM, l2_normalize, prewhiten
 
         faces = np.asarray(faces)
         if len(faces) == 0:

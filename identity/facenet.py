@@ -16,8 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from identity.errors import ModelFileError
-from identity.facenet_io import EMBEDDING_DIM, INPUT_SIZE, l2_normalize, prewhiten  # noqa: F401 (FaceNet's I/O)
+from mien.identity.errors import ModelFileError
+from mien.identity.facenet_io import EMBEDDING_DIM, INPUT_SIZE, l2_normalize, prewhiten  # noqa: F401 (FaceNet's I/O)
 
 # Number of weight tensors in Taniai's facenet_keras.h5; a load that assigns fewer is refused.
 EXPECTED_TENSORS = 490

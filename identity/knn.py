@@ -27,8 +27,8 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-from identity.errors import ModelFileError
-from identity.storage import atomic_path
+from mien.identity.errors import ModelFileError
+from mien.identity.storage import atomic_path
 
 MAGIC = b"MIENKNN\x01"
 FORMAT_VERSION = 1

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from identity.classifier import IdentityClassifier, Thresholds
-from identity.errors import NotEnrolledError, StaleModelError
-from identity.gallery.base import Changes, GallerySnapshot
-from identity.match import UNKNOWN, IdentityMatch
+from mien.identity.classifier import IdentityClassifier, Thresholds
+from mien.identity.errors import NotEnrolledError, StaleModelError
+from mien.identity.gallery.base import Changes, GallerySnapshot
+from mien.identity.match import UNKNOWN, IdentityMatch
 
 # Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated one-vs-one SVM's
 # refit grows faster than the gallery (benchmarks/gallery.py, 2 idle cores, 5 photos per person: 100 faces 0.08 s,
@@ -74,7 +74,7 @@ class KNNMatcher:
     kind = "knn"
 
     def __init__(self, snapshot: GallerySnapshot, embedder_version: str, index=None, index_kind: str | None = None):
-        from identity import knn
+        from mien.identity import knn
 
         if not len(snapshot.labels):
             raise NotEnrolledError("no enrolled embeddings: enroll at least one person with `mien enroll`.")

@@ -6,7 +6,7 @@ __all__ = ["Recognizer", "Options"]
 
 def __getattr__(name):  # lazy, so `import pipeline` does not import TensorFlow
     if name in __all__:
-        from pipeline import recognizer
+        from mien.pipeline import recognizer
 
         return getattr(recognizer, name)
     raise AttributeError(name)

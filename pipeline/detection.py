@@ -110,7 +110,7 @@ class MTCNNDetector(_PyramidDetector):
 
     def __init__(self, *args, threads: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        from pipeline import mtcnn_graphs
+        from mien.pipeline import mtcnn_graphs
 
         self._nets = mtcnn_graphs.compile_networks(threads)
         self._lock = threading.Lock()  # one infer request per network
@@ -119,7 +119,7 @@ class MTCNNDetector(_PyramidDetector):
                           f"-s{self.max_side}-retry{RETRY_SCALE}")
 
     def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
-        from pipeline.mtcnn_cascade import Thresholds, detect
+        from mien.pipeline.mtcnn_cascade import Thresholds, detect
 
         with self._lock:
             return detect(self._nets, image, min_face_size,

@@ -13,12 +13,12 @@ from typing import Iterable
 
 import numpy as np
 
-from identity.errors import IdentityError
-from identity.gallery import Gallery, NewFace
-from identity.storage import content_hash
-from pipeline.gallery import cache_model, gallery_model
-from pipeline.images import ImageError, decode_image, is_image_path
-from pipeline.names import PersonNameError, validate_person_name
+from mien.identity.errors import IdentityError
+from mien.identity.gallery import Gallery, NewFace
+from mien.identity.storage import content_hash
+from mien.pipeline.gallery import cache_model, gallery_model
+from mien.pipeline.images import ImageError, decode_image, is_image_path
+from mien.pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
 # Among several faces in an enrollment photo, the largest is used only if this many times bigger than the next.
@@ -172,7 +172,7 @@ class LabelledEmbeddings:
 def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = None,
                  progress=None) -> LabelledEmbeddings:
     """Embed every usable photo of ``root/<person>/`` (cache misses only) and report per person."""
-    from pipeline.gallery import open_default_gallery
+    from mien.pipeline.gallery import open_default_gallery
 
     root = Path(root)
     person_dirs, ignored = _person_dirs(root)
@@ -224,7 +224,7 @@ def enroll_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None =
     in the folder are untouched, or with ``replace`` forgotten. A person whose photos are all unusable is left
     as they were. If no photo is usable at all, nothing is written and EnrollmentError says why.
     """
-    from pipeline.gallery import open_default_gallery
+    from mien.pipeline.gallery import open_default_gallery
 
     own = gallery is None
     gallery = gallery or open_default_gallery(recognizer=recognizer)
@@ -237,7 +237,7 @@ def enroll_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None =
             people.setdefault(label, []).append(NewFace(key, vector, str(Path(file).resolve())))
         outcome = gallery.sync_folder(people, gallery_model(recognizer), replace=replace)
         if outcome["removed"]:
-            from pipeline.gallery import discard_saved_indexes
+            from mien.pipeline.gallery import discard_saved_indexes
 
             discard_saved_indexes(gallery)  # erased faces must not survive in a saved index file
         if thresholds:

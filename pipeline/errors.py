@@ -5,8 +5,8 @@ Each package owns one root (``identity`` and ``emotion`` know nothing of each ot
 """
 from __future__ import annotations
 
-from emotion.errors import EmotionError
-from identity.errors import IdentityError
+from mien.emotion.errors import EmotionError
+from mien.identity.errors import IdentityError
 
 
 class MienError(RuntimeError):

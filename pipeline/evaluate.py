@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from identity.classifier import UNKNOWN, Thresholds
-from identity.gallery import GallerySnapshot
-from identity.matchers import build_matcher
-from pipeline.enroll import embed_folder
+from mien.identity.classifier import UNKNOWN, Thresholds
+from mien.identity.gallery import GallerySnapshot
+from mien.identity.matchers import build_matcher
+from mien.pipeline.enroll import embed_folder
 
 
 def _matcher(vectors: np.ndarray, labels: list[str], th: Thresholds, kind: str):

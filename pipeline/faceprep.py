@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import alignment
-from pipeline.detection import Face
+from mien.pipeline import alignment
+from mien.pipeline.detection import Face
 
 
 @dataclass(frozen=True)

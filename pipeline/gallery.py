@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from identity.gallery import Gallery, GallerySnapshot, NewFace, open_gallery
-from pipeline.home import mien_home
+from mien.identity.gallery import Gallery, GallerySnapshot, NewFace, open_gallery
+from mien.pipeline.home import mien_home
 
 log = logging.getLogger(__name__)
 GALLERY_ENV = "MIEN_GALLERY_URL"
@@ -55,7 +55,7 @@ def migrate_legacy(gallery: Gallery, home: Path, recognizer) -> int:
 
     import joblib
 
-    from identity.errors import ModelFileError
+    from mien.identity.errors import ModelFileError
 
     try:  # our own file in our own MIEN_HOME, read once, never again
         clf = joblib.load(legacy)["classifier"]
@@ -117,8 +117,8 @@ def _saved_index(gallery: Gallery, snapshot: GallerySnapshot, kind: str, model: 
     """The saved index brought up to ``snapshot``'s generation via the change log, or None (absent, stale, corrupt)."""
     import json
 
-    from identity import knn
-    from identity.errors import ModelFileError
+    from mien.identity import knn
+    from mien.identity.errors import ModelFileError
 
     path = index_file(snapshot, kind)
     try:
@@ -142,7 +142,7 @@ def _saved_index(gallery: Gallery, snapshot: GallerySnapshot, kind: str, model: 
 
 def _save_index(matcher, snapshot: GallerySnapshot, kind: str, model: str) -> None:
     """Keep a large index for the next run (atomic; a failure only costs the next run a rebuild)."""
-    from identity.storage import write_json_atomic
+    from mien.identity.storage import write_json_atomic
 
     path = index_file(snapshot, kind)
     try:
@@ -160,9 +160,9 @@ def load_matcher(gallery: Gallery, recognizer, kind: str = "auto"):
     A large gallery's nearest-neighbour index is saved beside the gallery and reused: the next run loads it and
     applies only the changes since (building one for a million faces takes minutes; loading it, seconds).
     """
-    from identity import knn
-    from identity.errors import NotEnrolledError
-    from identity.matchers import KNNMatcher, build_matcher, choose_matcher_kind
+    from mien.identity import knn
+    from mien.identity.errors import NotEnrolledError
+    from mien.identity.matchers import KNNMatcher, build_matcher, choose_matcher_kind
 
     model = gallery_model(recognizer)
     light = gallery.snapshot(vectors=False)
@@ -191,7 +191,7 @@ def refresh_matcher(matcher, gallery: Gallery, recognizer, kind: str = "auto"):
         return matcher
     if matcher is not None and matcher.kind == "knn" and kind in ("knn", "auto"):
         changes = gallery.changes_since(matcher.generation)
-        from identity.matchers import choose_matcher_kind
+        from mien.identity.matchers import choose_matcher_kind
 
         if changes is not None and len(matcher) - len(changes.removed_ids) > 0 and (
                 kind == "knn" or choose_matcher_kind(len(matcher) + len(changes.added_ids), 0) == "knn"):

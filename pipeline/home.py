@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder holding identity/, emotion/, pipeline/ and models/: the checkout, or the installed mien package.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def running_from_checkout() -> bool:
     """True when the code runs from a source checkout (``pip install -e .`` or the repo itself)."""
-    return (REPO_ROOT / "setup.cfg").is_file() and (REPO_ROOT / "pipeline").is_dir()
+    return (SOURCE_ROOT / "setup.cfg").is_file() and (SOURCE_ROOT / "pipeline").is_dir()
 
 
 def mien_home() -> Path:
@@ -18,7 +19,7 @@ def mien_home() -> Path:
     if env:
         home = Path(env).expanduser()
     elif running_from_checkout():
-        home = REPO_ROOT / "models"
+        home = SOURCE_ROOT / "models"
     else:
         home = Path.home() / ".cache" / "mien"
     home.mkdir(parents=True, exist_ok=True)

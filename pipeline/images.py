@@ -21,7 +21,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels()))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.errors import MienError  # noqa: E402
+from mien.pipeline.errors import MienError  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 

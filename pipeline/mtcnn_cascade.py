@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.mtcnn_graphs import Networks
+from mien.pipeline.mtcnn_graphs import Networks
 
 SCALE_FACTOR = 0.709
 CELL = 12  # P-Net's window

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.assets import MTCNN_WEIGHTS_SHA256, mtcnn_weights
+from mien.pipeline.assets import MTCNN_WEIGHTS_SHA256, mtcnn_weights
 
 NETWORKS = ("pnet", "rnet", "onet")
 
@@ -142,6 +142,6 @@ class Networks:
 
 def compile_networks(threads: int | None = None) -> Networks:
     """Build and compile the three networks for this CPU (tens of milliseconds; nothing is written to disk)."""
-    from pipeline.runtime import compile_model
+    from mien.pipeline.runtime import compile_model
 
     return Networks(*(Network(compile_model(build(), threads)) for build in (pnet_model, rnet_model, onet_model)))

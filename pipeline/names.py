@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from identity.errors import IdentityError
-from identity.match import UNKNOWN
+from mien.identity.errors import IdentityError
+from mien.identity.match import UNKNOWN
 
 MAX_NAME_LENGTH = 64
 _NAME_OK = re.compile(r"^[^\x00-\x1f\x7f/\\:*?\"<>|]+$")

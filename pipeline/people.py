@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (re-exported)
-from pipeline.enroll import embed_photos
-from pipeline.gallery import gallery_model
-from pipeline.names import validate_person_name
+from mien.identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (re-exported)
+from mien.pipeline.enroll import embed_photos
+from mien.pipeline.gallery import gallery_model
+from mien.pipeline.names import validate_person_name
 
 UPLOAD = "upload:"
 
@@ -63,7 +63,7 @@ def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, galler
 def forget_person(name: str, gallery: Gallery) -> int:
     """Erase a person from the gallery (faces, stored photos, cached embeddings) and the saved nearest-neighbour
     index files that still hold their vectors; raises UnknownPersonError."""
-    from pipeline.gallery import discard_saved_indexes
+    from mien.pipeline.gallery import discard_saved_indexes
 
     removed = gallery.forget(validate_person_name(name))
     discard_saved_indexes(gallery)

@@ -1,6 +1,6 @@
 """The Python API: detect every face once, then say who it is and which emotion it shows.
 
-    from pipeline import Recognizer
+    from mien.pipeline import Recognizer
     rec = Recognizer()
     for face in rec.recognize(image).faces: print(face.identity.name, face.emotion.label)
 
@@ -15,15 +15,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from identity.classifier import Thresholds
-from identity.embedders import Embedder, build_embedder
-from pipeline import assets
-from pipeline.detection import Detector, Face, build_detector
-from pipeline.faceprep import EmotionCrop, IdentityCrop
-from pipeline.images import ImageError, load_image
-from pipeline.options import Options
-from pipeline.records import EmotionResult, FaceRecord, ImageRecord
-from pipeline.runtime import compile_forward_for
+from mien.identity.classifier import Thresholds
+from mien.identity.embedders import Embedder
+from mien.pipeline import models
+from mien.pipeline.detection import Detector, Face, build_detector
+from mien.pipeline.faceprep import EmotionCrop, IdentityCrop
+from mien.pipeline.images import ImageError, load_image
+from mien.pipeline.options import Options
+from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 log = logging.getLogger(__name__)
 UNCERTAIN = "uncertain"
@@ -47,8 +46,7 @@ class Recognizer:
             o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
             proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold,
         )
-        self.embedder = embedder or build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256,
-                                                   compile_forward=compile_forward_for(o.runtime))
+        self.embedder = embedder or models.build_facenet(o.runtime)
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
         self.gallery = None  # opened with the matcher
@@ -57,7 +55,7 @@ class Recognizer:
 
     # ---- model loading ---------------------------------------------------------------------
     def _load_classifier(self):
-        from pipeline.gallery import load_matcher, open_default_gallery
+        from mien.pipeline.gallery import load_matcher, open_default_gallery
 
         self.gallery = open_default_gallery(recognizer=self)
         matcher = load_matcher(self.gallery, self, self.options.matcher)
@@ -66,12 +64,12 @@ class Recognizer:
         return matcher
 
     def _load_emotion(self):
-        from emotion.views import PRESETS
+        from mien.emotion.views import PRESETS
 
         views = self.options.emotion_views
         if views != "model" and views not in PRESETS:
             raise ValueError(f"emotion_views must be 'model' or one of {sorted(PRESETS)}, got {views!r}")
-        return assets.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views])
+        return models.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views])
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
         """Run every loaded model once per batch size on blank input, so a first real request pays neither
@@ -85,7 +83,7 @@ class Recognizer:
 
     def reload_classifier(self) -> None:
         """Pick up gallery changes made since the matcher was built (incrementally where the matcher can)."""
-        from pipeline.gallery import refresh_matcher
+        from mien.pipeline.gallery import refresh_matcher
 
         if self.gallery is None:
             self.classifier = self._load_classifier()

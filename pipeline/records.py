@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity.match import IdentityMatch
+from mien.identity.match import IdentityMatch
 
 RESULTS_FORMAT_VERSION = 1
 

@@ -53,7 +53,7 @@ def compile_model(model, threads: int | None = None):
 
 
 def cache_dir() -> Path:
-    from pipeline.home import mien_home
+    from mien.pipeline.home import mien_home
 
     return mien_home() / "cache" / "openvino"
 
@@ -68,26 +68,6 @@ def cache_key(name: str, source_sha256: str) -> str:
 
 def is_cached(name: str, source_sha256: str) -> bool:
     return (cache_dir() / cache_key(name, source_sha256) / "model.xml").is_file()
-
-
-def openvino_models_cached(emotion: bool = True) -> bool:
-    """Whether FaceNet (and the shipped emotion model, if any) are already converted: then recognition never
-    imports TensorFlow. Reads only model.json, never the weights."""
-    import json
-
-    from emotion.views import TestTimeViews
-    from pipeline import assets
-
-    if not is_cached("facenet", assets.FACENET.sha256):
-        return False
-    meta_path = assets.emotion_weights_path().parent / "model.json"
-    if not emotion or not meta_path.is_file():
-        return True
-    try:
-        meta = json.loads(meta_path.read_text())
-        return is_cached(TestTimeViews.from_meta(meta.get("tta", True)).cache_name, meta["weights_sha256"])
-    except (OSError, ValueError, KeyError):
-        return False  # the emotion loader reports what is wrong with it
 
 
 def converted_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
@@ -159,17 +139,3 @@ OPENVINO_EMOTION_VIEWS_PER_CALL = 40
 def views_per_call_for(runtime: str) -> int | None:
     """Face views per emotion network call on ``runtime`` (None: the emotion package's default)."""
     return OPENVINO_EMOTION_VIEWS_PER_CALL if runtime == "openvino" else None
-
-
-def prepare_openvino_models() -> list[str]:
-    """Convert (or find converted) FaceNet and the shipped emotion model now, so the first recognition does not
-    wait for it; returns what is ready. A missing emotion model is skipped (recognition warns about it)."""
-    from identity.embedders import build_embedder
-    from pipeline import assets
-
-    build_embedder("facenet", assets.resolve("facenet"), weights_sha256=assets.FACENET.sha256,
-                   compile_forward=openvino_forward)
-    ready = ["facenet"]
-    if assets.load_emotion_model(runtime="openvino") is not None:
-        ready.append("emotion")
-    return ready

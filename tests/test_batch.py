@@ -38,9 +38,9 @@ def test_batch_gives_recognize_answers_and_resume_does_nothing_twice(recognizer,
     pytest.importorskip("ray")
     import pyarrow.parquet as pq
 
-    from pipeline.batch.job import SUMMARY, run_batch
-    from pipeline.batch.rows import schema
-    from pipeline.images import load_image
+    from mien.pipeline.batch.job import SUMMARY, run_batch
+    from mien.pipeline.batch.rows import schema
+    from mien.pipeline.images import load_image
 
     src = tmp_path / "photos"
     originals = _photos(demo_photos, src)
@@ -82,7 +82,7 @@ def test_sources_folder_list_and_manifests(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.batch.sources import BatchSourceError, read_source
+    from mien.pipeline.batch.sources import BatchSourceError, read_source
 
     (tmp_path / "a").mkdir()
     for name in ("a/1.jpg", "a/2.png", "a/notes.txt"):
@@ -102,8 +102,8 @@ def test_sources_folder_list_and_manifests(tmp_path):
 
 
 def test_an_output_in_use_needs_resume_and_a_damaged_shard_is_redone(tmp_path, caplog):
-    from pipeline.batch.job import BatchJobError, done_keys, run_batch, write_shard
-    from pipeline.batch.rows import error_row, to_table
+    from mien.pipeline.batch.job import BatchJobError, done_keys, run_batch, write_shard
+    from mien.pipeline.batch.rows import error_row, to_table
 
     faces = tmp_path / "out" / "faces"
     faces.mkdir(parents=True)

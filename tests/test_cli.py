@@ -16,7 +16,7 @@ def mien(*args: str, home=None, timeout: int = 600) -> subprocess.CompletedProce
     env = dict(os.environ)
     if home is not None:
         env["MIEN_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 
@@ -112,7 +112,7 @@ def test_a_killed_enrollment_writes_no_half_person_and_the_rerun_finishes(mien_h
         except sqlite3.OperationalError:  # not created yet
             return 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", "enroll", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "mien", "enroll", str(root)],
                             env={**os.environ, "MIEN_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while count("SELECT COUNT(*) FROM photo_cache") == 0:

@@ -14,7 +14,7 @@ import pytest
 
 PROBE = """
 import json, sys
-from pipeline.app.cli import main
+from mien.pipeline.app.cli import main
 rc = main(sys.argv[1:])
 print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules, "sklearn": "sklearn" in sys.modules}))
 """
@@ -81,7 +81,7 @@ def test_usage_errors_exit_2_before_any_model_loads(args, message, tmp_path):
 
 
 def empty_results_db(path):
-    from pipeline.app.db import ResultsDB
+    from mien.pipeline.app.db import ResultsDB
 
     ResultsDB(path).close()
     return path

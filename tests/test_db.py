@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from identity.classifier import IdentityMatch
-from pipeline.app.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
-from pipeline.records import EmotionResult, FaceRecord, ImageRecord
+from mien.identity.classifier import IdentityMatch
+from mien.pipeline.app.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
+from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"detector": "mtcnn-test", "embedder": "facenet-test", "classifier": "abc", "emotion": None}
@@ -91,7 +91,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
     from test_db import record, MODELS, THRESHOLDS
-    from pipeline.app.db import ResultsDB
+    from mien.pipeline.app.db import ResultsDB
 
     class Stuck(float):
         def __float__(self):  # called while the record's transaction is open: announce, then hang
@@ -136,7 +136,7 @@ def test_killed_writer_leaves_whole_records_only(tmp_path):
 
 @pytest.mark.slow
 def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_path, capfd):
-    from pipeline.app.cli import main
+    from mien.pipeline.app.cli import main
     from test_cli import mien
 
     photo = sorted((demo_photos[1] / "madonna").iterdir())[0]
@@ -162,7 +162,7 @@ def test_cli_recognize_db_then_history(enrolled, mien_home, demo_photos, tmp_pat
 
 def test_history_on_a_typo_bad_rows_and_a_damaged_file(tmp_path, capfd):
     """A missing --db is an error (never created); hand-edited rows are skipped with a warning; damaged pages warn."""
-    from pipeline.app.cli import main
+    from mien.pipeline.app.cli import main
 
     assert main(["history", "--db", str(tmp_path / "typo.db")]) == 2
     assert "no such results database" in capfd.readouterr().err and not (tmp_path / "typo.db").exists()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def networks():
-    from pipeline.mtcnn_graphs import compile_networks
+    from mien.pipeline.mtcnn_graphs import compile_networks
 
     return compile_networks()
 
@@ -38,7 +38,7 @@ def test_each_network_computes_what_the_keras_model_computes(networks, reference
 def test_padding_to_a_shape_bucket_does_not_change_pnet(networks):
     """Levels are padded up to 16 px buckets with a -1e30 mask before the first max-pool: the cells of the
     unpadded level come out as if it had been run alone, odd sizes included."""
-    from pipeline.mtcnn_cascade import padded_level, pnet_output_size
+    from mien.pipeline.mtcnn_cascade import padded_level, pnet_output_size
 
     rng = np.random.default_rng(1)
     for h, w in ((37, 45), (38, 46), (33, 64)):
@@ -61,8 +61,8 @@ def _as_rows(found: list[dict]) -> np.ndarray:
 def test_every_demo_photo_gives_the_faces_mtcnn_gives(networks, reference, demo_photos):
     """All 118 demo photos: each face mtcnn 1.0 finds is found (IoU >= 0.9, landmarks within 2 px; mtcnn rounds
     both to whole pixels), and nothing else is."""
-    from pipeline.images import load_image
-    from pipeline.mtcnn_cascade import detect, overlap
+    from mien.pipeline.images import load_image
+    from mien.pipeline.mtcnn_cascade import detect, overlap
 
     photos = sorted(p for root in demo_photos for p in root.rglob("*") if p.is_file())
     assert len(photos) >= 110
@@ -87,8 +87,8 @@ def test_detectors_agree_through_the_registry_and_thresholds_are_real(demo_photo
     """Both registered backends give the same faces for the same settings, including a lowered last-stage
     threshold (mtcnn 1.0's own 0.8 cut made any lower one moot before); a proposal or refinement threshold
     no face can pass leaves nothing."""
-    from pipeline.detection import build_detector
-    from pipeline.images import load_image
+    from mien.pipeline.detection import build_detector
+    from mien.pipeline.images import load_image
 
     photo = load_image(sorted((demo_photos[1] / "elton_john").iterdir())[3])  # Elton John and a 0.43 candidate
     for threshold, count in ((0.8, 1), (0.4, 2)):

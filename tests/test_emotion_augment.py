@@ -8,7 +8,7 @@ import numpy as np
 def test_augment_deterministic_and_bounded():
     import tensorflow as tf
 
-    from emotion.training.augment import AugmentConfig, augment_batch
+    from mien.emotion.training.augment import AugmentConfig, augment_batch
 
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 48, 48, 1)).astype("float32"))
     a = augment_batch(x, tf.constant([3, 7]))
@@ -25,7 +25,7 @@ def test_augment_deterministic_and_bounded():
 def test_random_erasing_fills_one_rectangle_of_noise_per_chosen_face():
     import tensorflow as tf
 
-    from emotion.training.augment import random_erase
+    from mien.emotion.training.augment import random_erase
 
     x = tf.fill((64, 48, 48, 1), 100.0)
     erased = random_erase(x, tf.constant([5, 9], tf.int64), prob=0.5).numpy()[..., 0]
@@ -42,7 +42,7 @@ def test_random_erasing_fills_one_rectangle_of_noise_per_chosen_face():
 def test_mixup_blends_faces_targets_and_weights_alike():
     import tensorflow as tf
 
-    from emotion.training.augment import mixup
+    from mien.emotion.training.augment import mixup
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(0, 256, (16, 48, 48, 1)).astype("float32"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion.training.data import DataFormatError, load_csv, load_dataset, load_image_folders, load_npz, validation_split
-from emotion.labels import EMOTIONS
+from mien.emotion.training.data import DataFormatError, load_csv, load_dataset, load_image_folders, load_npz, validation_split
+from mien.emotion.labels import EMOTIONS
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
 
@@ -124,7 +124,7 @@ def _write_ferplus(path, usage, votes_of):
 
 
 def test_ferplus_votes_are_shares_of_our_classes_on_training_rows_only(tmp_path):
-    from emotion.training.data import load_ferplus_votes
+    from mien.emotion.training.data import load_ferplus_votes
 
     images, labels, usage = _tiny()
     np.savez(tmp_path / "t.npz", images=images, labels=labels, usage=usage)
@@ -154,7 +154,7 @@ def test_ferplus_votes_line_up_with_the_shared_fer2013():
     far above chance (the README of the shared data: ~63 %; a misaligned file gives ~18 %)."""
     from pathlib import Path
 
-    from emotion.training.data import load_ferplus_votes
+    from mien.emotion.training.data import load_ferplus_votes
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not (shared / "fer2013.npz").is_file() or not (shared / "fer2013new.csv").is_file():

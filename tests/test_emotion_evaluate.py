@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion.training.evaluate import confusion_matrix, format_report, summarize
-from emotion.labels import EMOTIONS
+from mien.emotion.training.evaluate import confusion_matrix, format_report, summarize
+from mien.emotion.labels import EMOTIONS
 
 
 def test_summarize_counts_and_per_class():

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion import EMOTIONS
+from mien.emotion import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "emotion" / "emotion_resnet50.weights.h5"
@@ -17,8 +17,8 @@ needs_model = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no shipped emot
 
 
 def test_emotion_crop_is_tight_gray_48_and_pads_at_edges():
-    from pipeline.detection import Face
-    from pipeline.faceprep import EmotionCrop
+    from mien.pipeline.detection import Face
+    from mien.pipeline.faceprep import EmotionCrop
 
     img = np.zeros((100, 100, 3), np.uint8)
     img[20:60, 30:70] = 255  # the "face" fills its box
@@ -34,7 +34,7 @@ def test_emotion_crop_is_tight_gray_48_and_pads_at_edges():
 
 
 def test_missing_or_corrupt_emotion_weights_leave_emotion_null(tmp_path, caplog):
-    from pipeline.assets import load_emotion_model
+    from mien.pipeline.models import load_emotion_model
 
     assert load_emotion_model(tmp_path / "none.weights.h5") is None
     assert "emotion weights not found" in caplog.text and "Identity still works" in caplog.text
@@ -47,8 +47,8 @@ def test_missing_or_corrupt_emotion_weights_leave_emotion_null(tmp_path, caplog)
 
 @pytest.mark.slow
 def test_identity_works_without_an_emotion_model(enrolled, recognizer, demo_photos, monkeypatch, tmp_path):
-    from pipeline import Recognizer
-    from pipeline.images import load_image
+    from mien.pipeline import Recognizer
+    from mien.pipeline.images import load_image
 
     monkeypatch.setenv("MIEN_EMOTION_WEIGHTS", str(tmp_path / "missing.weights.h5"))
     rec = Recognizer(detector=recognizer.detector, embedder=recognizer.embedder)
@@ -60,7 +60,7 @@ def test_identity_works_without_an_emotion_model(enrolled, recognizer, demo_phot
 @pytest.mark.slow
 @needs_model
 def test_every_face_of_the_demo_photos_has_an_emotion(recognizer, enrolled, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     assert recognizer.emotion_model is not None
     paths = sorted(demo_photos[1].rglob("*.jpg"))
@@ -78,7 +78,7 @@ def test_every_face_of_the_demo_photos_has_an_emotion(recognizer, enrolled, demo
 @pytest.mark.slow
 @needs_model
 def test_emotion_threshold_marks_uncertain_but_keeps_scores(recognizer, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     img = load_image(sorted((demo_photos[1] / "mindy_kaling").iterdir())[0])
     saved = recognizer.options.emotion_threshold
@@ -96,8 +96,8 @@ def test_emotion_threshold_marks_uncertain_but_keeps_scores(recognizer, demo_pho
 def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
     """--cropped: each image is one face (no detection); FER2013 test faces written as PNGs get exactly the
     probabilities that `mien evaluate emotion` computes for them, so the product's accuracy is the evaluated one."""
-    from emotion.training.data import load_npz
-    from pipeline.assets import load_emotion_model
+    from mien.emotion.training.data import load_npz
+    from mien.pipeline.models import load_emotion_model
 
     x, y = load_npz(FER).split("PrivateTest")
     idx = np.random.default_rng(7).choice(len(y), 60, replace=False)
@@ -119,7 +119,7 @@ def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_images_and_extreme_aspect_ratios_do_not_crash(recognizer, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     for shape in [(8, 8, 3), (30, 3000, 3), (3000, 30, 3)]:
         assert recognizer.recognize(np.full(shape, 100, np.uint8)).faces == []

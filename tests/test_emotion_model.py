@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from emotion.backbone import (VGGFaceWeightsError, build_backbone, load_vggface_weights, to_keras3_name,
+from mien.emotion.backbone import (VGGFaceWeightsError, build_backbone, load_vggface_weights, to_keras3_name,
                               to_vggface_name, vggface_layers)
 
 ORDER = {"Conv2D": ("kernel",), "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
@@ -49,7 +49,7 @@ def write_keras2_h5(path, model, skip: str | None = None, bad_shape: str | None 
 
 @pytest.fixture(scope="module")
 def emotion_model():
-    from emotion.model import build_model
+    from mien.emotion.model import build_model
 
     return build_model(policy="float32")
 
@@ -74,9 +74,9 @@ def test_model_builds_at_48_and_outputs_probabilities(emotion_model):
 @pytest.mark.slow
 def test_model_without_stem_pool_takes_the_same_weights_at_twice_the_resolution(tmp_path, emotion_model):
     """stem_pool=False (issue 8 step 5): the same variables, so a trained model's weights load; larger maps."""
-    from emotion.config import ModelConfig
-    from emotion.model import build_model
-    from emotion.weights_io import load_weights_f16, save_weights_f16
+    from mien.emotion.config import ModelConfig
+    from mien.emotion.model import build_model
+    from mien.emotion.weights_io import load_weights_f16, save_weights_f16
 
     cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "stem_pool": False})
     assert ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "stem_pool"}).stem_pool  # old json
@@ -123,8 +123,8 @@ def test_load_vggface_weights_fails_loudly(tmp_path, emotion_model):
 
 def test_the_vgg48_trunk_keeps_48_px_through_its_first_stage():
     """The diverse second network (issue 27): no stem stride, four stages down to 3x3, ~1.2 M weights."""
-    from emotion.config import ModelConfig
-    from emotion.model import build_model
+    from mien.emotion.config import ModelConfig
+    from mien.emotion.model import build_model
 
     cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "arch": "vgg48", "head_units": [256]})
     assert ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "arch"}).arch == "resnet50"  # old json

@@ -20,8 +20,8 @@ def test_shipped_model_matches_its_metrics():
         pytest.skip(f"no shipped emotion model yet ({WEIGHTS} absent)")
     if not FER.is_file():
         pytest.skip(f"FER2013 not available at {FER}")
-    from emotion.classifier import EmotionClassifier
-    from emotion.training.data import load_npz
+    from mien.emotion.classifier import EmotionClassifier
+    from mien.emotion.training.data import load_npz
 
     clf = EmotionClassifier.load(WEIGHTS)
     metrics = json.loads((SHIPPED / "metrics.json").read_text())

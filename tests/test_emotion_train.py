@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from emotion.errors import TrainingError
-from emotion.labels import EMOTIONS
+from mien.emotion.errors import TrainingError
+from mien.emotion.labels import EMOTIONS
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def tiny_npz(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(tiny_npz, tmp_path_factory):
     """Run 1 step, stop (simulated interruption), then --resume to finish the 2-step epoch."""
-    from emotion.training.train import parse_args, train
+    from mien.emotion.training.train import parse_args, train
 
     out = tmp_path_factory.mktemp("run") / "run"
     common = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--log-every", "1",
@@ -63,8 +63,8 @@ def test_training_writes_artefacts_and_resumes(trained_run):
 
 @pytest.mark.slow
 def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
-    from emotion.classifier import EmotionClassifier, EmotionModelError
-    from emotion.training.export import export_run, weights_file_name
+    from mien.emotion.classifier import EmotionClassifier, EmotionModelError
+    from mien.emotion.training.export import export_run, weights_file_name
 
     WEIGHTS_NAME = weights_file_name("resnet50")
 
@@ -91,7 +91,7 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     with pytest.raises(ValueError, match=r"\[N,48,48\]"):
         clf.predict(np.zeros((2, 64, 64), np.uint8))
 
-    from emotion.training.evaluate import evaluate_dataset, format_report
+    from mien.emotion.training.evaluate import evaluate_dataset, format_report
 
     res = evaluate_dataset(clf, tiny_npz, "PrivateTest", tmp_path / "e.json", tmp_path / "e.png")
     assert res["n"] == 16 and (tmp_path / "e.png").is_file()
@@ -104,7 +104,7 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
     w.write_bytes(w.read_bytes()[: 1 << 20])  # truncated download
     with pytest.raises(EmotionModelError, match="sha256"):
         EmotionClassifier.load(w)
-    meta["weights_sha256"] = __import__("emotion.weights_io", fromlist=["x"]).file_sha256(w)
+    meta["weights_sha256"] = __import__("mien.emotion.weights_io", fromlist=["x"]).file_sha256(w)
     (bad / "model.json").write_text(json.dumps(meta))
     with pytest.raises(EmotionModelError, match="corrupt"):
         EmotionClassifier.load(w)
@@ -119,8 +119,8 @@ def test_export_and_classifier_contract(trained_run, tiny_npz, tmp_path):
 def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, tmp_path):
     """export writes train_state.json at the best epoch; --init-from continues its epoch counter, arguments and
     learning-rate schedule in a new run directory (what a fresh machine does with the committed model)."""
-    from emotion.training.export import export_run
-    from emotion.training.train import parse_args, train
+    from mien.emotion.training.export import export_run
+    from mien.emotion.training.train import parse_args, train
 
     common = ["--data", str(tiny_npz), "--batch-size", "16", "--log-every", "1", "--run-eagerly",
               "--bn-recalibration-batches", "2"]
@@ -131,7 +131,7 @@ def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, t
     state = json.loads((dest / "train_state.json").read_text())
     assert state["epoch"] == state["best_epoch"] == 1 and len(state["history"]) == 1
 
-    from pipeline.app.cli import main
+    from mien.pipeline.app.cli import main
 
     out = tmp_path / "session2_on_a_fresh_machine"  # through the product's command line this time
     assert main(["train", "emotion", *common, "--out", str(out), "--init-from", str(dest), "--resume",
@@ -145,7 +145,7 @@ def test_an_exported_model_continues_its_schedule_on_a_fresh_machine(tiny_npz, t
 
 
 def test_cyclic_schedule_restarts_as_a_function_of_the_step():
-    from emotion.training.train import WarmupCosine
+    from mien.emotion.training.train import WarmupCosine
 
     cyc = WarmupCosine(0.01, total_steps=100, warmup_steps=10, cycle=True)
     lr = {s: float(cyc(s)) for s in (0, 9, 10, 99, 100, 110, 199, 250)}
@@ -161,7 +161,7 @@ def test_batchnorm_recalibration_averages_clean_batch_statistics():
     import keras
     import tensorflow as tf
 
-    from emotion.training.train import recalibrate_batchnorm
+    from mien.emotion.training.train import recalibrate_batchnorm
 
     inputs = keras.Input((4, 4, 1))
     x = keras.layers.Flatten()(inputs)
@@ -179,7 +179,7 @@ def test_batchnorm_recalibration_averages_clean_batch_statistics():
 
 
 def test_mixed_targets_blend_votes_only_where_a_face_has_them():
-    from emotion.training.train import mixed_targets
+    from mien.emotion.training.train import mixed_targets
 
     labels = np.array([0, 3])
     votes = np.array([[0, 0, 0, 0.5, 0, 0, 0.5], [0] * 7], np.float32)  # the second face has no votes
@@ -193,7 +193,7 @@ def test_mixed_targets_blend_votes_only_where_a_face_has_them():
 @pytest.mark.slow
 def test_training_with_ferplus_votes_records_them(tiny_npz, tmp_path):
     """--ferplus reads the vote file against the dataset's rows and the run keeps it in its arguments."""
-    from emotion.training.train import parse_args, train
+    from mien.emotion.training.train import parse_args, train
 
     usage = np.load(tiny_npz)["usage"]
     header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
@@ -210,9 +210,9 @@ def test_training_with_ferplus_votes_records_them(tiny_npz, tmp_path):
 def test_a_vgg48_run_with_erasing_and_mixup_resumes_and_exports_under_its_own_name(tiny_npz, tmp_path):
     """--arch vgg48 (issue 27): the run keeps its architecture and recipe when resumed with a bare command line,
     and exports emotion_vgg48.weights.h5 whose version names the architecture."""
-    from emotion.classifier import EmotionClassifier
-    from emotion.training.export import export_run
-    from emotion.training.train import parse_args, train
+    from mien.emotion.classifier import EmotionClassifier
+    from mien.emotion.training.export import export_run
+    from mien.emotion.training.train import parse_args, train
 
     out = tmp_path / "run"
     base = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--run-eagerly",

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.views import MIRROR, NONE, PRESETS, SHIFT3_FOUR_WAYS, TestTimeViews
+from mien.emotion.views import MIRROR, NONE, PRESETS, SHIFT3_FOUR_WAYS, TestTimeViews
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "emotion"
@@ -38,7 +38,7 @@ def test_bad_views_are_refused(value, message):
 def test_a_model_json_with_bad_views_names_the_file(tmp_path):
     if not WEIGHTS.is_file():
         pytest.skip(f"no shipped emotion model ({WEIGHTS} absent)")
-    from emotion.classifier import EmotionClassifier, EmotionModelError
+    from mien.emotion.classifier import EmotionClassifier, EmotionModelError
 
     shutil.copy(WEIGHTS, tmp_path / WEIGHTS.name)
     meta = json.loads((SHIPPED / "model.json").read_text())
@@ -50,7 +50,7 @@ def test_a_model_json_with_bad_views_names_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def demo_faces(recognizer, demo_photos) -> np.ndarray:
     """The 48x48 emotion crops of every face in the held-out demo photos (real faces, no FER2013 needed)."""
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     images = [load_image(p) for p in sorted(demo_photos[1].rglob("*.jpg"))]
     return np.stack([recognizer.emotion_crop(img, f) for img in images for f in recognizer.detect(img)])
@@ -71,7 +71,7 @@ def test_the_classifier_averages_the_benchmarked_views(views, demo_faces):
         pytest.skip(f"no shipped emotion model ({WEIGHTS} absent)")
     import tensorflow as tf
 
-    from emotion.classifier import EmotionClassifier
+    from mien.emotion.classifier import EmotionClassifier
 
     faces = demo_faces
     clf = EmotionClassifier.load(WEIGHTS, views=views)
@@ -86,8 +86,8 @@ def test_the_classifier_averages_the_benchmarked_views(views, demo_faces):
 
 
 def test_the_emotion_views_option_reaches_the_recognizer_options(tmp_path):
-    from pipeline.app.cli import build_parser
-    from pipeline.app.cli.common import options_from
+    from mien.pipeline.app.cli import build_parser
+    from mien.pipeline.app.cli.common import options_from
 
     (tmp_path / "photo.jpg").touch()
     (tmp_path / "clip.mp4").touch()
@@ -101,8 +101,8 @@ def test_the_emotion_views_option_reaches_the_recognizer_options(tmp_path):
 def test_a_recognizer_with_cheaper_views_says_so_in_its_emotion_version(mien_home, recognizer):
     if recognizer.emotion_model is None:
         pytest.skip("no shipped emotion model")
-    from pipeline import Recognizer
-    from pipeline.options import Options
+    from mien.pipeline import Recognizer
+    from mien.pipeline.options import Options
 
     fast = Recognizer(Options(emotion_views="mirror"), identity=False)
     assert fast.emotion_model.views == MIRROR and recognizer.emotion_model.views.passes > MIRROR.passes

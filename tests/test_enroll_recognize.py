@@ -39,7 +39,7 @@ def test_val_photos_are_all_recognized(recognizer, enrolled, demo_photos):
 
 
 def test_record_json_shape(recognizer, enrolled, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     path = next((demo_photos[1] / "madonna").iterdir())
     d = recognizer.recognize(load_image(path), name=str(path)).to_dict()
@@ -54,8 +54,8 @@ def test_record_json_shape(recognizer, enrolled, demo_photos):
 
 
 def test_incremental_enrollment_embeds_only_the_new_photo(recognizer, enrolled, demo_photos, tmp_path):
-    from identity.gallery import open_gallery
-    from pipeline.enroll import enroll_folder
+    from mien.identity.gallery import open_gallery
+    from mien.pipeline.enroll import enroll_folder
 
     root = tmp_path / "people"
     for person in ("ben_afflek", "madonna"):
@@ -71,7 +71,7 @@ def test_incremental_enrollment_embeds_only_the_new_photo(recognizer, enrolled, 
 
 @pytest.mark.parametrize("matcher", ["svm", "knn"])
 def test_strangers_are_unknown_leave_one_person_out(recognizer, enrolled, demo_photos, matcher):
-    from pipeline.evaluate import evaluate_identity
+    from mien.pipeline.evaluate import evaluate_identity
 
     result = evaluate_identity(*demo_photos, recognizer, matcher=matcher)
     assert result["top1_accuracy"] == 1.0 and result["matcher"] == matcher
@@ -84,7 +84,7 @@ def test_strangers_are_unknown_leave_one_person_out(recognizer, enrolled, demo_p
 
 
 def test_fnir_at_fpir_follows_the_frvt_definition():
-    from pipeline.evaluate import fnir_at, threshold_at_fpir
+    from mien.pipeline.evaluate import fnir_at, threshold_at_fpir
 
     nonmated = np.array([1.3, 1.1, 1.2, 1.5] + [2.0] * 96)  # 100 strangers
     assert threshold_at_fpir(nonmated, 0.0) < 1.1 <= threshold_at_fpir(nonmated, 0.01) < 1.2
@@ -96,10 +96,10 @@ def test_fnir_at_fpir_follows_the_frvt_definition():
 
 @pytest.mark.parametrize("matcher", ["svm", "knn"])
 def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_photos, tmp_path, matcher):
-    from identity.gallery import open_gallery
-    from pipeline.enroll import enroll_folder
-    from pipeline.gallery import load_matcher
-    from pipeline.images import load_image
+    from mien.identity.gallery import open_gallery
+    from mien.pipeline.enroll import enroll_folder
+    from mien.pipeline.gallery import load_matcher
+    from mien.pipeline.images import load_image
 
     copy_person(demo_photos[0], tmp_path / "people", "mindy_kaling", new_name="Mindy Kaling (é)")
     with open_gallery(tmp_path / "one.sqlite3") as gallery:
@@ -117,7 +117,7 @@ def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_phot
 
 
 def test_bad_enrollment_folders_never_change_the_gallery(recognizer, enrolled, tmp_path):
-    from pipeline.enroll import EnrollmentError, enroll_folder
+    from mien.pipeline.enroll import EnrollmentError, enroll_folder
 
     gallery = recognizer.gallery
     saved = (gallery.generation(), gallery.people())
@@ -137,13 +137,13 @@ def test_bad_enrollment_folders_never_change_the_gallery(recognizer, enrolled, t
 
 
 def test_a_person_without_usable_photos_is_reported(recognizer, enrolled, demo_photos, tmp_path):
-    from pipeline.enroll import enroll_folder
+    from mien.pipeline.enroll import enroll_folder
 
     root = tmp_path / "people"
     copy_person(demo_photos[0], root, "madonna")
     (root / "ghost").mkdir()
     (root / "ghost" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
-    from identity.gallery import open_gallery
+    from mien.identity.gallery import open_gallery
 
     with open_gallery(tmp_path / "g.sqlite3") as gallery:
         report = enroll_folder(root, recognizer, gallery)
@@ -154,7 +154,7 @@ def test_a_person_without_usable_photos_is_reported(recognizer, enrolled, demo_p
 
 
 def test_no_face_huge_image_and_many_faces(recognizer, enrolled, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     assert recognizer.recognize(np.full((300, 400, 3), 200, np.uint8)).faces == []
     photo = load_image(sorted((demo_photos[1] / "mindy_kaling").iterdir())[0])
@@ -175,8 +175,8 @@ def test_no_face_huge_image_and_many_faces(recognizer, enrolled, demo_photos):
 
 def test_min_face_size_option(demo_photos, mien_home):
     """Larger --min-face-size keeps big faces and drops small ones (mtcnn 1.0 alone loses all faces above ~24 px)."""
-    from pipeline.detection import build_detector
-    from pipeline.images import load_image
+    from mien.pipeline.detection import build_detector
+    from mien.pipeline.images import load_image
 
     photo = load_image(sorted((demo_photos[1] / "mindy_kaling").iterdir())[0])
     face = build_detector("mtcnn").detect(photo)[0]
@@ -191,9 +191,9 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
     """API enrollment shares the server's models: every FaceNet call must hold the server's model lock."""
     import threading
 
-    from identity.gallery import open_gallery
-    from pipeline.app.server import _LockedModels
-    from pipeline.enroll import embed_photos
+    from mien.identity.gallery import open_gallery
+    from mien.pipeline.app.server import _LockedModels
+    from mien.pipeline.enroll import embed_photos
 
     lock, held = threading.Lock(), []
     real_embed = recognizer.embedder.embed
@@ -211,8 +211,8 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
 
 def test_a_detection_threshold_below_mtcnns_own_cut_finds_more(demo_photos, mien_home):
     """--detection-threshold 0.4 must reach candidates MTCNN's last stage scores under its default 0.8 cut."""
-    from pipeline.detection import build_detector
-    from pipeline.images import load_image
+    from mien.pipeline.detection import build_detector
+    from mien.pipeline.images import load_image
 
     photo = load_image(sorted((demo_photos[1] / "elton_john").iterdir())[3])  # Elton John and a 0.43 candidate
     strict = build_detector("mtcnn", threshold=0.8).detect(photo)
@@ -224,8 +224,8 @@ def test_a_detection_threshold_below_mtcnns_own_cut_finds_more(demo_photos, mien
 def test_a_photo_with_no_face_found_is_searched_again_at_half_size(demo_photos, recognizer):
     """A 165x220 demo photo whose face MTCNN's full-size pyramid misses is found on the retry at 0.5x, with the
     box mapped back to the photo; an image with no face still has none."""
-    from pipeline.detection import RETRY_SCALE, build_detector
-    from pipeline.images import load_image
+    from mien.pipeline.detection import RETRY_SCALE, build_detector
+    from mien.pipeline.images import load_image
 
     photo = load_image(next(p for p in (demo_photos[0] / "elton_john").iterdir() if "EltonJohnins" in p.name))
     for backend in ("mtcnn", "mtcnn-keras"):

@@ -9,10 +9,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from identity.errors import StaleModelError
-from identity.gallery import (GalleryError, NewFace, PersonExistsError, UnknownPersonError, open_gallery)
-from identity.gallery.base import SCHEMA_VERSION
-from identity.match import UNKNOWN
+from mien.identity.errors import StaleModelError
+from mien.identity.gallery import (GalleryError, NewFace, PersonExistsError, UnknownPersonError, open_gallery)
+from mien.identity.gallery.base import SCHEMA_VERSION
+from mien.identity.match import UNKNOWN
 
 MODEL = "facenet-test|align"  # light imports only: the concurrency test re-imports this module in 4 processes
 
@@ -22,7 +22,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def build_matcher(*args, **kwargs):
-    from identity.matchers import build_matcher as build
+    from mien.identity.matchers import build_matcher as build
 
     return build(*args, **kwargs)
 
@@ -234,8 +234,8 @@ def test_an_older_classifier_and_cache_are_migrated_then_deleted(tmp_path):
 
     import joblib
 
-    from identity.classifier import IdentityClassifier, Thresholds
-    from pipeline.gallery import open_default_gallery
+    from mien.identity.classifier import IdentityClassifier, Thresholds
+    from mien.pipeline.gallery import open_default_gallery
 
     rec = SimpleNamespace(embedder=SimpleNamespace(version="facenet-test"),
                           identity_crop=SimpleNamespace(signature="crop-160"))
@@ -266,8 +266,8 @@ def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, mon
     """The HNSW index is kept between runs; the next run applies only the change log (here: one new person)."""
     from types import SimpleNamespace
 
-    from identity import knn, matchers
-    from pipeline.gallery import index_file, load_matcher
+    from mien.identity import knn, matchers
+    from mien.pipeline.gallery import index_file, load_matcher
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(knn, "EXACT_BELOW", 10)  # 30 faces count as "large" here
@@ -299,7 +299,7 @@ def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, mon
     rebuilt = load_matcher(g, rec)
     assert [m.name for m in rebuilt.predict(probes)] == [UNKNOWN, "p3", "p9"] and "rebuilding the index" in caplog.text
 
-    from pipeline.people import forget_person
+    from mien.pipeline.people import forget_person
 
     assert saved.is_file()  # saved again by the rebuild
     forget_person("p3", g)  # an HNSW file keeps deleted vectors' bytes: erasure removes it (the next run rebuilds)
@@ -309,7 +309,7 @@ def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, mon
 @pytest.mark.parametrize("victim", ["g.sqlite3", "g.sqlite3-wal"])
 def test_a_gallery_file_deleted_under_a_running_process_refuses_writes(tmp_path, victim):
     """SQLite would go on writing into the unlinked file (and lose it all at exit): mien refuses and says why."""
-    from identity.gallery.base import GalleryGoneError
+    from mien.identity.gallery.base import GalleryGoneError
 
     g = open_gallery(tmp_path / "g.sqlite3")
     g.add_faces("ann", faces(1), MODEL)
@@ -325,7 +325,7 @@ def test_a_gallery_file_deleted_under_a_running_process_refuses_writes(tmp_path,
 
 
 def test_a_gallery_file_replaced_under_a_running_process_refuses_writes(tmp_path):
-    from identity.gallery.base import GalleryGoneError
+    from mien.identity.gallery.base import GalleryGoneError
 
     g = open_gallery(tmp_path / "g.sqlite3")
     g.add_faces("ann", faces(1), MODEL)

@@ -11,9 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-from identity.errors import StaleModelError
-from identity.gallery import GalleryError, NewFace, open_gallery
-from identity.gallery.base import SCHEMA_VERSION
+from mien.identity.errors import StaleModelError
+from mien.identity.gallery import GalleryError, NewFace, open_gallery
+from mien.identity.gallery.base import SCHEMA_VERSION
 from pg_server import local_postgres, postgres_bin, sql
 from test_gallery import MODEL, build_matcher, faces, l2_normalize
 
@@ -76,8 +76,8 @@ def test_writers_at_once_lose_nothing_and_count_every_commit(url):
     assert sql(url, "SELECT generation, COUNT(*) FROM mien_changes WHERE op = 'add' GROUP BY 1 ORDER BY 1") == [
         (gen, 4) for gen in range(1, 21)]
     assert sql(url, "SELECT COUNT(DISTINCT generation), COUNT(*) FROM mien_changes WHERE op = 'del'") == [(16, 64)]
-    from identity.gallery import GalleryBusyError
-    from identity.gallery.postgres import PostgresGallery
+    from mien.identity.gallery import GalleryBusyError
+    from mien.identity.gallery.postgres import PostgresGallery
 
     with psycopg.connect(url) as other, other.transaction():  # a writer that does not finish
         other.execute("SELECT value FROM mien_meta WHERE key = 'generation' FOR UPDATE")
@@ -180,9 +180,9 @@ def test_the_product_on_postgresql_names_the_demo_people_as_the_embedded_store(u
                                                                              monkeypatch):
     """MIEN_GALLERY_URL=postgresql://...: enroll the demo, recognize the held-out photos with the nearest faces
     searched in the database: the same names as the embedded gallery, and forgetting is seen at once."""
-    from pipeline.enroll import embed_folder, enroll_folder
-    from pipeline.gallery import load_matcher, open_default_gallery, refresh_matcher
-    from pipeline.people import forget_person
+    from mien.pipeline.enroll import embed_folder, enroll_folder
+    from mien.pipeline.gallery import load_matcher, open_default_gallery, refresh_matcher
+    from mien.pipeline.people import forget_person
 
     monkeypatch.setenv("MIEN_GALLERY_URL", url)
     with open_default_gallery() as g:

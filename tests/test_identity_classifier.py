@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identity.classifier import UNKNOWN, IdentityClassifier, Thresholds
-from identity.facenet import l2_normalize
+from mien.identity.classifier import UNKNOWN, IdentityClassifier, Thresholds
+from mien.identity.facenet import l2_normalize
 
 
 def _clusters(n_people=3, per=6, dim=128, spread=0.15, seed=0):

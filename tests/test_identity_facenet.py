@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identity import facenet
-from identity.errors import ModelFileError
+from mien.identity import facenet
+from mien.identity.errors import ModelFileError
 
 
 def test_prewhiten_is_per_image_standardisation():
@@ -46,7 +46,7 @@ def test_a_file_that_is_not_facenet_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_same_person_is_closer_than_different_people(recognizer, demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     train = demo_photos[0]
     people = ["ben_afflek", "madonna", "mindy_kaling"]

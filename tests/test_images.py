@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.images import ImageError, decode_image, list_images, load_image
+from mien.pipeline.images import ImageError, decode_image, list_images, load_image
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -128,7 +128,7 @@ def test_an_image_whose_size_no_header_reader_knows_is_refused_before_decoding()
 def test_opencvs_own_pixel_limit_backs_the_header_check_up():
     import os
 
-    import pipeline.images  # noqa: F401 (sets the limit before cv2 is first imported)
+    import mien.pipeline.images  # noqa: F401 (sets the limit before cv2 is first imported)
 
     assert int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"]) == 50_000_000
 

@@ -1,4 +1,4 @@
-"""identity.knn: exact and HNSW nearest-neighbour indexes over face embeddings (no model weights needed)."""
+"""mien.identity.knn: exact and HNSW nearest-neighbour indexes over face embeddings (no model weights needed)."""
 from __future__ import annotations
 
 import struct
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from identity import knn
-from identity.errors import ModelFileError
+from mien.identity import knn
+from mien.identity.errors import ModelFileError
 
 DIM = 128
 KINDS = list(knn.INDEXES)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.enroll import _person_dirs
-from pipeline.names import PersonNameError, validate_person_name
+from mien.pipeline.enroll import _person_dirs
+from mien.pipeline.names import PersonNameError, validate_person_name
 
 BAD = ["unknown", "Unknown", "a..b", ".hidden", "esc\x1b[2J", "tab\there", "del\x7f", " padded", "x" * 65,
        "zero\u200bwidth", "rtl\u202egnp.exe"]

@@ -1,7 +1,7 @@
 """What mien prints and writes for people: tables safe for terminals, annotated file names that never clash."""
 from __future__ import annotations
 
-from pipeline.app.outputs import StreamingTable, annotated_name, face_label, format_table, terminal_safe
+from mien.pipeline.app.outputs import StreamingTable, annotated_name, face_label, format_table, terminal_safe
 
 
 def test_control_characters_never_reach_the_terminal():
@@ -22,8 +22,8 @@ def test_annotated_names_are_distinct_and_short_enough():
 
 
 def test_face_labels_name_the_face_and_say_why_a_stranger_is_one():
-    from identity.match import IdentityMatch
-    from pipeline.records import EmotionResult, FaceRecord
+    from mien.identity.match import IdentityMatch
+    from mien.pipeline.records import EmotionResult, FaceRecord
 
     known = FaceRecord(1, (0, 0, 9, 9), 0.99, {}, IdentityMatch("madonna", 0.934, 0.61, "madonna"),
                        EmotionResult("happy", 0.712, {}))

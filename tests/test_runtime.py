@@ -14,20 +14,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tensorflow_recognizer(enrolled):
-    from pipeline import Options, Recognizer
+    from mien.pipeline import Options, Recognizer
 
     return Recognizer(Options(runtime="tensorflow"))
 
 
 def _val_images(demo_photos):
-    from pipeline.images import load_image
+    from mien.pipeline.images import load_image
 
     paths = sorted(p for p in demo_photos[1].rglob("*") if p.is_file())
     return paths, [load_image(p) for p in paths]
 
 
 def test_openvino_facenet_gives_tensorflows_embeddings(recognizer, tensorflow_recognizer, demo_photos):
-    from pipeline.runtime import CompiledForward
+    from mien.pipeline.runtime import CompiledForward
 
     assert isinstance(recognizer.embedder._forward, CompiledForward)
     _, images = _val_images(demo_photos)
@@ -71,7 +71,7 @@ def test_names_and_emotions_on_the_demo_are_the_same_on_both_runtimes(recognizer
 
 def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, mien_home):
     """Once converted, a new process loads the OpenVINO models from MIEN_HOME without importing TensorFlow."""
-    from pipeline.runtime import cache_dir
+    from mien.pipeline.runtime import cache_dir
 
     cached = sorted(p.name for p in cache_dir().iterdir())
     assert any(n.startswith("facenet-6acdd8fb3a3fb2b5-") for n in cached)
@@ -88,7 +88,7 @@ def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, mien_home)
 def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):
     """A truncated cached model is noticed, converted again from its source, and the new one is used;
     another source digest is another cache entry."""
-    from pipeline.runtime import cache_dir, cache_key, openvino_forward
+    from mien.pipeline.runtime import cache_dir, cache_key, openvino_forward
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)

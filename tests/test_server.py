@@ -31,7 +31,7 @@ def server_home(src: Path, dst: Path) -> Path:
 def make_client(recognizer, home: Path, **config):
     from fastapi.testclient import TestClient
 
-    from pipeline.app.server import ServerConfig, create_app
+    from mien.pipeline.app.server import ServerConfig, create_app
 
     config.setdefault("token", TOKEN)
     return TestClient(create_app(recognizer, ServerConfig(home=home, **config)))
@@ -120,8 +120,8 @@ def test_docs_pages_use_no_cdn(client):
 
 
 def test_recognize_matches_the_python_api_and_is_stored(client, recognizer, demo_photos):
-    from pipeline.images import load_image
-    from pipeline.provenance import model_versions, thresholds_used
+    from mien.pipeline.images import load_image
+    from mien.pipeline.provenance import model_versions, thresholds_used
 
     photo = val_photo(demo_photos, "madonna")
     r = client.post("/recognize", files={"file": jpeg(photo)}, data={"annotate": "true"})
@@ -182,7 +182,7 @@ def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo
 
 
 def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home, tmp_path, demo_photos):
-    from pipeline.app.server import ServeConfigError, ServerConfig
+    from mien.pipeline.app.server import ServeConfigError, ServerConfig
 
     photo = {"files": jpeg(val_photo(demo_photos, "madonna"))}
     assert client.post("/people/madonna/photos", files=photo).status_code == 401
@@ -205,7 +205,7 @@ def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home,
 
 
 def test_page_security_headers_and_weak_tokens(client):
-    from pipeline.app.server import ServeConfigError, ServerConfig
+    from mien.pipeline.app.server import ServeConfigError, ServerConfig
 
     r = client.get("/")
     csp = r.headers["content-security-policy"]
@@ -222,7 +222,7 @@ def test_serve_refuses_to_start_without_token(mien_home):
 
     env = {k: v for k, v in os.environ.items() if k != "MIEN_API_TOKEN"}
     env["MIEN_HOME"] = str(mien_home)
-    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "serve", "--port", "1"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "mien", "serve", "--port", "1"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 2 and "MIEN_API_TOKEN is not set" in r.stderr and "Traceback" not in r.stderr
 
@@ -233,8 +233,8 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
 
     import sqlite3
 
-    from identity.gallery import open_gallery
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.identity.gallery import open_gallery
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     home = server_home(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db"))
@@ -306,13 +306,13 @@ def test_a_running_server_sees_people_changed_by_the_cli(recognizer, enrolled, m
     madonna = val_photo(demo_photos, "madonna")
     assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "madonna"
     env = {**os.environ, "MIEN_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "people", "forget", "madonna"], env=env,
+    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "madonna"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "madonna" not in [p["name"] for p in client.get("/people").json()["people"]]
     assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "unknown"
     photos = [str(p) for p in sorted((demo_photos[0] / "madonna").iterdir())[:3]]
-    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "people", "add", "Madonna", *photos], env=env,
+    r = subprocess.run([sys.executable, "-m", "mien", "people", "add", "Madonna", *photos], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "3 photos added" in r.stdout, r.stdout + r.stderr
     people = {p["name"]: p["photos"] for p in client.get("/people").json()["people"]}
@@ -325,7 +325,7 @@ def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer,
     import socket
     from urllib.parse import urlparse
 
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     home = server_home(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db",
@@ -355,9 +355,9 @@ def test_a_burst_of_uploads_stays_within_the_pixel_budget(recognizer, enrolled, 
 
     import httpx
 
-    import pipeline.app.server as server_module
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
-    from pipeline.images import load_image
+    import mien.pipeline.app.server as server_module
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.images import load_image
 
     path = val_photo(demo_photos, "madonna")
     h, w = load_image(path).shape[:2]
@@ -410,8 +410,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(recognizer
 
     import httpx
 
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
-    from pipeline.images import load_image
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.images import load_image
 
     photos = sorted(p for p in demo_photos[1].rglob("*") if p.is_file())
     expected = {p.name: [(f.bbox, f.identity.name, f.emotion.label if f.emotion else None)
@@ -440,7 +440,7 @@ def test_a_full_server_answers_429_with_retry_after(recognizer, enrolled, mien_h
 
     import httpx
 
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db", max_pending=2))
@@ -477,8 +477,8 @@ def test_half_open_connections_are_closed_after_the_header_deadline(recognizer, 
     import time
     from urllib.parse import urlparse
 
-    from pipeline.app.protocol import HeaderDeadlineH11
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.protocol import HeaderDeadlineH11
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     monkeypatch.setattr(HeaderDeadlineH11, "header_timeout", 1.0)
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
@@ -515,8 +515,8 @@ def test_a_trickled_request_body_is_cut_off(recognizer, enrolled, mien_home, dem
     import time
     from urllib.parse import urlparse
 
-    from pipeline.app.protocol import HeaderDeadlineH11
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.protocol import HeaderDeadlineH11
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     monkeypatch.setattr(HeaderDeadlineH11, "body_grace", 2.0)
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),

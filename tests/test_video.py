@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.app import charts
-from pipeline.app.tracking import EmotionSmoother, Tracker, label_changes
+from mien.pipeline.app import charts
+from mien.pipeline.app.tracking import EmotionSmoother, Tracker, label_changes
 
 FPS = 10
 BLURRED = (7, 8)  # frames where ben's face is blurred: still detected, but not recognized as him
@@ -76,7 +76,7 @@ def clip(tmp_path_factory, demo_photos) -> Path:
 
 @pytest.mark.slow
 def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_path):
-    from pipeline.app.video import process_video
+    from mien.pipeline.app.video import process_video
 
     out, jsonl, summary = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl", tmp_path / "summary"
     result = process_video(clip, recognizer, out=out, jsonl=jsonl, summary_dir=summary)
@@ -122,7 +122,7 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
 
 @pytest.mark.slow
 def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip):
-    from pipeline.app.video import process_video
+    from mien.pipeline.app.video import process_video
 
     result = process_video(clip, recognizer, every=4)
     assert result.detected_frames == 10 and result.frames == 40
@@ -138,7 +138,7 @@ def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip)
 
 @pytest.mark.slow
 def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_path):
-    from pipeline.app.video import VideoError, process_video
+    from mien.pipeline.app.video import VideoError, process_video
 
     cut = tmp_path / "cut.avi"
     cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.5)])
@@ -152,7 +152,7 @@ def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_pa
         process_video("9", recognizer)
     with pytest.raises(VideoError, match=r"annotated\.gif: write the annotated video as one of .*\.webm"):
         process_video(clip, recognizer, out=tmp_path / "annotated.gif")
-    r = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "video", str(tmp_path / "missing.mp4")],
+    r = subprocess.run([sys.executable, "-m", "mien", "video", str(tmp_path / "missing.mp4")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "missing.mp4: no such video file" in r.stderr and "Traceback" not in r.stderr
 
@@ -186,7 +186,7 @@ def test_emotion_series_break_where_the_person_is_off_screen():
 
 @pytest.mark.parametrize("suffix, codec", [(".mp4", "h264"), (".webm", "vp90"), (".avi", "mjpg")])
 def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
-    from pipeline.app.video import _AtomicVideoWriter
+    from mien.pipeline.app.video import _AtomicVideoWriter
 
     if suffix != ".avi":
         pytest.importorskip("av", reason="PyAV (pip install av) writes H.264 and VP9")
@@ -212,7 +212,7 @@ def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
 
 
 def test_without_pyav_videos_are_still_written_with_opencv(tmp_path, monkeypatch, caplog):
-    from pipeline.app import video
+    from mien.pipeline.app import video
 
     monkeypatch.setattr(video, "_pyav_has", lambda codec: False)
     for suffix, fourcc in ((".mp4", "mp4v"), (".webm", "VP80")):
@@ -243,7 +243,7 @@ PLAY = """async () => {
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
 def test_annotated_video_plays_in_chromium(browser, recognizer, enrolled, clip, tmp_path, suffix):
-    from pipeline.app.video import process_video
+    from mien.pipeline.app.video import process_video
 
     out = tmp_path / f"annotated{suffix}"
     process_video(clip, recognizer, out=out, every=4)

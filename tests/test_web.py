@@ -14,7 +14,7 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
 
     from playwright.sync_api import expect
 
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
     from test_server import TOKEN, server_home
 
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
@@ -71,8 +71,8 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         assert page.inner_text("#people-status") == "forgot new_ben"
         page.close()
     assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
-    from identity.storage import content_hash
-    from pipeline.gallery import cache_model
+    from mien.identity.storage import content_hash
+    from mien.pipeline.gallery import cache_model
 
     # erased with the person: the cached embeddings of the photos uploaded for them
     assert app.state.mien.gallery.cached([content_hash(p.read_bytes()) for p in new_photos], cache_model(recognizer)) == {}
@@ -98,7 +98,7 @@ def block_non_loopback(page) -> list[str]:
 
 def test_api_docs_render_offline(browser, recognizer, tmp_path):
     """/docs (Swagger UI) and /redoc show the operations with every non-loopback request blocked."""
-    from pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
     from test_server import TOKEN
 
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=tmp_path / "home", db_path=tmp_path / "docs.db"))

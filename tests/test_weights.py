@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from identity.errors import ModelFileError
+from mien.identity.errors import ModelFileError
 
 
 def test_missing_weights_say_how_to_fetch(tmp_path, monkeypatch):
-    from pipeline import assets
+    from mien.pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
     with pytest.raises(assets.ModelMissingError, match="mien models fetch"):
@@ -15,7 +15,7 @@ def test_missing_weights_say_how_to_fetch(tmp_path, monkeypatch):
 
 
 def test_wrong_hash_weights_are_refused_and_nothing_is_installed(tmp_path, monkeypatch):
-    from pipeline import assets
+    from mien.pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
     fake = tmp_path / "facenet_keras.h5"
@@ -31,7 +31,7 @@ def test_wrong_hash_weights_are_refused_and_nothing_is_installed(tmp_path, monke
 
 
 def test_fetch_from_a_local_copy(tmp_path, monkeypatch, facenet_weights):
-    from pipeline import assets
+    from mien.pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
     path = assets.fetch("facenet", from_path=facenet_weights)
@@ -43,7 +43,7 @@ def test_an_in_place_edit_of_the_weights_is_caught_even_with_the_same_size_and_m
                                                                                       facenet_weights):
     import os
 
-    from pipeline import assets
+    from mien.pipeline import assets
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path))
     path = assets.fetch("facenet", from_path=facenet_weights)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.errors import EmotionError
-from emotion.labels import EMOTIONS
-from emotion.training.options import SPLITS
-from emotion.weights_io import file_sha256
+from mien.emotion.errors import EmotionError
+from mien.emotion.labels import EMOTIONS
+from mien.emotion.training.options import SPLITS
+from mien.emotion.weights_io import file_sha256
 
 SIZE = 48
 # Folder name -> FER2013 usage; Kaggle image-folder exports use train/ + test/ (+ sometimes validation/).

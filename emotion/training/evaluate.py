@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from emotion.labels import EMOTIONS
+from mien.emotion.labels import EMOTIONS
 
 
 class _Predictor(Protocol):
@@ -64,7 +64,7 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
     """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG."""
     import json
 
-    from emotion.training.data import SPLITS, DataFormatError, load_dataset
+    from mien.emotion.training.data import SPLITS, DataFormatError, load_dataset
 
     if split not in SPLITS:
         raise DataFormatError(f"split must be one of {SPLITS}, got {split!r}")
@@ -153,13 +153,13 @@ def save_curves_png(history: list[dict[str, Any]], path: str | os.PathLike) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m emotion.training.evaluate --data PATH --weights W [...]` (the product's form is `mien evaluate emotion`)."""
+    """`python -m mien.emotion.training.evaluate --data PATH --weights W [...]` (the product's form is `mien evaluate emotion`)."""
     import argparse
 
-    from emotion.classifier import EmotionClassifier
-    from emotion.training.options import add_evaluate_arguments
+    from mien.emotion.classifier import EmotionClassifier
+    from mien.emotion.training.options import add_evaluate_arguments
 
-    p = argparse.ArgumentParser(prog="python -m emotion.training.evaluate", description="Evaluate an emotion model.")
+    p = argparse.ArgumentParser(prog="python -m mien.emotion.training.evaluate", description="Evaluate an emotion model.")
     add_evaluate_arguments(p)
     a = p.parse_args(argv)
     clf = EmotionClassifier.load(a.weights or "models/emotion/emotion_resnet50.weights.h5")

@@ -1,6 +1,6 @@
 """Export a training run's best weights as the shipped float16 model, only if it beats the shipped one.
 
-python -m emotion.training.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
+python -m mien.emotion.training.export models/emotion/checkpoints/run1 [--dest models/emotion] [--data fer2013.npz] [--force]
 
 The exported file is re-evaluated in float32 inference with the test-time views it ships with (the product's
 path) on PublicTest and PrivateTest, and those numbers go into the shipped metrics.json; selection compares
@@ -18,19 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from emotion.classifier import MODEL_JSON, EmotionClassifier  # noqa: E402
-from emotion.errors import TrainingError  # noqa: E402
-from emotion.training.options import add_export_arguments  # noqa: E402
-from emotion.training.data import load_dataset, validation_split
-from emotion.weights_io import file_sha256  # noqa: E402
-from emotion.training.evaluate import evaluate, save_confusion_png  # noqa: E402
-from emotion.labels import EMOTIONS  # noqa: E402
-from emotion.model import ModelConfig, build_model  # noqa: E402
-from emotion.weights_io import save_weights_f16  # noqa: E402
-from emotion.training.train import TRAIN_STATE  # noqa: E402
-from emotion.views import DEFAULT_PRESET, PRESETS  # noqa: E402
+from mien.emotion.classifier import MODEL_JSON, EmotionClassifier
+from mien.emotion.errors import TrainingError
+from mien.emotion.training.options import add_export_arguments
+from mien.emotion.training.data import load_dataset, validation_split
+from mien.emotion.weights_io import file_sha256
+from mien.emotion.training.evaluate import evaluate, save_confusion_png
+from mien.emotion.labels import EMOTIONS
+from mien.emotion.model import ModelConfig, build_model
+from mien.emotion.weights_io import save_weights_f16
+from mien.emotion.training.train import TRAIN_STATE
+from mien.emotion.views import DEFAULT_PRESET, PRESETS
 
 MAX_BYTES = 60 * 1024 * 1024
 
@@ -51,7 +49,7 @@ def shipped_public_accuracy(dest: Path) -> float | None:
 
 def state_at_best_epoch(run: Path) -> dict[str, Any]:
     """The run's training state as of its best epoch (the exported weights), for `train --init-from` to go on."""
-    from emotion.training.train import find_checkpoint
+    from mien.emotion.training.train import find_checkpoint
 
     ckpt = find_checkpoint(run)
     if ckpt is None:
@@ -137,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m emotion.training.export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mien.emotion.training.export", description=__doc__.splitlines()[0])
     add_export_arguments(p)
     return run(p.parse_args(argv))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from emotion.config import ARCHITECTURES
-from emotion.views import DEFAULT_PRESET, PRESETS
+from mien.emotion.config import ARCHITECTURES
+from mien.emotion.views import DEFAULT_PRESET, PRESETS
 
 # FER2013's usage splits (also emotion.training.data.SPLITS).
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -29,7 +29,7 @@ def dataset_path(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `mien train emotion` (and `python -m emotion.training.train`); finish with finish_args()."""
+    """Options of `mien train emotion` (and `python -m mien.emotion.training.train`); finish with finish_args()."""
     p.add_argument("--data", required=True, type=dataset_path,
                    help="fer2013.npz, Kaggle fer2013.csv, or image folder (train/<emotion>/...)")
     p.add_argument("--out", default="models/emotion/checkpoints/run", help="run directory (checkpoints, metrics)")
@@ -107,7 +107,7 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `mien export emotion` (and `python -m emotion.training.export`)."""
+    """Options of `mien export emotion` (and `python -m mien.emotion.training.export`)."""
     p.add_argument("run_dir", help="a training run directory (holds best.weights.h5, metrics.json, ckpt/)")
     p.add_argument("--dest", default="models/emotion", help="where the shipped model lives")
     p.add_argument("--data", default=None, help="dataset path (default: the one recorded by the run)")
@@ -119,7 +119,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `mien evaluate emotion` (and `python -m emotion.training.evaluate`)."""
+    """Options of `mien evaluate emotion` (and `python -m mien.emotion.training.evaluate`)."""
     p.add_argument("--data", required=True, type=dataset_path, help="fer2013.npz, fer2013.csv or an image-folder dataset")
     p.add_argument("--split", choices=SPLITS, default="PrivateTest", help="which FER2013 split")
     p.add_argument("--limit", type=int, default=0, help="evaluate a fixed random sample of N faces (seed 0); 0 = all")

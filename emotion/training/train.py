@@ -1,6 +1,6 @@
 """Train the emotion model on FER2013: resumable, checkpointed every N steps and every epoch.
 
-python -m emotion.training.train --data ../shared/data/fer2013.npz --out runs/emotion [--init-from models/emotion] [--resume]
+python -m mien.emotion.training.train --data ../shared/data/fer2013.npz --out runs/emotion [--init-from models/emotion] [--resume]
 
 Selects on PublicTest (early stopping, best weights), reports PrivateTest only at the end. The learning rate is a
 pure function of the optimizer step (= epoch x steps per epoch), so a run continued from an exported model's
@@ -23,21 +23,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from emotion.errors import TrainingError  # noqa: E402
-from emotion.training.augment import AugmentConfig, augment_batch, mixup  # noqa: E402
-from emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options  # noqa: E402
-from emotion.backbone import load_vggface_weights  # noqa: E402
-from emotion.training.data import load_dataset, load_ferplus_votes, validation_split  # noqa: E402
-from emotion.training.evaluate import save_confusion_png, save_curves_png, summarize  # noqa: E402
-from emotion.inference import make_forward, predict_proba  # noqa: E402
-from emotion.views import MIRROR, NONE  # noqa: E402
-from emotion.labels import EMOTIONS, NUM_CLASSES  # noqa: E402
-from emotion.model import ModelConfig, build_model  # noqa: E402
+from mien.emotion.errors import TrainingError
+from mien.emotion.training.augment import AugmentConfig, augment_batch, mixup
+from mien.emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options
+from mien.emotion.backbone import load_vggface_weights
+from mien.emotion.training.data import load_dataset, load_ferplus_votes, validation_split
+from mien.emotion.training.evaluate import save_confusion_png, save_curves_png, summarize
+from mien.emotion.inference import make_forward, predict_proba
+from mien.emotion.views import MIRROR, NONE
+from mien.emotion.labels import EMOTIONS, NUM_CLASSES
+from mien.emotion.model import ModelConfig, build_model
 
 CKPT = "ckpt"
 BEST = "best.weights.h5"
@@ -49,7 +47,7 @@ AUGMENTS: dict[str, AugmentConfig] = {name: AugmentConfig(**kw) for name, kw in 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse training options from a command line."""
-    p = argparse.ArgumentParser(prog="python -m emotion.training.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mien.emotion.training.train", description=__doc__.splitlines()[0])
     add_arguments(p)
     return finish_args(p.parse_args(argv))
 
@@ -85,9 +83,9 @@ def continued_state(init_dir: Path) -> dict[str, Any] | None:
 
 def load_init_weights(model: keras.Model, init_dir: Path) -> str:
     """Load an exported model's float16 weights (checksum-verified) into ``model``; returns its file name."""
-    from emotion.classifier import MODEL_JSON
-    from emotion.weights_io import file_sha256
-    from emotion.weights_io import load_weights_f16
+    from mien.emotion.classifier import MODEL_JSON
+    from mien.emotion.weights_io import file_sha256
+    from mien.emotion.weights_io import load_weights_f16
 
     meta = json.loads((init_dir / MODEL_JSON).read_text())
     weights = init_dir / meta["weights_file"]

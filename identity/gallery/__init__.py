@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from identity.gallery.base import (  # noqa: F401 (the public API)
+from mien.identity.gallery.base import (  # noqa: F401 (the public API)
     AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace, PersonExistsError,
     PersonInfo, UnknownPersonError, name_key,
 )
@@ -18,7 +18,7 @@ BACKENDS: dict[str, Callable[[str], Gallery]] = {}
 
 
 def _sqlite(location: str) -> Gallery:
-    from identity.gallery.sqlite import SQLiteGallery
+    from mien.identity.gallery.sqlite import SQLiteGallery
 
     return SQLiteGallery(location.removeprefix("sqlite://"))
 
@@ -27,7 +27,7 @@ BACKENDS["sqlite"] = _sqlite
 
 
 def _postgresql(location: str) -> Gallery:
-    from identity.gallery.postgres import PostgresGallery  # psycopg is imported only for a postgresql:// URL
+    from mien.identity.gallery.postgres import PostgresGallery  # psycopg is imported only for a postgresql:// URL
 
     return PostgresGallery(location)
 

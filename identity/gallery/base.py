@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from identity.errors import IdentityError
+from mien.identity.errors import IdentityError
 
 SCHEMA_VERSION = 1
 

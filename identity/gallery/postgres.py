@@ -2,7 +2,7 @@
 
     MIEN_GALLERY_URL=postgresql://user:password@host:5432/dbname   (or ...?host=/run/postgresql for a local socket)
 
-Same behaviour as the embedded SQLite gallery (:mod:`identity.gallery.sqlite`): every committed change bumps
+Same behaviour as the embedded SQLite gallery (:mod:`mien.identity.gallery.sqlite`): every committed change bumps
 ``generation`` and is logged in ``mien_changes`` (face id, add/del, generation) for incremental index updates;
 names are unique by :func:`name_key`; a gallery made by another embedding model is refused unless replaced;
 forgetting a person deletes their faces, stored photos and the cached embeddings of those photos. Tables are
@@ -34,12 +34,12 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from identity.errors import StaleModelError
-from identity.gallery.base import (
+from mien.identity.errors import StaleModelError
+from mien.identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace,
     PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
 )
-from identity.gallery.sqlite import UPLOAD
+from mien.identity.gallery.sqlite import UPLOAD
 
 DIM = 128  # FaceNet; the HNSW index needs a fixed dimension
 EF_SEARCH = 100  # HNSW candidates per search (recall vs speed); at least k
@@ -562,7 +562,7 @@ class PostgresGallery(Gallery):
 
 
 class DatabaseIndex:
-    """identity.knn's index interface over :meth:`PostgresGallery.search`, so a KNNMatcher searches inside the
+    """mien.identity.knn's index interface over :meth:`PostgresGallery.search`, so a KNNMatcher searches inside the
     database instead of holding every vector (add/remove do nothing: the gallery's own transaction already
     updated the database's HNSW index)."""
 

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from identity.errors import StaleModelError
-from identity.gallery.base import (
+from mien.identity.errors import StaleModelError
+from mien.identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryGoneError, GallerySnapshot,
     NewFace,
     PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,

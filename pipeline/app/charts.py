@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from identity.storage import atomic_path
+from mien.identity.storage import atomic_path
 
 if TYPE_CHECKING:
-    from pipeline.app.video import Observation
+    from mien.pipeline.app.tracking import Observation
 
 # One colour per emotion everywhere (the stacked areas, the dominant-emotion bands and the combined timeline).
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd", "happy": "#f5c400",

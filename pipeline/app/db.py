@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UsageError
-from pipeline.home import mien_home
-from identity.match import IdentityMatch
-from pipeline.records import EmotionResult, FaceRecord, ImageRecord
+from mien.pipeline.errors import UsageError
+from mien.pipeline.home import mien_home
+from mien.identity.match import IdentityMatch
+from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 DB_NAME = "mien.db"
 

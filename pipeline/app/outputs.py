@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from identity.match import UNKNOWN
-from identity.storage import atomic_path, write_json_atomic
-from pipeline.records import ImageRecord, envelope
+from mien.identity.match import UNKNOWN
+from mien.identity.storage import atomic_path, write_json_atomic
+from mien.pipeline.records import ImageRecord, envelope
 
 KNOWN_BGR, UNKNOWN_BGR = (60, 170, 60), (40, 40, 220)
 # Annotated copies of small photos are enlarged to this long side so that labels are legible at 1x.

@@ -44,7 +44,7 @@ class Face(BaseModel):
 
 
 class ModelVersions(BaseModel):
-    """Versions of the models that produced a result (``pipeline.provenance.model_versions``)."""
+    """Versions of the models that produced a result (``mien.pipeline.provenance.model_versions``)."""
 
     detector: str = Field(description="face detector and the settings that change what it detects")
     embedder: str = Field(description="FaceNet weights version")
@@ -60,7 +60,7 @@ class IdentityThresholds(BaseModel):
 
 
 class Thresholds(BaseModel):
-    """The thresholds a recognition applied (``pipeline.provenance.thresholds_used``)."""
+    """The thresholds a recognition applied (``mien.pipeline.provenance.thresholds_used``)."""
 
     identity: IdentityThresholds | None = Field(description="null while nobody is enrolled")
     emotion: float
@@ -136,7 +136,7 @@ class ModelsLoaded(BaseModel):
 
 
 class Batching(BaseModel):
-    """How /recognize requests are being batched (``pipeline.app.batching``)."""
+    """How /recognize requests are being batched (``mien.pipeline.app.batching``)."""
 
     max_batch: int = Field(description="images per trip through the models, at most")
     recent_mean_batch: float = Field(description="mean images per trip over the last 100 trips (0 before any)")

@@ -1,14 +1,14 @@
 """``mien serve``: the REST API (FastAPI, OpenAPI docs at /docs and /redoc) and the web page at /.
 
 Models load once at start-up and are warmed up before the server says it is serving. Concurrent
-/recognize requests are batched (``pipeline.app.batching``): those arriving within a few milliseconds
+/recognize requests are batched (``mien.pipeline.app.batching``): those arriving within a few milliseconds
 share one trip through the models; beyond ``--max-pending`` requests in flight a new one gets 429 with
 Retry-After, and decoded pixels held at once are bounded. Model calls are serialised by one lock (a model
 call already uses every core); everything else (upload, decoding, drawing, the database) runs concurrently. The
 identity classifier is swapped copy-on-write: each request takes a snapshot, enrollment builds and saves
 a new classifier and then swaps it in, so a request never sees a half-updated one.
 
-Every endpoint declares its response model and its 4xx answers (``pipeline.app.schemas``). The docs pages
+Every endpoint declares its response model and its 4xx answers (``mien.pipeline.app.schemas``). The docs pages
 load Swagger UI and ReDoc from files the ``fastapi-offline`` package ships, so they work without internet.
 """
 
@@ -28,20 +28,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from identity.gallery.base import GalleryBusyError, GalleryError, GalleryGoneError, PersonExistsError
-from identity.storage import content_hash
-from pipeline.app import schemas
-from pipeline.app.db import ResultsDB
-from pipeline.errors import UsageError
-from pipeline.home import mien_home
-from pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
-from pipeline.images import ImageError, checked_size, decode_image, max_pixels
-from pipeline.names import PersonNameError, validate_person_name
-from pipeline.people import UnknownPersonError, enroll_photos, forget_person
-from pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
+from mien.identity.gallery.base import GalleryBusyError, GalleryError, GalleryGoneError, PersonExistsError
+from mien.identity.storage import content_hash
+from mien.pipeline.app import schemas
+from mien.pipeline.app.db import ResultsDB
+from mien.pipeline.errors import UsageError
+from mien.pipeline.home import mien_home
+from mien.pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
+from mien.pipeline.images import ImageError, checked_size, decode_image, max_pixels
+from mien.pipeline.names import PersonNameError, validate_person_name
+from mien.pipeline.people import UnknownPersonError, enroll_photos, forget_person
+from mien.pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
 
 if TYPE_CHECKING:
-    from pipeline.recognizer import Recognizer
+    from mien.pipeline.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 WEB_PAGE = Path(__file__).with_name("web") / "index.html"
@@ -63,7 +63,7 @@ MIN_TOKEN_LENGTH = 12  # a bearer token anyone on the network can try: not a sho
 def _uvicorn_limits() -> dict:
     """Connection hygiene for uvicorn: request heads must arrive within 10 s (pipeline/app/protocol.py), idle
     keep-alive connections close after 5 s, and beyond 256 concurrent connections new ones get a 503."""
-    from pipeline.app.protocol import HeaderDeadlineH11
+    from mien.pipeline.app.protocol import HeaderDeadlineH11
 
     return {"http": HeaderDeadlineH11, "timeout_keep_alive": 5, "limit_concurrency": 256}
 
@@ -194,7 +194,7 @@ class ServerState:
     """Models, the current matcher (kept in step with the gallery), locks and the results database of one server."""
 
     def __init__(self, recognizer, config: ServerConfig):
-        from pipeline.gallery import load_matcher, open_default_gallery
+        from mien.pipeline.gallery import load_matcher, open_default_gallery
 
         self.config = config
         self.home = config.home or mien_home()
@@ -215,7 +215,7 @@ class ServerState:
     def current(self):
         """The matcher at the gallery's current generation: changes by the CLI or another server are picked up
         here (one indexed read per request; a rebuild or incremental update only when something changed)."""
-        from pipeline.gallery import refresh_matcher
+        from mien.pipeline.gallery import refresh_matcher
 
         with self.refresh_lock:
             self.classifier = refresh_matcher(self.classifier, self.gallery, self.base, self.matcher_kind)
@@ -390,7 +390,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 if annotate:
                     import cv2
 
-                    from pipeline.app.outputs import annotate as draw
+                    from mien.pipeline.app.outputs import annotate as draw
 
                     ok, buf = cv2.imencode(".jpg", draw(image, record, min_side=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
                     out["annotated_jpeg_base64"] = base64.b64encode(buf.tobytes()).decode("ascii")

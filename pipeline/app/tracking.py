@@ -74,6 +74,32 @@ def label_changes(labels: Sequence[str | None]) -> int:
 
 
 @dataclass
+class Observation:
+    """One face in one frame: where, which track, raw and decided identity, raw and smoothed emotion."""
+
+    frame: int
+    time: float
+    track_id: int
+    bbox: tuple[int, int, int, int]
+    detected: bool  # False: box carried by tracking between detection frames
+    raw_identity: str | None
+    identity: str | None
+    identity_confidence: float | None
+    raw_emotion: str | None
+    raw_scores: dict[str, float] | None
+    emotion: str | None
+    scores: dict[str, float] | None
+
+    def to_dict(self) -> dict:
+        r4 = (lambda d: {k: round(v, 4) for k, v in d.items()} if d else None)
+        return {"frame": self.frame, "time": round(self.time, 3), "track_id": self.track_id,
+                "bbox": list(self.bbox), "detected": self.detected, "raw_identity": self.raw_identity,
+                "identity": self.identity, "identity_confidence": None if self.identity_confidence is None
+                else round(self.identity_confidence, 4), "raw_emotion": self.raw_emotion,
+                "raw_emotion_scores": r4(self.raw_scores), "emotion": self.emotion, "emotion_scores": r4(self.scores)}
+
+
+@dataclass
 class Track:
     """One person followed through the video."""
 

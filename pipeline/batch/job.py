@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.batch import rows as row_schema
-from pipeline.batch.sources import read_source
-from pipeline.errors import UsageError
+from mien.pipeline.batch import rows as row_schema
+from mien.pipeline.batch.sources import read_source
+from mien.pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 16
@@ -126,12 +126,12 @@ class RecognizeActor:
         import ray
 
         os.environ["MIEN_THREADS"] = str(threads)
-        from pipeline import Options, Recognizer
+        from mien.pipeline import Options, Recognizer
 
         self.recognizer = Recognizer(Options(**options), identity=False, emotion=emotion)
         if snapshot is not None:
-            from identity.matchers import build_matcher
-            from pipeline.gallery import gallery_model
+            from mien.identity.matchers import build_matcher
+            from mien.pipeline.gallery import gallery_model
 
             self.recognizer.classifier = build_matcher(snapshot, gallery_model(self.recognizer), matcher)
         self.provenance = row_schema.provenance(self.recognizer)
@@ -139,8 +139,8 @@ class RecognizeActor:
         self.done: set[str] = ray.get(done_ref)
 
     def __call__(self, batch: dict) -> dict:
-        from pipeline.images import ImageError, decode_image
-        from pipeline.records import ImageRecord
+        from mien.pipeline.images import ImageError, decode_image
+        from mien.pipeline.records import ImageRecord
 
         photos = read_photos(batch["path"], self.done)
         trace = os.environ.get("MIEN_BATCH_TRACE")  # benchmarks/batch.py: which photos each batch recognized
@@ -215,8 +215,8 @@ def run_batch(source: str | Path, out: str | Path, *, options: dict | None = Non
               emotion: bool = True, address: str | None = None, workers: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
               resume: bool = False, progress: bool = True) -> BatchSummary:
     """Recognize every photo of ``source`` into ``out`` (see the module docstring); returns the summary."""
-    from identity.storage import write_json_atomic
-    from pipeline.gallery import open_default_gallery
+    from mien.identity.storage import write_json_atomic
+    from mien.pipeline.gallery import open_default_gallery
 
     out = Path(out)
     faces_dir = out / FACES_DIR
@@ -264,7 +264,7 @@ def run_batch(source: str | Path, out: str | Path, *, options: dict | None = Non
 
 
 def _options(options: dict | None):
-    from pipeline.options import Options
+    from mien.pipeline.options import Options
 
     return Options(**(options or {}))
 

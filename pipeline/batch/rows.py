@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from emotion.labels import EMOTIONS
-from pipeline.detection import LANDMARK_NAMES
+from mien.emotion.labels import EMOTIONS
+from mien.pipeline.detection import LANDMARK_NAMES
 
 STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "face", "no_face", "error"
 
@@ -36,7 +36,7 @@ def _empty() -> dict:
 
 
 def image_rows(record, sha256: str | None, mtime: float | None, provenance: dict) -> list[dict]:
-    """Rows for one recognized image (``pipeline.records.ImageRecord``): one per face, or one saying why none."""
+    """Rows for one recognized image (``mien.pipeline.records.ImageRecord``): one per face, or one saying why none."""
     base = _empty()
     base.update(provenance)
     base.update(file=record.file, sha256=sha256, width=record.width or None, height=record.height or None,
@@ -71,7 +71,7 @@ def error_row(file: str, reason: str, sha256: str | None = None, mtime: float | 
 
 def provenance(recognizer) -> dict:
     """Model versions and thresholds, as row columns (the same for every row an actor writes)."""
-    from pipeline.provenance import model_versions, thresholds_used
+    from mien.pipeline.provenance import model_versions, thresholds_used
 
     versions, th = model_versions(recognizer), thresholds_used(recognizer)
     identity = th["identity"] or {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipeline.errors import UsageError
-from pipeline.images import scan_images
+from mien.pipeline.errors import UsageError
+from mien.pipeline.images import scan_images
 
 MANIFEST_COLUMN = "path"
 

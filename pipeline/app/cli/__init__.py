@@ -13,7 +13,7 @@ import sys
 from importlib import import_module
 from typing import Sequence
 
-from pipeline.app.cli.common import HelpFormatter, verbosity_parent
+from mien.pipeline.app.cli.common import HelpFormatter, verbosity_parent
 
 # Modules under pipeline.app.cli, in the order their commands are listed by `mien --help`.
 COMMAND_MODULES = ("models", "enroll", "people", "recognize", "batch", "history", "serve", "video", "faces", "evaluate",
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub._parser_class = _subparser_class()
     parents = [verbosity_parent()]
     for name in COMMAND_MODULES:
-        import_module(f"pipeline.app.cli.{name}").register(sub, parents)
+        import_module(f"mien.pipeline.app.cli.{name}").register(sub, parents)
     return ap
 
 
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (2, message already printed), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
     configure_logging(args.verbose, args.quiet)
-    from pipeline.errors import USER_ERRORS
+    from mien.pipeline.errors import USER_ERRORS
 
     try:
         return args.run(args)

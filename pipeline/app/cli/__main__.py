@@ -1,6 +1,6 @@
-"""`python -m pipeline.app.cli` is `mien`."""
+"""`python -m mien.pipeline.app.cli` is `mien`."""
 import sys
 
-from pipeline.app.cli import main
+from mien.pipeline.app.cli import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options, number_in,
+from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options, number_in,
                                      options_from, positive_int, show_progress)
 
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary."""
-    from pipeline.batch.job import run_batch
+    from mien.pipeline.batch.job import run_batch
 
     options = dataclasses.asdict(options_from(args))
     summary = run_batch(args.source, args.out, options=options, matcher=options["matcher"],

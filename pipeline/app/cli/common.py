@@ -1,5 +1,5 @@
 """What every command shares: argument types that validate before any model loads, the detection and
-identity options (defaults taken from ``pipeline.options.Options``, the one place they live), the
+identity options (defaults taken from ``mien.pipeline.options.Options``, the one place they live), the
 recognizer builder, progress bars and the quiet TensorFlow import."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
-from emotion.views import PRESETS
-from pipeline.options import Options
+from mien.emotion.views import PRESETS
+from mien.pipeline.options import Options
 
 if TYPE_CHECKING:
-    from pipeline.recognizer import Recognizer
+    from mien.pipeline.recognizer import Recognizer
 
 T = TypeVar("T")
 DEFAULTS = Options()
@@ -111,8 +111,8 @@ def verbosity_parent() -> argparse.ArgumentParser:
 
 def add_detection_options(p: argparse.ArgumentParser) -> None:
     """MTCNN options."""
-    from pipeline.detection import DETECTORS
-    from pipeline.runtime import RUNTIMES
+    from mien.pipeline.detection import DETECTORS
+    from mien.pipeline.runtime import RUNTIMES
 
     g = p.add_argument_group("detection")
     g.add_argument("--detector", choices=tuple(DETECTORS), default=DEFAULTS.detector,
@@ -176,13 +176,14 @@ def thresholds_from(args: argparse.Namespace) -> dict:
 def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity: bool = True) -> "Recognizer":
     """Load the models a command needs. TensorFlow is imported (quietly) only when something will run or
     convert a model with it: the reference runtime or detector, or OpenVINO conversions not yet cached."""
-    from pipeline.runtime import openvino_models_cached
+    from mien.pipeline.models import openvino_models_cached
 
     options = options_from(args)
     with_emotion = emotion and not getattr(args, "no_emotion", False)
-    if options.runtime == "tensorflow" or options.detector == "mtcnn-keras" or not openvino_models_cached(with_emotion):
+    if options.runtime == "tensorflow" or options.detector == "mtcnn-keras" \
+            or not openvino_models_cached(options.emotion_views if with_emotion else None):
         quiet_tensorflow(getattr(args, "verbose", 0))
-    from pipeline.recognizer import Recognizer
+    from mien.pipeline.recognizer import Recognizer
 
     return Recognizer(options, emotion=with_emotion, identity=identity)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
+from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
                                      progress, thresholds_from)
 
 
@@ -31,8 +31,8 @@ def configure(e: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Enroll, then print per-person counts, every skipped photo with its reason, and what changed."""
-    from pipeline.app.outputs import terminal_safe
-    from pipeline.enroll import check_enrollment_dir, enroll_folder
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.enroll import check_enrollment_dir, enroll_folder
 
     check_enrollment_dir(args.dir)  # fail fast, before the models load
     rec = build_recognizer(args, emotion=False, identity=False)

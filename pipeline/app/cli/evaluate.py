@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
+from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
                                      number_in, progress, quiet_tensorflow, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``evaluate identity`` and ``evaluate emotion``."""
-    from emotion.training.options import add_evaluate_arguments
+    from mien.emotion.training.options import add_evaluate_arguments
 
     ev = sub.add_parser("evaluate", parents=parents, help="measure accuracy",
                         description="Measure identity or emotion accuracy.").add_subparsers(dest="what", required=True)
@@ -35,10 +35,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
-    from identity.classifier import Thresholds
-    from identity.storage import write_json_atomic
-    from pipeline.evaluate import evaluate_identity
-    from pipeline.faceprep import IdentityCrop
+    from mien.identity.classifier import Thresholds
+    from mien.identity.storage import write_json_atomic
+    from mien.pipeline.evaluate import evaluate_identity
+    from mien.pipeline.faceprep import IdentityCrop
 
     rec = build_recognizer(args, emotion=False, identity=False)
     if args.align:
@@ -66,8 +66,8 @@ def run_identity(args: argparse.Namespace) -> int:
 def run_emotion(args: argparse.Namespace) -> int:
     """Evaluate the shipped (or --weights) emotion model, through the product's own loader."""
     quiet_tensorflow(getattr(args, "verbose", 0))
-    from emotion.training.evaluate import evaluate_dataset, format_report
-    from pipeline.assets import load_emotion_model
+    from mien.emotion.training.evaluate import evaluate_dataset, format_report
+    from mien.pipeline.models import load_emotion_model
 
     model = load_emotion_model(args.weights, required=True)
     result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit,

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file, existing_path, positive_float
+from mien.pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file, existing_path, positive_float
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,9 +32,9 @@ def run_embed(args: argparse.Namespace) -> int:
     """Embed every face of every image; unreadable images are reported and give exit 1."""
     import numpy as np
 
-    from identity.storage import atomic_path
-    from pipeline.app.cli.recognize import find_images
-    from pipeline.images import ImageError, load_image
+    from mien.identity.storage import atomic_path
+    from mien.pipeline.app.cli.recognize import find_images
+    from mien.pipeline.images import ImageError, load_image
 
     paths = find_images(args.paths)
     rec = build_recognizer(args, emotion=False, identity=False)
@@ -64,8 +64,8 @@ def run_verify(args: argparse.Namespace) -> int:
     """Print the distance and the verdict."""
     import numpy as np
 
-    from identity.classifier import VERIFY_DISTANCE_THRESHOLD
-    from pipeline.images import load_image
+    from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
+    from mien.pipeline.images import load_image
 
     rec = build_recognizer(args, emotion=False, identity=False)
     vecs = []

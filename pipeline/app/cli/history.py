@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.app.cli.common import positive_int
+from mien.pipeline.app.cli.common import positive_int
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def since_timestamp(text: str) -> float:
     """--since as a Unix timestamp; a malformed date is a usage error."""
-    from pipeline.app.db import DatabaseError, parse_since
+    from mien.pipeline.app.db import DatabaseError, parse_since
 
     try:
         return parse_since(text)
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     """Print the matching recognitions."""
     import sys
 
-    from pipeline.app.db import ResultsDB, default_db_path, history_rows
-    from pipeline.app.outputs import format_table, terminal_safe
+    from mien.pipeline.app.db import ResultsDB, default_db_path, history_rows
+    from mien.pipeline.app.outputs import format_table, terminal_safe
 
     path = default_db_path() if args.db == "default" else args.db
     if args.db == "default" and not default_db_path().is_file():

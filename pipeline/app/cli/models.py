@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import existing_file
+from mien.pipeline.app.cli.common import existing_file
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -27,11 +27,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Fetch (or install from --from) and verify the FaceNet weights."""
-    from pipeline import assets
+    from mien.pipeline import assets
 
     path = assets.fetch("facenet", args.from_path)
     print(f"FaceNet weights ready: {path} (sha256 verified)")
-    from pipeline.runtime import cache_dir, prepare_openvino_models
+    from mien.pipeline.models import prepare_openvino_models
+    from mien.pipeline.runtime import cache_dir
 
     converted = prepare_openvino_models()
     print(f"OpenVINO models ready in {cache_dir()}: {', '.join(converted)}")
@@ -40,7 +41,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def run_demo_data(args: argparse.Namespace) -> int:
     """Extract the demo photos."""
-    from pipeline import assets
+    from mien.pipeline import assets
 
     n_train, n_val = assets.extract_demo_photos(args.enroll_dir, args.val_dir)
     print(f"demo photos: {n_train} to enroll in {args.enroll_dir}, {n_val} held out in {args.val_dir}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file
+from mien.pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -37,14 +37,14 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def _gallery():
-    from pipeline.gallery import open_default_gallery
+    from mien.pipeline.gallery import open_default_gallery
 
     return open_default_gallery()
 
 
 def run_list(args: argparse.Namespace) -> int:
     """Print every enrolled person with their number of photos."""
-    from pipeline.app.outputs import terminal_safe
+    from mien.pipeline.app.outputs import terminal_safe
 
     with _gallery() as gallery:
         people = gallery.people()
@@ -60,7 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print one person's photos."""
-    from pipeline.app.outputs import terminal_safe
+    from mien.pipeline.app.outputs import terminal_safe
 
     with _gallery() as gallery:
         info = gallery.person(args.name)
@@ -75,9 +75,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     """Embed the photos and add them to the person; exit 1 if none was usable."""
-    from pipeline.app.outputs import terminal_safe
-    from pipeline.names import validate_person_name
-    from pipeline.people import enroll_photos
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.names import validate_person_name
+    from mien.pipeline.people import enroll_photos
 
     name = validate_person_name(args.name)  # before the models load
     photos = [(str(p), p.read_bytes()) for p in args.photos]
@@ -98,8 +98,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_forget(args: argparse.Namespace) -> int:
     """Erase the person from the gallery."""
-    from pipeline.app.outputs import terminal_safe
-    from pipeline.people import forget_person
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.people import forget_person
 
     with _gallery() as gallery:
         n = forget_person(args.name, gallery)
@@ -109,8 +109,8 @@ def run_forget(args: argparse.Namespace) -> int:
 
 def run_rename(args: argparse.Namespace) -> int:
     """Rename a person (the new name follows the same rule as enrollment)."""
-    from pipeline.app.outputs import terminal_safe
-    from pipeline.names import validate_person_name
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.names import validate_person_name
 
     with _gallery() as gallery:
         gallery.rename(validate_person_name(args.old), validate_person_name(args.new))

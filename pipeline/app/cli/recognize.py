@@ -6,9 +6,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
+from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
                                      build_recognizer, existing_path, new_file, show_progress)
-from pipeline.errors import UsageError
+from mien.pipeline.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def find_images(roots: list[Path]) -> list[Path]:
     """Every image under ``roots``; files of other types are reported on stderr, none at all is a usage error."""
-    from pipeline.images import scan_images
+    from mien.pipeline.images import scan_images
 
     images, skipped = [], []
     for root in roots:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Recognize, stream the table, then write the JSON / annotated copies / database rows asked for."""
     from tqdm import tqdm
 
-    from pipeline.app.outputs import StreamingTable, table_rows
+    from mien.pipeline.app.outputs import StreamingTable, table_rows
 
     paths = find_images(args.paths)
     store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
@@ -69,15 +69,15 @@ def run(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"error: {record.error}", file=sys.stderr)
             elif args.annotate:
-                from pipeline.app.outputs import write_annotated
+                from mien.pipeline.app.outputs import write_annotated
 
                 write_annotated(image, record, args.annotate)
             if store is not None:
                 store_record(store, rec, record, "cli")
             bar.update(1)
     if args.json:
-        from pipeline.app.outputs import write_results_json
-        from pipeline.provenance import model_versions, thresholds_used
+        from mien.pipeline.app.outputs import write_results_json
+        from mien.pipeline.provenance import model_versions, thresholds_used
 
         write_results_json(args.json, records, model_versions(rec), thresholds_used(rec))
     if failed:
@@ -87,15 +87,15 @@ def run(args: argparse.Namespace) -> int:
 
 def open_db(path: str):
     """The results database (its errors are usage errors, reported by main)."""
-    from pipeline.app.db import ResultsDB
+    from mien.pipeline.app.db import ResultsDB
 
     return ResultsDB(None if path == "default" else path)
 
 
 def store_record(store, rec, record, source: str) -> None:
     """Add one recognized image to the results database, with its file hash, thresholds and model versions."""
-    from identity.storage import content_hash
-    from pipeline.provenance import model_versions, thresholds_used
+    from mien.identity.storage import content_hash
+    from mien.pipeline.provenance import model_versions, thresholds_used
 
     try:
         digest = content_hash(Path(record.file).read_bytes())

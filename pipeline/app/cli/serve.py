@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from pipeline.app.batching import MAX_PENDING
-from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_matcher_option, build_recognizer,
+from mien.pipeline.app.batching import MAX_PENDING
+from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_matcher_option, build_recognizer,
                                      number_in, positive_float)
 
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the server configuration, then load the models, warm them up and serve."""
     from pathlib import Path
 
-    from pipeline.app.server import ServerConfig, serve
+    from mien.pipeline.app.server import ServerConfig, serve
 
     config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
                           allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,

@@ -6,8 +6,8 @@ import argparse
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``train emotion``, ``train svm`` and ``export emotion``."""
-    from emotion.training import options
-    from pipeline.app.cli import enroll
+    from mien.emotion.training import options
+    from mien.pipeline.app.cli import enroll
 
     t = sub.add_parser("train", parents=parents, help="train a model",
                        description="Train the emotion network or the identity SVM.").add_subparsers(dest="what",
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run_train_emotion(args: argparse.Namespace) -> int:
     """Train (or resume) the emotion network."""
-    from pipeline.app.cli.common import quiet_tensorflow
+    from mien.pipeline.app.cli.common import quiet_tensorflow
 
     quiet_tensorflow(getattr(args, "verbose", 0))
-    from emotion.training import options, train
+    from mien.emotion.training import options, train
 
     train.train(options.finish_args(args))
     return 0
@@ -43,9 +43,9 @@ def run_train_emotion(args: argparse.Namespace) -> int:
 
 def run_export_emotion(args: argparse.Namespace) -> int:
     """Export a run."""
-    from pipeline.app.cli.common import quiet_tensorflow
+    from mien.pipeline.app.cli.common import quiet_tensorflow
 
     quiet_tensorflow(getattr(args, "verbose", 0))
-    from emotion.training import export
+    from mien.emotion.training import export
 
     return export.run(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
+from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
                                      build_recognizer, new_file, number_in, positive_int, show_progress)
 
 
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     """Process the video, then print the per-person summary."""
-    from pipeline.app.video import process_video
+    from mien.pipeline.app.video import process_video
 
     result = process_video(args.input, build_recognizer(args), out=args.out, jsonl=args.jsonl,
                            summary_dir=args.summary, every=args.every, smoothing=args.smoothing,

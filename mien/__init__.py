@@ -1,0 +1,34 @@
+"""mien: who is in a photo, video or live stream, and which emotion each face shows.
+
+``from mien import Recognizer, load_image``. The design's three packages live under this one import name:
+``mien.identity`` (FaceNet embeddings, galleries, open-set matching), ``mien.emotion`` (the FER2013 networks and
+their training) and ``mien.pipeline`` (detection, the Recognizer, CLI, server); in a checkout they are the folders
+``identity/``, ``emotion/`` and ``pipeline/`` at the repository root (setup.cfg's ``package_dir`` maps them).
+"""
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+# Every module of mien is imported through here, so this is the one place TensorFlow's C++ start-up chatter
+# (absl's "All log messages before absl::InitializeLog()", the CPU feature guard) is silenced, before any import
+# of TensorFlow; set TF_CPP_MIN_LOG_LEVEL=0 yourself to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    __version__ = version("mien")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+
+# Public names, imported on first use so that `import mien` stays instant (no TensorFlow, no OpenVINO).
+_LAZY = {"Recognizer": "mien.pipeline.recognizer", "Options": "mien.pipeline.recognizer",
+         "load_image": "mien.pipeline.images", "decode_image": "mien.pipeline.images",
+         "MienError": "mien.pipeline.errors"}
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mien' has no attribute {name!r}")

@@ -1,0 +1,69 @@
+"""The model zoo: the networks mien runs on top of the detector (pipeline.detection), built in one place from a
+weights file (found and verified by ``assets``) on an inference runtime (``runtime``): FaceNet and the emotion model.
+
+``assets`` knows files and checksums, ``runtime`` knows OpenVINO; only this module knows both.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from mien.identity.embedders import Embedder, build_embedder
+from mien.pipeline.assets import FACENET, emotion_weights_path, resolve
+from mien.pipeline.runtime import compile_forward_for, is_cached, views_per_call_for
+
+log = logging.getLogger(__name__)
+
+
+def build_facenet(runtime: str = "openvino") -> Embedder:
+    """The FaceNet embedder (128-d, 160x160 RGB) on ``runtime`` (openvino | tensorflow), weights verified."""
+    return build_embedder("facenet", resolve("facenet"), weights_sha256=FACENET.sha256,
+                          compile_forward=compile_forward_for(runtime))
+
+
+def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
+                       views=None):
+    """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
+    missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's test-time views."""
+    from mien.emotion import EmotionClassifier, EmotionModelError
+
+    path = Path(path) if path else emotion_weights_path()
+    try:
+        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views,
+                                      views_per_call=views_per_call_for(runtime))
+    except EmotionModelError as exc:
+        if required:
+            raise
+        log.warning("Emotion disabled: %s Identity still works; \"emotion\" will be null.", exc)
+        return None
+
+
+def openvino_models_cached(emotion_views: str | None = "model") -> bool:
+    """Whether FaceNet and the shipped emotion model with ``emotion_views`` ("model": model.json's views, a
+    preset name of emotion.views.PRESETS, None: no emotion) are already converted: then recognition never imports
+    TensorFlow. Reads only model.json, never the weights."""
+    from mien.emotion.views import PRESETS, TestTimeViews
+
+    if not is_cached("facenet", FACENET.sha256):
+        return False
+    meta_path = emotion_weights_path().parent / "model.json"
+    if emotion_views is None or not meta_path.is_file():
+        return True
+    try:
+        meta = json.loads(meta_path.read_text())
+        views = TestTimeViews.from_meta(meta.get("tta", True)) if emotion_views == "model" else PRESETS[emotion_views]
+        return is_cached(views.cache_name, meta["weights_sha256"])
+    except (OSError, ValueError, KeyError):
+        return False  # the emotion loader reports what is wrong with it
+
+
+def prepare_openvino_models() -> list[str]:
+    """Convert (or find converted) FaceNet and the shipped emotion model now, so the first recognition does not
+    wait for it; returns what is ready. A missing emotion model is skipped (recognition warns about it)."""
+    build_facenet("openvino")
+    ready = ["facenet"]
+    if load_emotion_model(runtime="openvino") is not None:
+        ready.append("emotion")
+    return ready
