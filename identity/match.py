@@ -17,4 +17,5 @@ class IdentityMatch:
 
     def to_dict(self) -> dict:
         """JSON form (the candidate stays internal)."""
-        return {"name": self.name, "confidence": round(self.confidence, 4), "distance": round(self.distance, 4)}
+        r4 = (lambda v: None if v is None else round(v, 4))  # None: erased with the person (results database)
+        return {"name": self.name, "confidence": r4(self.confidence), "distance": r4(self.distance)}

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written artefact in place."""
+"""Atomic, private file writes: a crash mid-write never leaves a half-written artefact in place, and what mien
+writes (results naming people, annotated faces, embeddings) is readable by its owner only (0600)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,24 +11,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+PRIVATE_MODE = 0o600
 
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it is fsynced and renamed over it."""
+    """Yield a temporary path beside ``target`` (mode 0600); on success it is fsynced and renamed over it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions open() would
+    tmp_path = Path(tmp)  # mkstemp creates it 0600: people's data stays private whatever the umask
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -36,6 +30,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def make_private(path: str | os.PathLike) -> None:
+    """Give a file mien wrote by another writer (Parquet, a video encoder) the mode of atomic_path's files."""
+    os.chmod(path, PRIVATE_MODE)
 
 
 def write_json_atomic(target: str | os.PathLike, data: Any) -> None:

@@ -187,3 +187,59 @@ def test_history_on_a_typo_bad_rows_and_a_damaged_file(tmp_path, capfd):
     path.write_bytes(bytes(data))
     main(["history", "--db", str(path), "--json"])
     assert "is damaged" in capfd.readouterr().err
+
+
+def test_the_results_database_is_private_and_forgetting_redacts_the_person(tmp_path):
+    """Erasure (issue 26 item 12): after forget, no row names the person, links their photo by hash, or keeps
+    the file name; other people's faces in the same photo stay; the file is 0600 like the gallery."""
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        assert (path.stat().st_mode & 0o777) == 0o600
+        db.add(record("ann_at_the_beach.jpg", "Ann", "bob"), image_sha256="a" * 64, thresholds=THRESHOLDS,
+               models=MODELS, source="cli")
+        db.add(record("bob_alone.jpg", "bob"), image_sha256="b" * 64, thresholds=THRESHOLDS, models=MODELS,
+               source="server")
+        assert db.redact_person("ann") == 1  # names are one person up to case
+        assert db.redact_person("ann") == 0
+        rows = {r["image_sha256"]: r for r in db.query()}
+        assert set(rows) == {None, "b" * 64}
+        beach = rows[None]
+        assert beach["file"] == "(redacted)"
+        assert [f["identity"] for f in beach["faces"]] == [{"name": "unknown", "confidence": None, "distance": None},
+                                                            {"name": "bob", "confidence": 0.9, "distance": 0.5}]
+        assert beach["faces"][0]["emotion"]["label"] == "happy"
+        assert db.query(person="Ann") == [] and len(db.query(person="bob")) == 2 and not db.unreadable
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("r.db"))
+    assert b"Ann" not in blob and b"ann_at_the_beach" not in blob and b"a" * 64 not in blob
+
+
+def test_files_mien_writes_are_readable_by_their_owner_only(tmp_path):
+    from mien.identity.storage import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "results.json", {"faces": [{"name": "Ann"}]})
+    finally:
+        os.umask(old)
+    assert ((tmp_path / "results.json").stat().st_mode & 0o777) == 0o600
+
+
+def test_people_forget_redacts_the_default_results_database_and_the_ones_named(tmp_path):
+    import numpy as np
+
+    from mien.identity.gallery import NewFace, open_gallery
+
+    home = tmp_path / "home"
+    gallery = open_gallery(home / "identity" / "gallery.sqlite3")
+    gallery.add_faces("Ann", [NewFace("h1", np.full(128, 128 ** -0.5, np.float32), "/p/ann.jpg")], "facenet-test")
+    gallery.close()
+    for path in (home / "mien.db", tmp_path / "elsewhere.db"):
+        with ResultsDB(path) as db:
+            db.add(record("ann.jpg", "Ann"), image_sha256="c" * 64, thresholds=THRESHOLDS, models=MODELS, source="cli")
+    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "Ann", "--db", str(tmp_path / "elsewhere.db")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "MIEN_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("1 recognised faces of Ann redacted to unknown") == 2
+    for path in (home / "mien.db", tmp_path / "elsewhere.db"):
+        with ResultsDB(path) as db:
+            assert [f["identity"]["name"] for rec in db.query() for f in rec["faces"]] == ["unknown"]

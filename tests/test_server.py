@@ -569,3 +569,16 @@ def test_a_name_taken_up_to_case_is_a_json_409(recognizer, enrolled, mien_home, 
     client = make_client(recognizer, server_home(mien_home, tmp_path / "home"))
     r = client.post("/people/MADONNA/photos", files={"files": jpeg(val_photo(demo_photos, "madonna"))}, headers=AUTH)
     assert r.status_code == 409 and "only in case" in r.json()["detail"]
+
+
+def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    from mien.pipeline.app.db import ResultsDB
+
+    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert r.json()["faces"][0]["identity"]["name"] == "madonna"
+    assert client.delete("/people/madonna", headers=AUTH).status_code == 200
+    with ResultsDB(tmp_path / "r.db", create=False) as db:
+        (row,) = db.query()
+    assert row["faces"][0]["identity"]["name"] == "unknown" and row["image_sha256"] is None
+    assert row["file"] == "(redacted)" and ((tmp_path / "r.db").stat().st_mode & 0o777) == 0o600

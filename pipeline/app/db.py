@@ -114,6 +114,8 @@ class ResultsDB:
         if not create and not self.path.is_file():  # a reader must not conjure an empty database from a typo
             raise DatabaseError(f"{self.path}: no such results database (`mien recognize ... --db` writes one).")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # who was seen where and when: readable by its owner only, like the gallery
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.unreadable: list[str] = []  # rows the last query() could not read (hand-edited or damaged)
         self._lock = threading.Lock()
         try:
@@ -121,6 +123,7 @@ class ResultsDB:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA secure_delete=ON")  # redacted values are overwritten, not left in free pages
             migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"{self.path}: not a usable SQLite database ({exc}).") from None
@@ -170,6 +173,36 @@ class ResultsDB:
                 cur.execute("ROLLBACK")
                 raise
             return int(rid)
+
+    def redact_person(self, name: str) -> int:
+        """Erasure of a forgotten person: every face recognised as them becomes ``unknown`` (no confidence, no
+        distance), and each recognition they appeared in loses its file name and photo hash (the name may be in
+        the file name; the hash links back to the photo). Emotions and boxes stay, as for any stranger. Returns the
+        faces redacted; the write-ahead log is folded in so the old values do not linger there."""
+        from mien.identity.gallery.base import name_key
+        from mien.identity.match import UNKNOWN
+
+        with self._lock:
+            key = name_key(name)
+            ids = [fid for fid, who in self._conn.execute("SELECT id, identity FROM faces WHERE identity IS NOT NULL")
+                   if name_key(who) == key]
+            if not ids:
+                return 0
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+                    marks = ",".join("?" * len(chunk))
+                    self._conn.execute(f"UPDATE recognitions SET image_name = '(redacted)', image_sha256 = NULL WHERE id "
+                                       f"IN (SELECT recognition_id FROM faces WHERE id IN ({marks}))", chunk)
+                    self._conn.execute(f"UPDATE faces SET identity = ?, identity_confidence = NULL, "
+                                       f"identity_distance = NULL WHERE id IN ({marks})", (UNKNOWN, *chunk))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(ids)
 
     def query(self, person: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict]:
         """Recognitions (newest first) with their faces; ``person`` keeps those where that person was seen."""

@@ -428,13 +428,15 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     @app.delete("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.ForgetResponse,
                 responses=schemas.error_responses(400, 401, 403, 404, 503))
     def delete_person(name: str) -> dict:
-        """Forget a person: their embeddings, cached embeddings and uploaded photos, in one transaction."""
+        """Forget a person: their embeddings, cached embeddings and uploaded photos, in one transaction; then their
+        name, photo names and hashes in the server's results database are redacted."""
         name = person_name(name)
         with state.enroll_lock:
             try:
                 forget_person(name, state.gallery)
             except UnknownPersonError as exc:
                 raise HTTPException(404, str(exc)) from None
+            state.db.redact_person(name)  # erasure: their recognitions read "unknown" from now on
             state.current()
         return {"forgotten": name, "people": state.people()}
 

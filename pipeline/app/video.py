@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mien.identity.storage import atomic_path, write_json_atomic
+from mien.identity.storage import atomic_path, make_private, write_json_atomic
 from mien.pipeline.errors import UsageError
 from mien.pipeline.app import charts
 from mien.pipeline.app.outputs import draw_face
@@ -219,6 +219,7 @@ class _AtomicVideoWriter:
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
+        make_private(self.tmp)
         os.replace(self.tmp, self.target)
 
     def abort(self) -> None:

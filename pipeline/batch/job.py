@@ -105,9 +105,12 @@ def write_shard(faces_dir: Path, table) -> Path:
 
     import pyarrow.parquet as pq
 
+    from mien.identity.storage import make_private
+
     shard = faces_dir / f"{uuid.uuid4().hex}.parquet"
     tmp = faces_dir / f".{shard.name}.tmp"
     pq.write_table(table, tmp)
+    make_private(tmp)
     os.replace(tmp, shard)
     return shard
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from mien.pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file
 
@@ -27,8 +28,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add_detection_options(add)
     add.set_defaults(run=run_add)
     forget = verbs.add_parser("forget", parents=parents,
-                              help="erase a person: embeddings, stored photos and cached embeddings")
+                              help="erase a person: embeddings, stored photos and cached embeddings, and their "
+                                   "name in the results database (redacted to unknown)")
     forget.add_argument("name")
+    forget.add_argument("--db", action="append", default=None, metavar="PATH",
+                        help="also redact the person in this results database (repeatable; MIEN_HOME/mien.db is "
+                             "always redacted when it exists)")
     forget.set_defaults(run=run_forget)
     rename = verbs.add_parser("rename", parents=parents, help="rename a person")
     rename.add_argument("old")
@@ -101,9 +106,16 @@ def run_forget(args: argparse.Namespace) -> int:
     from mien.pipeline.app.outputs import terminal_safe
     from mien.pipeline.people import forget_person
 
+    from mien.pipeline.app.db import ResultsDB, default_db_path
+
     with _gallery() as gallery:
         n = forget_person(args.name, gallery)
     print(f"forgot {terminal_safe(args.name)}: {n} photos, their embeddings and cached embeddings erased")
+    databases = [p for p in [default_db_path(), *map(Path, args.db or [])] if p.is_file()]
+    for path in dict.fromkeys(p.resolve() for p in databases):
+        with ResultsDB(path, create=False) as db:
+            faces = db.redact_person(args.name)
+        print(f"{path}: {faces} recognised faces of {terminal_safe(args.name)} redacted to unknown")
     return 0
 
 
