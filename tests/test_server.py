@@ -582,3 +582,27 @@ def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolle
         (row,) = db.query()
     assert row["faces"][0]["identity"]["name"] == "unknown" and row["image_sha256"] is None
     assert row["file"] == "(redacted)" and ((tmp_path / "r.db").stat().st_mode & 0o777) == 0o600
+
+
+def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """DNS rebinding (a page whose name now points at 127.0.0.1) cannot read /people, and another site's form
+    cannot post photos; the server's own page, scripts and --allow-host names are unaffected."""
+    from mien.pipeline.app.server import allowed_hosts_for
+
+    assert allowed_hosts_for("0.0.0.0", 8000) is None
+    assert "faces.example:8000" in allowed_hosts_for("0.0.0.0", 8000, ("Faces.example",))
+    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"),
+                         allowed_hosts=allowed_hosts_for("127.0.0.1", 8000, ("faces.example",)))
+    r = client.get("/people", headers={"Host": "attacker.example"})
+    assert r.status_code == 421 and "--allow-host attacker.example" in r.json()["detail"]
+    for host in ("127.0.0.1:8000", "localhost:8000", "faces.example"):
+        assert client.get("/people", headers={"Host": host}).status_code == 200, host
+    photo = {"file": jpeg(val_photo(demo_photos, "madonna"))}
+    own = {"Host": "127.0.0.1:8000"}
+    for hostile in ({"Origin": "http://attacker.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        r = client.post("/recognize", files=photo, headers={**own, **hostile})
+        assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+        assert client.delete("/people/madonna", headers={**own, **hostile, **AUTH}).status_code == 403
+    page = {**own, "Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/recognize", files=photo, headers=page).status_code == 200
+    assert client.post("/recognize", files=photo, headers=own).status_code == 200  # a script: no Origin

@@ -79,6 +79,8 @@ class ServerConfig:
     db_path: Path | None = None
     home: Path | None = None
     max_pending: int = MAX_PENDING
+    # Host headers answered (DNS-rebinding guard); None: any (the in-process test client, a server on 0.0.0.0)
+    allowed_hosts: frozenset[str] | None = None
 
     def check(self) -> None:
         """Refuse to serve mutating endpoints to anyone at all unless explicitly allowed, or behind a guessable token."""
@@ -125,6 +127,51 @@ def auth_problem(config: ServerConfig, authorization: str | None) -> tuple[int, 
     if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), config.token.encode()):
         return 401, "missing or wrong bearer token"
     return None
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts_for(host: str, port: int, extra: tuple[str, ...] = ()) -> frozenset[str] | None:
+    """The Host headers a server bound to ``host``:``port`` answers: the loopback names for a loopback address, the
+    address itself otherwise, each with and without the port, plus ``extra`` (names a proxy or DNS gives it);
+    None (any) for a wildcard address without ``extra``, where the names it is reached by are unknown."""
+    if host in ("0.0.0.0", "::", "") and not extra:
+        return None
+    names = set(LOOPBACK_NAMES if host in ("127.0.0.1", "localhost", "::1") else
+                ((f"[{host}]" if ":" in host else host),)) | {h.lower() for h in extra}
+    return frozenset(names | {f"{n}:{port}" for n in names})
+
+
+class RequestGuard:
+    """ASGI middleware against other web sites: a Host header the server was not bound to is refused (a page
+    that rebinds its DNS name to 127.0.0.1 would otherwise read the enrolled names), and so is a request that
+    changes state (POST, DELETE, ...) sent by a browser from another origin (a cross-site form post carries an
+    Origin or Sec-Fetch-Site header; scripts and curl send neither and are unaffected)."""
+
+    def __init__(self, app, config: ServerConfig):
+        self.app, self.config = app, config
+
+    def problem(self, scope) -> tuple[int, str] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "").strip().lower()
+        allowed = self.config.allowed_hosts
+        if allowed is not None and host not in allowed:
+            return 421, (f"this server does not answer for host {host!r}; start it with `mien serve --allow-host "
+                         f"{host.rsplit(':', 1)[0] or 'NAME'}` if that name is meant to reach it")
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return None
+        origin = headers.get("origin")
+        if headers.get("sec-fetch-site") == "cross-site" or (
+                origin is not None and origin.split("://", 1)[-1].lower() != host):
+            return 403, "cross-site request refused: post from this server's own page, or from a script or client"
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (problem := self.problem(scope)) is not None:
+            response = JSONResponse({"detail": problem[1]}, problem[0])
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class AuthBeforeBody:
@@ -319,7 +366,8 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, 500)
     app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
         MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
-    app.add_middleware(AuthBeforeBody, config=config)  # outermost: before the body limit reads anything
+    app.add_middleware(AuthBeforeBody, config=config)  # before the body limit reads anything
+    app.add_middleware(RequestGuard, config=config)  # outermost: other sites' requests are not even authorised
     bearer = HTTPBearer(auto_error=False)
     page = WEB_PAGE.read_text(encoding="utf-8")
 
@@ -444,10 +492,12 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
 
 def serve(config: ServerConfig, load_recognizer: Callable[[], "Recognizer"], *, host: str = "127.0.0.1",
-          port: int = 8000, log_level: str = "warning") -> int:
-    """Check ``config``, load the models once (``load_recognizer``), warm them up, then run uvicorn."""
+          port: int = 8000, log_level: str = "warning", allow_hosts: tuple[str, ...] = ()) -> int:
+    """Check ``config``, load the models once (``load_recognizer``), warm them up, then run uvicorn; only Host
+    headers of the bound address (and ``allow_hosts``) are answered."""
     import uvicorn
 
+    config.allowed_hosts = allowed_hosts_for(host, port, allow_hosts)
     config.check()  # before the models load
     print("loading models ...", flush=True)
     recognizer = load_recognizer()

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "token in MIEN_API_TOKEN (or --allow-unauthenticated / --read-only).")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=number_in(int, 0, 65535), default=8000, help="port to listen on")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (a DNS name or proxy in front of the server; "
+                        "repeatable). Others are refused, so a web page cannot reach the server by rebinding DNS")
     s.add_argument("--allow-unauthenticated", action="store_true",
                    help="enable enrolling/forgetting people without a token (MIEN_API_TOKEN unset)")
     s.add_argument("--read-only", action="store_true", help="disable the endpoints that change enrolled people")
@@ -41,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
                           db_path=None if args.db == "default" else Path(args.db), max_pending=args.max_pending)
     config.check()  # before the models load
     return serve(config, lambda: build_recognizer(args), host=args.host, port=args.port,
-                 log_level="info" if getattr(args, "verbose", 0) else "warning")
+                 log_level="info" if getattr(args, "verbose", 0) else "warning", allow_hosts=tuple(args.allow_host))
