@@ -8,6 +8,7 @@ new model, a new OpenVINO or a change to how mien converts is a new key, never a
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,9 +19,12 @@ from typing import Callable
 
 import numpy as np
 
+from mien.identity.storage import sha256_file
+
 log = logging.getLogger(__name__)
 RUNTIMES = ("openvino", "tensorflow")
-CONVERSION_VERSION = 1  # bump when the way a model is converted changes
+CONVERSION_VERSION = 2  # bump when the way a model is converted changes (2: a digest of the cached files)
+DIGESTS = "sha256.json"  # beside model.xml/.bin: a same-size damaged file is noticed, not run
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +74,19 @@ def is_cached(name: str, source_sha256: str) -> bool:
     return (cache_dir() / cache_key(name, source_sha256) / "model.xml").is_file()
 
 
+def damaged(folder: Path) -> str | None:
+    """What is wrong with a cached conversion (a file missing, or not the bytes that were written), or None.
+    Hashing both files costs ~0.1 s for FaceNet's 90 MB, once per process."""
+    try:
+        want = json.loads((folder / DIGESTS).read_text())
+        for name in ("model.xml", "model.bin"):
+            if sha256_file(folder / name) != want[name]:
+                return f"damaged ({name} differs from what was written)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"incomplete ({exc})"
+    return None
+
+
 def converted_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
     """The OpenVINO model for ``name`` from the cache, or converted now from ``tf_function()`` (a
     ``tf.function`` with an input signature; TensorFlow is imported only here) and cached atomically:
@@ -79,11 +96,14 @@ def converted_model(name: str, source_sha256: str, tf_function: Callable[[], obj
     folder = cache_dir() / cache_key(name, source_sha256)
     xml = folder / "model.xml"
     if xml.is_file():
-        try:
-            return core().read_model(xml)
-        except RuntimeError as exc:  # truncated or damaged: convert again
-            log.warning("%s: cached %s conversion unreadable (%s); converting again", folder, name, exc)
-            shutil.rmtree(folder, ignore_errors=True)
+        problem = damaged(folder)
+        if problem is None:
+            try:
+                return core().read_model(xml)
+            except RuntimeError as exc:
+                problem = f"unreadable ({exc})"
+        log.warning("%s: cached %s conversion %s; converting again", folder, name, problem)
+        shutil.rmtree(folder, ignore_errors=True)
     log.info("converting %s for OpenVINO (once; cached in %s)", name, folder)
     model = ov.convert_model(tf_function())
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +112,7 @@ def converted_model(name: str, source_sha256: str, tf_function: Callable[[], obj
     try:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
         del model
+        (tmp / DIGESTS).write_text(json.dumps({f: sha256_file(tmp / f) for f in ("model.xml", "model.bin")}))
         try:
             os.rename(tmp, folder)
         except OSError:  # another process cached it first: theirs is as good

@@ -114,4 +114,9 @@ def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):
     (folder / "model.xml").write_text("<net")  # truncated
     np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
     assert len(calls) == 2 and "converting again" in caplog.text
+    data = bytearray((folder / "model.bin").read_bytes())  # same size, other bytes: a flipped weight
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.bin").write_bytes(bytes(data))
+    np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
+    assert len(calls) == 3 and "model.bin differs from what was written" in caplog.text
     assert cache_key("toy", "cd" * 32) != cache_key("toy", "ab" * 32)
