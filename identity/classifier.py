@@ -53,10 +53,15 @@ class IdentityClassifier:
         folds = min(5, min(counts))
         if folds >= 2:
             model = CalibratedClassifierCV(SVC(kernel="linear"), ensemble=False, cv=folds)
-        else:  # a person with a single photo: calibrate on the training set itself
+        else:  # a person with a single photo: calibrate the SVM fitted on everything on the training set itself
             from sklearn.frozen import FrozenEstimator
 
-            model = CalibratedClassifierCV(FrozenEstimator(SVC(kernel="linear").fit(self.embeddings, self.labels)))
+            frozen = FrozenEstimator(SVC(kernel="linear").fit(self.embeddings, self.labels))
+            everything = np.arange(len(self.labels))
+            # one "fold" holding every photo: the frozen SVM is not refitted, and no k-fold split can fail on a
+            # gallery smaller than k (3 photos of 2 people crashed the default 5 folds)
+            model = CalibratedClassifierCV(frozen, cv=[(everything, everything)])
+        return model.fit(self.embeddings, self.labels)
         return model.fit(self.embeddings, self.labels)
 
     @property

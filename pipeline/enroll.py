@@ -17,7 +17,7 @@ from mien.identity.errors import IdentityError
 from mien.identity.gallery import Gallery, NewFace
 from mien.identity.storage import content_hash
 from mien.pipeline.gallery import cache_model, gallery_model
-from mien.pipeline.images import ImageError, decode_image, is_image_path
+from mien.pipeline.images import ImageError, decode_image, is_image_path, path_text
 from mien.pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     persons, ignored = [], []
     for p in sorted(root.iterdir()):
         if p.is_file() and is_image_path(p):
-            ignored.append((str(p), "photos must be inside a person folder"))
+            ignored.append((path_text(p), "photos must be inside a person folder"))
         elif p.is_dir():
             try:
                 validate_person_name(p.name)
@@ -83,7 +83,7 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                     raise PersonNameError("a person name may not start or end with a space.")
                 persons.append(p)
             except PersonNameError as exc:  # the same rule as the API: such a person could not be forgotten
-                ignored.append((str(p), f"not enrolled: {exc}"))
+                ignored.append((path_text(p), f"not enrolled: {exc}"))
     if not persons:
         raise EnrollmentError(f"{root}: no person folders inside. Put photos in {root}/<person name>/*.jpg.")
     return persons, ignored
@@ -189,10 +189,10 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
             try:
                 data = f.read_bytes()
             except OSError as exc:
-                report_of[d].skipped.append((str(f), f"unreadable ({exc.strerror})"))
+                report_of[d].skipped.append((path_text(f), f"unreadable ({exc.strerror})"))
                 continue
             read.append((d, f))
-            yield str(f), data
+            yield path_text(f), data
 
     try:
         result = embed_photos(readable(), recognizer, gallery)
@@ -202,12 +202,12 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
     vectors, labels, files, hashes = [], [], [], []
     for (d, f), (key, entry) in zip(read, result.entries):
         if entry.embedding is None:
-            report_of[d].skipped.append((str(f), entry.reason or "unusable"))
+            report_of[d].skipped.append((path_text(f), entry.reason or "unusable"))
         else:
             report_of[d].used += 1
             vectors.append(entry.embedding)
             labels.append(name_of[d])
-            files.append(str(f))
+            files.append(path_text(f))
             hashes.append(key)
     report = EnrollmentReport(list(report_of.values()), embedded=result.embedded, cached=result.cached,
                               ignored=ignored)

@@ -30,6 +30,22 @@ class ImageError(MienError, ValueError):
     """An input file that is not a readable image; the message names the file."""
 
 
+def path_text(path: str | os.PathLike) -> str:
+    """A path as text that any UTF-8 writer takes (JSON, SQLite, Parquet, a terminal): file-name bytes that are
+    not UTF-8 (which Python keeps as lone surrogates) become ``\\xNN`` escapes, so such a photo gets a result
+    instead of crashing the output after the whole run."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
@@ -94,15 +110,16 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB uint8, raising ImageError that names the file on any problem."""
     path = Path(path)
+    name = path_text(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file.") from None
+        raise ImageError(f"{name}: no such file.") from None
     except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image.") from None
+        raise ImageError(f"{name}: is a directory, not an image.") from None
     except OSError as exc:
-        raise ImageError(f"{path}: cannot be read ({exc.strerror}).") from None
-    return decode_image(data, str(path))
+        raise ImageError(f"{name}: cannot be read ({exc.strerror}).") from None
+    return decode_image(data, path_text(path))
 
 
 def scan_images(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:

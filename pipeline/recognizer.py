@@ -20,7 +20,7 @@ from mien.identity.embedders import Embedder
 from mien.pipeline import models
 from mien.pipeline.detection import Detector, Face, build_detector
 from mien.pipeline.faceprep import EmotionCrop, IdentityCrop
-from mien.pipeline.images import ImageError, load_image
+from mien.pipeline.images import ImageError, load_image, path_text
 from mien.pipeline.options import Options
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
@@ -188,9 +188,9 @@ class Recognizer:
 
         for p in paths:
             try:
-                batch.append((str(p), load_image(p)))
+                batch.append((path_text(p), load_image(p)))
             except ImageError as exc:
-                yield ImageRecord(file=str(p), error=str(exc)), None
+                yield ImageRecord(file=path_text(p), error=str(exc)), None
                 continue
             if len(batch) >= chunk:
                 yield from flush()

@@ -155,3 +155,27 @@ def test_forget_leaves_no_photo_or_embedding_anywhere_under_mien_home(mien_home,
             assert not any(s in data for s in secrets), f"{f} still holds Madonna's data"
     r = mien("people", "list", "--json", home=home)
     assert [p["name"] for p in json.loads(r.stdout)["people"]] == ["ben"]
+
+
+def test_a_file_name_that_is_not_utf8_keeps_the_whole_run(enrolled, mien_home, demo_photos, tmp_path):
+    """Issue 26 item 6: such a name used to crash --json after the whole run (results lost), --db, --annotate
+    and `people add`; it now appears with \\xNN escapes everywhere."""
+    from mien.pipeline.app.db import ResultsDB
+
+    inputs = os.fsencode(tmp_path / "inputs")
+    os.mkdir(inputs)
+    src = sorted((demo_photos[1] / "madonna").iterdir())[0]
+    shutil.copy(src, os.path.join(inputs, b"caf\xe9.jpg"))
+    shutil.copy(src, os.path.join(inputs, b"plain.jpg"))
+    out, db = tmp_path / "r.json", tmp_path / "r.db"
+    r = mien("recognize", os.fsdecode(inputs), "--json", out, "--db", db, "--annotate", tmp_path / "ann", home=mien_home)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    files = sorted(os.path.basename(i["file"]) for i in json.loads(out.read_text())["images"])
+    assert files == ["caf\\xe9.jpg", "plain.jpg"]
+    with ResultsDB(db, create=False) as results:
+        assert sorted(os.path.basename(x["file"]) for x in results.query()) == files
+    assert len(list((tmp_path / "ann").iterdir())) == 2
+    home = tmp_path / "home"
+    shutil.copytree(mien_home, home, symlinks=True)
+    r = mien("people", "add", "Cafe", os.fsdecode(os.path.join(inputs, b"caf\xe9.jpg")), home=home)
+    assert r.returncode == 0 and "1 photos added" in r.stdout, r.stderr

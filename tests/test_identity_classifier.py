@@ -34,3 +34,12 @@ def test_single_enrolled_person_uses_distance_only():
     assert clf.predict(l2_normalize(centres + 0.01))[0].name == "person 0"
     other = l2_normalize(-centres)
     assert clf.predict(other)[0].name == UNKNOWN
+
+
+@pytest.mark.parametrize("per_person", [(2, 1), (1, 1), (1, 7)])
+def test_a_tiny_gallery_with_a_one_photo_person_is_fitted_and_names_them(per_person):
+    """3 photos of 2 people (one of them a single photo) used to crash the calibration's 5 folds."""
+    centres, x, y = _clusters(n_people=2, per=8)
+    keep = [i for p, n in enumerate(per_person) for i in range(p * 8, p * 8 + n)]
+    clf = IdentityClassifier(x[keep], [y[i] for i in keep], "facenet-test", Thresholds(distance=0.9, probability=0.0))
+    assert [m.name for m in clf.predict(l2_normalize(centres + 0.02))] == ["person 0", "person 1"]

@@ -85,7 +85,9 @@ def run_add(args: argparse.Namespace) -> int:
     from mien.pipeline.people import enroll_photos
 
     name = validate_person_name(args.name)  # before the models load
-    photos = [(str(p), p.read_bytes()) for p in args.photos]
+    from mien.pipeline.images import path_text
+
+    photos = [(path_text(p), p.read_bytes()) for p in args.photos]
     rec = build_recognizer(args, emotion=False, identity=False)
     with _gallery() as gallery:
         update = enroll_photos(name, photos, rec, gallery)
