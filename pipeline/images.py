@@ -89,12 +89,31 @@ def checked_size(data: bytes, name: str) -> tuple[int, int]:
     return size
 
 
+MOTION_PHOTO_MARKERS = (b"ftyp", b"MotionPhoto_Data")
+
+
+def motion_photo_jpeg_end(data: bytes) -> int | None:
+    """Where the still JPEG of a phone "motion photo" ends (a JPEG followed by an MP4 video, directly as Google's
+    do or after a ``MotionPhoto_Data`` marker as Samsung's do), or None if ``data`` is no such photo."""
+    for marker in MOTION_PHOTO_MARKERS:
+        at = data.find(marker)
+        while at != -1:
+            eoi = at - 6 if marker == b"ftyp" else at - 2  # an MP4 box: 4-byte size, then "ftyp"
+            if eoi > 2 and data[eoi:eoi + 2] == b"\xff\xd9":
+                return eoi + 2
+            at = data.find(marker, at + 1)
+    return None
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to an RGB uint8 array (EXIF orientation applied), within the pixel budget."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes), not an image.")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:  # some writers append bytes after EOI
-        raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download the photo.")
+        end = motion_photo_jpeg_end(data)
+        if end is None:
+            raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download the photo.")
+        data = data[:end]  # the still photo; its video is not needed
     checked_size(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR: 8-bit BGR whatever the source (gray, RGBA, 16-bit), EXIF orientation applied.

@@ -145,3 +145,17 @@ def test_over_opencvs_own_limit_is_an_image_error_not_a_crash(monkeypatch):
     monkeypatch.setenv("MIEN_MAX_IMAGE_PIXELS", str(4 * 10**9))  # let it past our budget to reach OpenCV's
     with pytest.raises(ImageError, match="huge.png"):
         decode_image(_png_header_only(40000, 40000), "huge.png")
+
+
+@pytest.mark.parametrize("glue", [b"", b"MotionPhoto_Data"])
+def test_a_motion_photo_decodes_as_its_still_photo(glue):
+    """Phones append an MP4 to the JPEG (Google directly, Samsung after a marker): the photo is read, a JPEG
+    cut short is still refused."""
+    still = np.zeros((40, 30, 3), np.uint8)
+    still[:, :15] = 200
+    jpeg = _jpeg(still)
+    video = struct.pack(">I", 24) + b"ftypmp42" + bytes(12) + b"\x00\x00\x00\x08mdat" + bytes(20000)
+    out = decode_image(jpeg + glue + video, "PXL_motion.jpg")
+    np.testing.assert_array_equal(out, decode_image(jpeg, "still.jpg"))
+    with pytest.raises(ImageError, match="truncated JPEG"):
+        decode_image(jpeg[: len(jpeg) // 2] + bytes(5000), "cut.jpg")
