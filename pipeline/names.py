@@ -9,7 +9,7 @@ from mien.identity.errors import IdentityError
 from mien.identity.match import UNKNOWN
 
 MAX_NAME_LENGTH = 64
-_NAME_OK = re.compile(r"^[^\x00-\x1f\x7f/\\:*?\"<>|]+$")
+_NAME_OK = re.compile(r"^[^\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+$")  # C0, DEL and C1 (U+009B is a terminal CSI)
 
 
 class PersonNameError(IdentityError):

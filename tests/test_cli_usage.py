@@ -110,3 +110,13 @@ def test_a_folder_without_images_is_a_usage_error_that_names_what_was_skipped(tm
     assert "skipped 3 files" in err and ".gif" in err and ".heic" in err
     assert "no images found" in err
     assert not res["tensorflow"]
+
+
+def test_terminal_escapes_in_a_file_name_do_not_reach_the_terminal_through_error_lines(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "x\x1b[2Jy.db"
+    r = subprocess.run([sys.executable, "-m", "mien", "history", "--db", str(bad)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "\x1b" not in r.stderr and "\\x1b[2J" in r.stderr, r.stderr

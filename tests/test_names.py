@@ -33,3 +33,15 @@ def test_enrollment_folders_follow_the_same_rule_and_say_why(tmp_path):
 def test_names_are_normalised_to_one_unicode_form():
     decomposed = "Zoe\u0308"  # how macOS spells a folder named Zoë
     assert validate_person_name(decomposed) == "Zo\u00eb"
+
+
+def test_c1_control_characters_are_not_names():
+    """U+009B is a one-character terminal CSI: a name holding it could drive a terminal printing --json."""
+    import pytest
+
+    from mien.pipeline.names import PersonNameError, validate_person_name
+
+    for bad in ("ann\u009b31m", "b\u0085ob", "\u0080x"):
+        with pytest.raises(PersonNameError):
+            validate_person_name(bad)
+    assert validate_person_name("Zoë") == "Zoë"

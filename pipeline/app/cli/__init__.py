@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except USER_ERRORS as exc:
-        print(f"mien: error: {exc}", file=sys.stderr)
+        from mien.pipeline.app.outputs import terminal_safe
+
+        print(f"mien: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -34,6 +34,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
     from mien.identity.storage import atomic_path
     from mien.pipeline.app.cli.recognize import find_images
+    from mien.pipeline.app.outputs import terminal_safe
     from mien.pipeline.images import ImageError, load_image
 
     paths = find_images(args.paths)
@@ -43,7 +44,7 @@ def run_embed(args: argparse.Namespace) -> int:
         try:
             image = load_image(p)
         except ImageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
             failed += 1
             continue
         faces = rec.detect(image)
@@ -65,6 +66,7 @@ def run_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
+    from mien.pipeline.app.outputs import terminal_safe
     from mien.pipeline.images import load_image
 
     rec = build_recognizer(args, emotion=False, identity=False)
@@ -73,7 +75,7 @@ def run_verify(args: argparse.Namespace) -> int:
         image = load_image(p)
         faces = rec.detect(image)
         if not faces:
-            print(f"error: {p}: no face found", file=sys.stderr)
+            print(f"error: {terminal_safe(str(p))}: no face found", file=sys.stderr)
             return 1
         vecs.append(rec.embed_faces(image, faces[:1])[0])
     dist = float(np.linalg.norm(vecs[0] - vecs[1]))

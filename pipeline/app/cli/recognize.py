@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Recognize, stream the table, then write the JSON / annotated copies / database rows asked for."""
     from tqdm import tqdm
 
-    from mien.pipeline.app.outputs import StreamingTable, table_rows
+    from mien.pipeline.app.outputs import StreamingTable, table_rows, terminal_safe
 
     paths = find_images(args.paths)
     store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(table.line(row))
             if record.error:
                 failed += 1
-                print(f"error: {record.error}", file=sys.stderr)
+                print(f"error: {terminal_safe(record.error)}", file=sys.stderr)
             elif args.annotate:
                 from mien.pipeline.app.outputs import write_annotated
 
