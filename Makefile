@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench venv install install-dev clean-demo train-emotion wheel-check
+.PHONY: demo test bench venv install install-dev clean-demo train-emotion train-emotion-vgg48 wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,22 @@ EMOTION_RUN ?= models/emotion/checkpoints/run4
 train-emotion: install
 	$(BIN)/mien train emotion --data $(FER2013) --out $(EMOTION_RUN) --init-from models/emotion --resume \
 		--optimizer adamw --lr 4e-4 --warmup-epochs 0.3 --cycle-epochs 8 --epochs 80 --clipnorm 5 --patience 1000 --log-every 28
+
+# The second, diverse network of issue 27 (vgg48, from scratch: SGD Nesterov 0.05, one 50-epoch cosine, strong
+# augmentation + random erasing 0.25), one command on any machine: the run's committed state in
+# models/emotion-vgg48/campaign/ (weights, SGD momentum, schedule position) seeds the local run the first time,
+# then the local checkpoint resumes exactly. ~5 min/epoch on 2 AVX2 cores. Before a session ends, copy the run
+# back: `make save-emotion-vgg48` (then commit models/emotion-vgg48/campaign).
+VGG48_RUN ?= models/emotion/checkpoints/vgg48-run1
+VGG48_CAMPAIGN := models/emotion-vgg48/campaign
+train-emotion-vgg48: install
+	@if [ ! -f $(VGG48_RUN)/ckpt/state.json ]; then mkdir -p $(VGG48_RUN) && cp -r $(VGG48_CAMPAIGN)/. $(VGG48_RUN)/; fi
+	$(BIN)/mien train emotion --data $(FER2013) --out $(VGG48_RUN) --resume --arch vgg48 --head-units 256 \
+		--dropout 0.3 --augment strong --random-erasing 0.25 --optimizer sgd --lr 0.05 --warmup-epochs 1 \
+		--epochs 50 --patience 1000 --log-every 28
+
+save-emotion-vgg48:
+	mkdir -p $(VGG48_CAMPAIGN) && cp -r $(VGG48_RUN)/. $(VGG48_CAMPAIGN)/
 
 # Build the wheel, install it in a fresh venv outside the checkout, recognize a demo photo (CI runs it).
 wheel-check: install
