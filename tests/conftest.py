@@ -129,3 +129,19 @@ def pgvector_runs_here(url: str) -> bool:
         return True
     except psycopg.Error:
         return False
+
+
+def home_copy(src: Path, dst: Path) -> Path:
+    """A MIEN_HOME beside ``src``: the same weights (linked) and a consistent copy of its gallery made with SQLite's
+    backup API. Never copy a live gallery file byte for byte: opening and closing it in this process drops the
+    locks SQLite holds on it (POSIX locks belong to the process), so another process closing the gallery would
+    then delete its write-ahead log under the session's connection and the gallery would be corrupted."""
+    import sqlite3
+    from contextlib import closing
+
+    (dst / "identity").mkdir(parents=True)
+    (dst / "weights").symlink_to(src / "weights")
+    with closing(sqlite3.connect(src / "identity" / "gallery.sqlite3")) as a, \
+            closing(sqlite3.connect(dst / "identity" / "gallery.sqlite3")) as b:
+        a.backup(b)
+    return dst

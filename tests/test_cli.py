@@ -160,6 +160,7 @@ def test_forget_leaves_no_photo_or_embedding_anywhere_under_mien_home(mien_home,
 def test_a_file_name_that_is_not_utf8_keeps_the_whole_run(enrolled, mien_home, demo_photos, tmp_path):
     """Issue 26 item 6: such a name used to crash --json after the whole run (results lost), --db, --annotate
     and `people add`; it now appears with \\xNN escapes everywhere."""
+    from conftest import home_copy
     from mien.pipeline.app.db import ResultsDB
 
     inputs = os.fsencode(tmp_path / "inputs")
@@ -175,7 +176,6 @@ def test_a_file_name_that_is_not_utf8_keeps_the_whole_run(enrolled, mien_home, d
     with ResultsDB(db, create=False) as results:
         assert sorted(os.path.basename(x["file"]) for x in results.query()) == files
     assert len(list((tmp_path / "ann").iterdir())) == 2
-    home = tmp_path / "home"
-    shutil.copytree(mien_home, home, symlinks=True)
+    home = home_copy(mien_home, tmp_path / "home")  # never a byte copy of the live gallery (see home_copy)
     r = mien("people", "add", "Cafe", os.fsdecode(os.path.join(inputs, b"caf\xe9.jpg")), home=home)
     assert r.returncode == 0 and "1 photos added" in r.stdout, r.stderr

@@ -11,21 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import home_copy
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def server_home(src: Path, dst: Path) -> Path:
-    """A MIEN_HOME for one server: the session's weights and a consistent copy (SQLite backup) of its gallery."""
-    import sqlite3
-
-    (dst / "identity").mkdir(parents=True)
-    (dst / "weights").symlink_to(src / "weights")
-    with sqlite3.connect(src / "identity" / "gallery.sqlite3") as a, sqlite3.connect(dst / "identity" / "gallery.sqlite3") as b:
-        a.backup(b)
-    return dst
 
 
 def make_client(recognizer, home: Path, **config):
@@ -43,7 +33,7 @@ def jpeg(path: Path) -> tuple[str, bytes, str]:
 
 @pytest.fixture(scope="module")
 def client(recognizer, enrolled, mien_home, tmp_path_factory):
-    return make_client(recognizer, server_home(mien_home, tmp_path_factory.mktemp("server_home")))
+    return make_client(recognizer, home_copy(mien_home, tmp_path_factory.mktemp("server_home")))
 
 
 def val_photo(demo_photos, person: str, i: int = 0) -> Path:
@@ -164,7 +154,7 @@ def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo
     assert r.status_code == 422 and "empty" in r.json()["detail"]
     assert client.post("/recognize").status_code == 422  # no file at all
 
-    small = make_client(recognizer, server_home(mien_home, tmp_path / "h"), max_upload=100 * 1024)
+    small = make_client(recognizer, home_copy(mien_home, tmp_path / "h"), max_upload=100 * 1024)
     big = b"\xff\xd8\xff" + bytes(150 * 1024)
     r = small.post("/recognize", files={"file": ("big.jpg", big, "image/jpeg")})
     assert r.status_code == 413 and "upload limit" in r.json()["detail"]
@@ -199,7 +189,7 @@ def test_mutations_need_the_token_and_valid_names(client, recognizer, mien_home,
 
     with pytest.raises(ServeConfigError, match="MIEN_API_TOKEN is not set"):
         ServerConfig().check()
-    ro = make_client(recognizer, server_home(mien_home, tmp_path / "ro"), token=None, read_only=True)
+    ro = make_client(recognizer, home_copy(mien_home, tmp_path / "ro"), token=None, read_only=True)
     assert ro.delete("/people/madonna").status_code == 403
     assert ro.get("/people").status_code == 200
 
@@ -236,7 +226,7 @@ def test_forget_and_enroll_again_with_concurrent_recognition(recognizer, enrolle
     from mien.identity.gallery import open_gallery
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
-    home = server_home(mien_home, tmp_path / "home")
+    home = home_copy(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db"))
     gallery_file = home / "identity" / "gallery.sqlite3"
     ben_hashes = [f["photo_hash"] for f in open_gallery(gallery_file).person("ben_afflek").faces]
@@ -301,7 +291,7 @@ def test_a_running_server_sees_people_changed_by_the_cli(recognizer, enrolled, m
     """One gallery: `mien people forget/add` in another process is seen by the server's next request."""
     import os
 
-    home = server_home(mien_home, tmp_path / "home")
+    home = home_copy(mien_home, tmp_path / "home")
     client = make_client(recognizer, home)
     madonna = val_photo(demo_photos, "madonna")
     assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "madonna"
@@ -327,7 +317,7 @@ def test_unauthenticated_uploads_are_refused_before_the_body_is_read(recognizer,
 
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
-    home = server_home(mien_home, tmp_path / "home")
+    home = home_copy(mien_home, tmp_path / "home")
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home, db_path=tmp_path / "r.db",
                                               max_upload=200 * 1024 * 1024))
     with BackgroundServer(app) as url:
@@ -383,7 +373,7 @@ def test_a_burst_of_uploads_stays_within_the_pixel_budget(recognizer, enrolled, 
         return real_db_add(self, record, *a, **k)
 
     monkeypatch.setattr(server_module.ResultsDB, "add", add_and_release)
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
     budget = app.state.mien.pixel_budget
     codes = []
@@ -416,7 +406,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(recognizer
     photos = sorted(p for p in demo_photos[1].rglob("*") if p.is_file())
     expected = {p.name: [(f.bbox, f.identity.name, f.emotion.label if f.emotion else None)
                          for f in recognizer.recognize(load_image(p), p.name).faces] for p in photos}
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
     with BackgroundServer(app) as url:
         def post(path: Path) -> tuple[str, list]:
@@ -442,7 +432,7 @@ def test_a_full_server_answers_429_with_retry_after(recognizer, enrolled, mien_h
 
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db", max_pending=2))
     state = app.state.mien
     photo = jpeg(val_photo(demo_photos, "madonna"))
@@ -481,7 +471,7 @@ def test_half_open_connections_are_closed_after_the_header_deadline(recognizer, 
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     monkeypatch.setattr(HeaderDeadlineH11, "header_timeout", 1.0)
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
     with BackgroundServer(app) as url:
         port = urlparse(url).port
@@ -519,7 +509,7 @@ def test_a_trickled_request_body_is_cut_off(recognizer, enrolled, mien_home, dem
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
 
     monkeypatch.setattr(HeaderDeadlineH11, "body_grace", 2.0)
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
     with BackgroundServer(app) as url:
         port = urlparse(url).port
@@ -550,7 +540,7 @@ def test_a_trickled_request_body_is_cut_off(recognizer, enrolled, mien_home, dem
 def test_a_gallery_deleted_under_the_server_refuses_changes_and_health_says_so(recognizer, enrolled, mien_home,
                                                                                demo_photos, tmp_path, victim):
     """Writing on into an unlinked SQLite file would acknowledge enrollments that vanish at the next start."""
-    home = server_home(mien_home, tmp_path / "home")
+    home = home_copy(mien_home, tmp_path / "home")
     client = make_client(recognizer, home)
     assert client.get("/health").json()["status"] == "ok"
     (home / "identity" / victim).unlink()
@@ -566,7 +556,7 @@ def test_a_gallery_deleted_under_the_server_refuses_changes_and_health_says_so(r
 
 
 def test_a_name_taken_up_to_case_is_a_json_409(recognizer, enrolled, mien_home, demo_photos, tmp_path):
-    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"))
+    client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"))
     r = client.post("/people/MADONNA/photos", files={"files": jpeg(val_photo(demo_photos, "madonna"))}, headers=AUTH)
     assert r.status_code == 409 and "only in case" in r.json()["detail"]
 
@@ -574,7 +564,7 @@ def test_a_name_taken_up_to_case_is_a_json_409(recognizer, enrolled, mien_home, 
 def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolled, mien_home, demo_photos, tmp_path):
     from mien.pipeline.app.db import ResultsDB
 
-    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
+    client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
     r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
     assert r.json()["faces"][0]["identity"]["name"] == "madonna"
     assert client.delete("/people/madonna", headers=AUTH).status_code == 200
@@ -591,7 +581,7 @@ def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien
 
     assert allowed_hosts_for("0.0.0.0", 8000) is None
     assert "faces.example:8000" in allowed_hosts_for("0.0.0.0", 8000, ("Faces.example",))
-    client = make_client(recognizer, server_home(mien_home, tmp_path / "home"),
+    client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"),
                          allowed_hosts=allowed_hosts_for("127.0.0.1", 8000, ("faces.example",)))
     r = client.get("/people", headers={"Host": "attacker.example"})
     assert r.status_code == 421 and "--allow-host attacker.example" in r.json()["detail"]
