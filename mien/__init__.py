@@ -12,9 +12,50 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 # Every module of mien is imported through here, so this is the one place TensorFlow's C++ start-up chatter
-# (absl's "All log messages before absl::InitializeLog()", the CPU feature guard) is silenced, before any import
-# of TensorFlow; set TF_CPP_MIN_LOG_LEVEL=0 yourself to see it.
+# (absl's "All log messages before absl::InitializeLog()", the CPU feature guard, oneDNN's notice) is silenced,
+# before any import of TensorFlow; set TF_CPP_MIN_LOG_LEVEL=0 yourself to see it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _QuietTensorFlowImport:
+    """Runs the first ``import tensorflow`` with file descriptor 2 on /dev/null: TensorFlow 2.21 prints its
+    oneDNN notice through absl before it reads TF_CPP_MIN_LOG_LEVEL, so the variable alone no longer silences it.
+    Python errors still surface (they are raised, not printed); TF_CPP_MIN_LOG_LEVEL=0 shows everything."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import sys
+        from importlib.machinery import PathFinder
+
+        sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module) -> None:
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 2)
+                run(module)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader object: only TensorFlow's import is quiet
+        return spec
+
+
+def _install_quiet_tensorflow_import() -> None:
+    import sys
+
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+_install_quiet_tensorflow_import()
 
 try:
     __version__ = version("mien")

@@ -55,19 +55,41 @@ def existing_dir(text: str) -> Path:
     return path
 
 
-def new_file(text: str) -> Path:
-    """A file mien will write (missing folders are created): caught now if a file is in the way or the nearest
-    existing folder is not writable, not after minutes of work."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
+def _writable_ancestor(text: str, path: Path) -> None:
+    """ArgumentTypeError unless a file can be created in the nearest existing folder of ``path`` (tried for real:
+    permission bits say nothing of read-only mounts, /proc or a full disk's inodes)."""
+    import tempfile
+
     ancestor = path.resolve().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text}: cannot write in {ancestor}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mien-write-check-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {ancestor} ({exc.strerror})") from None
+
+
+def new_file(text: str) -> Path:
+    """A file mien will write (missing folders are created): caught now if a file is in the way or the nearest
+    existing folder cannot be written, not after minutes of work."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
+    _writable_ancestor(text, path)
+    return path
+
+
+def new_folder(text: str) -> Path:
+    """A folder mien will write into (created if missing): caught now if a file is in the way or it cannot be
+    written."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a file; give a folder")
+    _writable_ancestor(text, path / "x")
     return path
 
 
@@ -201,19 +223,12 @@ def show_progress() -> bool:
 
 
 def quiet_tensorflow(verbose: int = 0) -> None:
-    """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probes) sent to /dev/null."""
-    if verbose >= 2 or "tensorflow" in sys.modules:
+    """Import TensorFlow now, quietly (``import mien`` silences its C++ start-up chatter); with -vv its own messages
+    are shown."""
+    if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    stderr_fd = sys.stderr.fileno()
-    saved = os.dup(stderr_fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, stderr_fd)
-        import tensorflow
+    if verbose >= 2:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    import tensorflow
 
-        tensorflow.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, stderr_fd)
-        os.close(saved)
-        os.close(devnull)
+    tensorflow.get_logger().setLevel("DEBUG" if verbose >= 2 else "ERROR")
