@@ -17,7 +17,7 @@ from mien.identity.errors import IdentityError
 from mien.identity.gallery import Gallery, NewFace
 from mien.identity.storage import content_hash
 from mien.pipeline.gallery import cache_model, gallery_model
-from mien.pipeline.images import ImageError, decode_image, is_image_path, path_text
+from mien.pipeline.images import ImageError, decode_image, is_image_path, list_images, path_text, read_image_bytes
 from mien.pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
     person_dirs, ignored = _person_dirs(root)
     own = gallery is None
     gallery = gallery or open_default_gallery()
-    photos = [(d, f) for d in person_dirs for f in sorted(d.rglob("*")) if f.is_file() and is_image_path(f)]
+    photos = [(d, f) for d in person_dirs for f in list_images(d)]
     name_of = {d: validate_person_name(d.name) for d in person_dirs}  # NFC: a macOS folder name is NFD
     report_of = {d: PersonReport(name_of[d]) for d in person_dirs}
     read: list[tuple[Path, Path]] = []  # (person dir, photo) of the photos whose bytes could be read
@@ -187,9 +187,9 @@ def embed_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None = 
         for d, f in (progress(photos) if progress else photos):
             report_of[d].photos += 1
             try:
-                data = f.read_bytes()
-            except OSError as exc:
-                report_of[d].skipped.append((path_text(f), f"unreadable ({exc.strerror})"))
+                data = read_image_bytes(f)
+            except ImageError as exc:
+                report_of[d].skipped.append((path_text(f), str(exc).removeprefix(f"{path_text(f)}: ")))
                 continue
             read.append((d, f))
             yield path_text(f), data

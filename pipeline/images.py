@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import stat
 import struct
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Pixel budget checked from the header before decoding (a 2.6 MB PNG can claim 30000x30000 px = 2.7 GB decoded).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -126,29 +130,76 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8, raising ImageError that names the file on any problem."""
-    path = Path(path)
+def max_file_bytes() -> int:
+    """The largest image file read: 8 bytes per pixel of the pixel budget (an uncompressed 16-bit RGBA TIFF at the
+    budget fits), so a huge non-image is refused from its size instead of being read whole into memory."""
+    return 8 * max_pixels() + (1 << 20)
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, refusing what is not a regular file (a FIFO would block, ``/dev/zero`` never
+    ends) or is larger than any image within the pixel budget; ImageError names the file and the fix."""
     name = path_text(path)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open itself
     except FileNotFoundError:
-        raise ImageError(f"{name}: no such file.") from None
+        raise ImageError(f"{name}: no such file (or a link to a missing file).") from None
     except IsADirectoryError:
         raise ImageError(f"{name}: is a directory, not an image.") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot be read ({exc.strerror}).") from None
-    return decode_image(data, path_text(path))
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        raise ImageError(f"{name}: is a directory, not an image.")
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{name}: not a regular file (a pipe, socket or device); copy the photo to a file.")
+        if st.st_size > max_file_bytes():
+            raise ImageError(f"{name}: {st.st_size / 2**20:.0f} MB is larger than any image within the "
+                             f"{max_pixels() / 1e6:.0f}-megapixel limit (set MIEN_MAX_IMAGE_PIXELS to allow larger "
+                             "images).")
+        try:
+            return fh.read(max_file_bytes() + 1)
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot be read ({exc.strerror}).") from None
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8, raising ImageError that names the file on any problem."""
+    return decode_image(read_image_bytes(path), path_text(path))
 
 
 def scan_images(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """Image files under ``root`` (a file or a folder, recursively), sorted, and the other files skipped there."""
+    """Image files under ``root`` (a file or a folder, recursively), sorted, and the other files skipped there.
+    Folders that cannot be listed (no permission, nested past the OS path limit), links to missing files and
+    pipes or devices are skipped with a warning naming each, never a traceback."""
     root = Path(root)
     if root.is_file():
         return [root], []
     if not root.is_dir():
-        raise ImageError(f"{root}: no such file or folder.")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        raise ImageError(f"{path_text(root)}: no such file or folder.")
+
+    def unlistable(exc: OSError) -> None:
+        log.warning("%s: folder cannot be listed (%s); skipped", path_text(exc.filename or root), exc.strerror)
+
+    files: list[Path] = []
+    for folder, _, names in os.walk(root, onerror=unlistable):
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                why = "a link to a missing file" if path.is_symlink() else exc.strerror
+                log.warning("%s: %s; skipped", path_text(path), why)
+                continue
+            if stat.S_ISREG(mode):
+                files.append(path)
+            else:
+                log.warning("%s: not a regular file (a pipe, socket or device); skipped", path_text(path))
+    files.sort()
     return [p for p in files if is_image_path(p)], [p for p in files if not is_image_path(p)]
 
 

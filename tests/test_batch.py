@@ -101,6 +101,36 @@ def test_sources_folder_list_and_manifests(tmp_path):
         read_source(tmp_path / "missing")
 
 
+def test_a_path_listed_again_is_done_once_and_odd_manifests_are_read_or_named(tmp_path):
+    """Issue 26 item 11 and the low items: duplicates in a list, a spreadsheet's byte-order mark, a Parquet
+    manifest without the column (one line naming the columns found, not the schema dump)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mien.pipeline.batch.sources import BatchSourceError, read_source
+
+    (tmp_path / "list.txt").write_text("a.jpg\nb.jpg\na.jpg\n./a.jpg\nb.jpg\n")
+    assert read_source(tmp_path / "list.txt") == [str(tmp_path.resolve() / n) for n in ("a.jpg", "b.jpg")]
+    (tmp_path / "excel.csv").write_bytes("\ufeffpath\na.jpg\n".encode())
+    assert read_source(tmp_path / "excel.csv") == [str(tmp_path.resolve() / "a.jpg")]
+    pq.write_table(pa.table({"file": ["a.jpg"], "n": [1]}), tmp_path / "m.parquet")
+    with pytest.raises(BatchSourceError, match=r"needs a 'path' column \(found: file, n\)\.$"):
+        read_source(tmp_path / "m.parquet")
+
+
+def test_a_fifo_or_device_in_a_path_list_is_an_error_row_not_a_hang(tmp_path):
+    import os
+
+    from mien.pipeline.batch.job import read_photos
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "ok.jpg").write_bytes(b"\xff\xd8 some bytes")
+    photos = read_photos([str(tmp_path / "pipe.jpg"), "/dev/zero", str(tmp_path / "ok.jpg")], set())
+    errors = [p["error"] for p in photos]
+    assert "pipe.jpg: not a regular file" in errors[0] and "/dev/zero: not a regular file" in errors[1]
+    assert errors[2] == "" and photos[2]["data"] == b"\xff\xd8 some bytes" and len(photos[2]["sha256"]) == 64
+
+
 def test_an_output_in_use_needs_resume_and_a_damaged_shard_is_redone(tmp_path, caplog):
     from mien.pipeline.batch.job import BatchJobError, done_keys, run_batch, write_shard
     from mien.pipeline.batch.rows import error_row, to_table

@@ -159,3 +159,52 @@ def test_a_motion_photo_decodes_as_its_still_photo(glue):
     np.testing.assert_array_equal(out, decode_image(jpeg, "still.jpg"))
     with pytest.raises(ImageError, match="truncated JPEG"):
         decode_image(jpeg[: len(jpeg) // 2] + bytes(5000), "cut.jpg")
+
+
+def test_pipes_devices_and_huge_files_are_refused_before_reading(tmp_path, monkeypatch):
+    """A FIFO would block a reader forever and /dev/zero never ends: refused from the file's type (issue 26 item 11);
+    a file larger than any image within the pixel budget is refused from its size, not read whole."""
+    import os
+
+    from mien.pipeline.images import read_image_bytes
+
+    fifo = tmp_path / "stuck.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="stuck.jpg: not a regular file"):
+        load_image(fifo)
+    with pytest.raises(ImageError, match="/dev/zero: not a regular file"):
+        read_image_bytes("/dev/zero")
+    monkeypatch.setenv("MIEN_MAX_IMAGE_PIXELS", "1000")  # 8 kB + 1 MiB of file at most
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\0" * (2 << 20))
+    with pytest.raises(ImageError, match="big.jpg: 2 MB is larger than any image"):
+        load_image(big)
+
+
+def test_a_folder_scan_names_what_it_cannot_list_and_keeps_the_rest(tmp_path, caplog):
+    """Folders nested past the OS path limit, dangling links and FIFOs are skipped with a warning naming each
+    (issue 26 item 7), and the photos beside them are still found."""
+    import os
+
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    os.mkfifo(tmp_path / "pipe.png")
+    deep = tmp_path
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:  # build a chain longer than PATH_MAX (4096) through relative mkdir calls
+        for _ in range(30):
+            name = "d" * 200
+            os.mkdir(name, dir_fd=fd)
+            new = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+            deep = deep / name
+    finally:
+        os.close(fd)
+    with caplog.at_level("WARNING"):
+        images = list_images(tmp_path)
+    assert [p.name for p in images] == ["ok.jpg"]
+    text = caplog.text
+    assert "gone.jpg: a link to a missing file; skipped" in text
+    assert "pipe.png: not a regular file" in text
+    assert "folder cannot be listed (File name too long)" in text

@@ -81,6 +81,8 @@ def read_photos(paths, done: set[str]) -> list[dict]:
     """Each photo's bytes, content hash and file time; photos already in the output are left out."""
     import hashlib
 
+    from mien.pipeline.images import ImageError, read_image_bytes
+
     out = []
     for path in paths:
         path = str(path)
@@ -88,9 +90,11 @@ def read_photos(paths, done: set[str]) -> list[dict]:
             continue
         photo = {"path": path, "sha256": "", "mtime": 0.0, "data": b"", "error": ""}
         try:
-            photo["data"] = Path(path).read_bytes()
+            photo["data"] = read_image_bytes(path)  # a FIFO, a device or a huge file is an error row, not a hang
             photo["mtime"] = os.stat(path).st_mtime
             photo["sha256"] = hashlib.sha256(photo["data"]).hexdigest()
+        except ImageError as exc:
+            photo["error"] = str(exc)
         except OSError as exc:
             photo["error"] = f"{path}: cannot be read ({exc.strerror or exc})."
         if done_key(path, photo["sha256"] or None) not in done:
