@@ -337,3 +337,24 @@ def test_a_gallery_file_replaced_under_a_running_process_refuses_writes(tmp_path
         g.add_faces("cat", faces(3), MODEL)
     g.close()
     assert "cat" not in open_gallery(tmp_path / "g.sqlite3").people()
+
+
+def test_a_full_disk_says_so_and_keeps_every_person(tmp_path):
+    """Issue 26 item 5: SQLite ends the transaction itself on a full disk, and the old ROLLBACK then hid the real
+    error behind "cannot rollback - no transaction is active". The size cap of SQLite (max_page_count) fails the
+    same way a full disk does (SQLITE_FULL)."""
+    from mien.identity.gallery import GalleryFullError
+
+    g = open_gallery(tmp_path / "g.sqlite3")
+    g.add_faces("ann", faces(1), MODEL)
+    generation = g.generation()
+    pages = g._db.execute("PRAGMA page_count").fetchone()[0]
+    g._db.execute(f"PRAGMA max_page_count={pages}")
+    big = [NewFace(f"h{i}", faces(1)[0].embedding, f"upload:{i}.jpg", b"photo" * 20_000) for i in range(3)]
+    with pytest.raises(GalleryFullError, match=r"g\.sqlite3: the disk is full; nothing was changed"):
+        g.add_faces("bob", big, MODEL)
+    assert g.people() == {"ann": 4} and g.generation() == generation
+    g._db.execute("PRAGMA max_page_count=1073741823")
+    g.add_faces("bob", big[:1], MODEL)  # space again: the gallery works on
+    g.close()
+    assert open_gallery(tmp_path / "g.sqlite3").people() == {"ann": 4, "bob": 1}

@@ -10,7 +10,7 @@ import os
 from typing import Callable
 
 from mien.identity.gallery.base import (  # noqa: F401 (the public API)
-    AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace, PersonExistsError,
+    AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryFullError, GallerySnapshot, NewFace, PersonExistsError,
     PersonInfo, UnknownPersonError, name_key,
 )
 

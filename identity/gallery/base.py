@@ -25,6 +25,10 @@ class GalleryGoneError(GalleryError):
     """The gallery's file was deleted or replaced under a running process: writing on would lose what it wrote."""
 
 
+class GalleryFullError(GalleryError):
+    """The disk under the gallery is full: the change was not made and nothing stored was lost."""
+
+
 class UnknownPersonError(GalleryError):
     """The person is not enrolled."""
 

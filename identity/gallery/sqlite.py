@@ -7,6 +7,7 @@ in ``changes``, so a running server or a nearest-neighbour index catches up incr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -20,10 +21,11 @@ import numpy as np
 
 from mien.identity.errors import StaleModelError
 from mien.identity.gallery.base import (
-    SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryGoneError, GallerySnapshot,
-    NewFace,
-    PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
+    SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
+    GallerySnapshot, NewFace, PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
 )
+
+log = logging.getLogger(__name__)
 
 UPLOAD = "upload:"  # source prefix of photos added one person at a time (API, `mien people add`)
 _SCHEMA = """
@@ -56,6 +58,22 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _is_storage_problem(exc: sqlite3.Error) -> bool:
+    """A full disk, an I/O error or a read-only file: the storage failed, not the gallery's contents."""
+    text = str(exc).lower()
+    return any(k in text for k in ("full", "disk i/o", "readonly", "read-only", "unable to open"))
+
+
+def _storage_error(path: Path, exc: sqlite3.Error, kept: str) -> GalleryError:
+    """The one-line error for an SQLite failure while writing: a full disk says so (and that the data is kept)."""
+    if "full" in str(exc).lower():
+        return GalleryFullError(f"{path}: the disk is full; {kept} and the gallery is intact. Free some space and "
+                            "try again.")
+    if _is_storage_problem(exc):
+        return GalleryError(f"{path}: cannot be written ({exc}); {kept}. Check the disk and the file's permissions.")
+    return GalleryError(f"{path}: the gallery refused the change ({exc}); {kept}.")
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -81,6 +99,8 @@ class SQLiteGallery(Gallery):
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
+            if _is_storage_problem(exc):
+                raise _storage_error(self.path, exc, "the gallery was not opened") from exc
             raise GalleryError(f"{self.path}: not a mien gallery ({exc}). Move it away; `mien enroll DIR` "
                                "builds a new one.") from exc
 
@@ -133,8 +153,13 @@ class SQLiteGallery(Gallery):
                 if bump:
                     self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite ended the transaction itself (a full disk, an I/O error): the real error follows
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_error(self.path, exc, "nothing was changed") from exc
                 raise
 
     @contextmanager
@@ -331,7 +356,11 @@ class SQLiteGallery(Gallery):
     def _checkpoint(self) -> None:
         """Fold the WAL into the database so erased rows do not linger in the log file."""
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # committed already; only folding the log into the file failed
+                log.warning("%s: could not fold the write-ahead log into the gallery (%s); it is folded at the next "
+                            "write", self.path, exc)
 
     def rename(self, old: str, new: str) -> None:
         with self._write() as db:

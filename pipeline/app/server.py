@@ -28,7 +28,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mien.identity.gallery.base import GalleryBusyError, GalleryError, GalleryGoneError, PersonExistsError
+from mien.identity.gallery.base import (GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
+                                        PersonExistsError)
 from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
@@ -354,7 +355,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     @app.exception_handler(GalleryError)
     async def gallery_error(request, exc: GalleryError) -> JSONResponse:
         """Gallery problems as JSON: a name taken up to case 409, a gallery locked by another writer or deleted
-        under the server 503, anything else 500; nothing was changed in each case."""
+        under the server 503, a full disk 507, anything else 500; nothing was changed in each case."""
         if isinstance(exc, PersonExistsError):
             return JSONResponse({"detail": str(exc)}, 409)
         if isinstance(exc, GalleryBusyError):
@@ -362,6 +363,9 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         if isinstance(exc, GalleryGoneError):
             log.error("%s", exc)
             return JSONResponse({"detail": str(exc)}, 503)
+        if isinstance(exc, GalleryFullError):
+            log.error("%s", exc)
+            return JSONResponse({"detail": str(exc)}, 507)
         log.error("gallery error: %s", exc)
         return JSONResponse({"detail": str(exc)}, 500)
     app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
