@@ -157,6 +157,23 @@ def test_truncated_corrupt_and_missing_inputs(recognizer, enrolled, clip, tmp_pa
     assert r.returncode == 2 and "missing.mp4: no such video file" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".avi"])
+def test_a_one_pixel_video_is_annotated_not_a_crash(recognizer, tmp_path, suffix):
+    """Issue 26 item 14: a 1x1 clip gave the H.264/VP9 writer a 0x0 frame; now it is padded to 2x2."""
+    from mien.pipeline.app.video import process_video
+
+    tiny = tmp_path / "tiny.avi"
+    w = cv2.VideoWriter(str(tiny), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (1, 1))
+    for i in range(4):
+        w.write(np.full((1, 1, 3), 60 * i, np.uint8))
+    w.release()
+    result = process_video(tiny, recognizer, out=tmp_path / f"out{suffix}")
+    assert result.frames == 4 and not result.observations
+    cap = cv2.VideoCapture(str(tmp_path / f"out{suffix}"))
+    ok, frame = cap.read()
+    assert ok and frame.shape[:2] in ((1, 1), (2, 2))
+
+
 def test_emotion_series_break_where_the_person_is_off_screen():
     frames = [0, 1, 2, 4, 5, 9, 10]  # one frame missing after 2 (tolerated), three after 5 (a gap)
     assert charts.runs(frames, max_gap=2) == [(0, 5), (5, 7)]
@@ -191,7 +208,7 @@ def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
     if suffix != ".avi":
         pytest.importorskip("av", reason="PyAV (pip install av) writes H.264 and VP9")
     target = tmp_path / f"out{suffix}"
-    size = (321, 241) if suffix == ".mp4" else (320, 240)  # odd sides are cropped to even for H.264
+    size = (321, 241) if suffix == ".mp4" else (320, 240)  # H.264 4:2:0 needs even sides: an edge row/column is added
     writer = _AtomicVideoWriter(target, FPS, size)
     for i in range(12):
         frame = np.full((size[1], size[0], 3), 20 * i, np.uint8)
@@ -203,7 +220,8 @@ def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
     while (r := cap.read())[0]:
         frames.append(r[1])
     cap.release()
-    assert fourcc.lower() == codec.lower() and len(frames) == 12 and frames[0].shape[:2] == (240, 320)
+    assert fourcc.lower() == codec.lower() and len(frames) == 12 and frames[0].shape[:2] == (
+        (242, 322) if suffix == ".mp4" else (240, 320))
     assert abs(int(frames[6].mean()) - 120) <= 3
     aborted = _AtomicVideoWriter(tmp_path / f"aborted{suffix}", FPS, size)
     aborted.write(frame)

@@ -143,16 +143,20 @@ class _PyAVEncoder:
                                  options={"movflags": "+faststart"} if container in ("mp4", "mov") else {})
         try:
             self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
-            # 4:2:0 needs even sides: an odd last row or column is cropped
-            self.stream.width, self.stream.height, self.stream.pix_fmt = size[0] & ~1, size[1] & ~1, "yuv420p"
+            # 4:2:0 needs even sides: an odd side gets one more row or column, repeated from the edge (a 1x1 clip
+            # becomes 2x2 rather than an empty frame)
+            self.stream.width, self.stream.height = size[0] + (size[0] & 1), size[1] + (size[1] & 1)
+            self.stream.pix_fmt = "yuv420p"
             self.stream.thread_type = "AUTO"
         except BaseException:
             self.container.close()
             raise
 
     def write(self, frame_bgr: np.ndarray) -> None:
-        crop = np.ascontiguousarray(frame_bgr[:self.stream.height, :self.stream.width])
-        self.container.mux(self.stream.encode(self.av.VideoFrame.from_ndarray(crop, format="bgr24")))
+        h, w = frame_bgr.shape[:2]
+        frame = cv2.copyMakeBorder(frame_bgr, 0, self.stream.height - h, 0, self.stream.width - w, cv2.BORDER_REPLICATE) \
+            if (h, w) != (self.stream.height, self.stream.width) else frame_bgr
+        self.container.mux(self.stream.encode(self.av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")))
 
     def close(self, flush: bool = True) -> None:
         try:
