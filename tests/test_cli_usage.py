@@ -72,12 +72,31 @@ def test_train_emotion_has_the_trainers_options():
     (["video", "99999999999999999999"], "a webcam index is 0..63"),
     (["video", "0", "--out", "/etc/hostname/x.mp4"], "/etc/hostname is a file"),
     (["recognize", ".", "--json", "/"], "is a folder"),
+    # every output is checked before the work (issue 26 item 15): a file where a folder goes, nowhere writable
+    (["recognize", ".", "--annotate", "README.md"], "README.md: is a file; give a folder"),
+    (["recognize", ".", "--annotate", "/proc/annotated"], "cannot write in /proc"),
+    (["video", "0", "--out", "/proc/x.mp4"], "cannot write in /proc"),
+    (["video", "0", "--summary", "/proc/summary"], "cannot write in /proc"),
+    (["batch", ".", "--out", "README.md"], "README.md: is a file; give a folder"),
+    (["embed", "README.md", "--out", "/proc/e.npz"], "cannot write in /proc"),
+    (["evaluate", "identity", "--enroll", ".", "--test", ".", "--json", "/proc/r.json"], "cannot write in /proc"),
+    # a typo gets a hint and one line of usage advice, not the whole usage block (issue 21 item 10)
+    (["recognise", "."], "did you mean 'recognize'?"),
+    (["recognize", ".", "--emotion-views", "miror"], "did you mean 'mirror'?"),
 ])
 def test_usage_errors_exit_2_before_any_model_loads(args, message, tmp_path):
     res, _, err = mien(*args, home=tmp_path)
     assert res["rc"] == 2, err
     assert message in err and "Traceback" not in err
     assert not res["tensorflow"] and not res["sklearn"]
+    assert "usage:" not in err  # one line and a hint, not the usage block
+
+
+def test_a_bare_command_lists_what_it_can_do():
+    for args, listed in ((), ("recognize", "enroll", "serve")), (("people",), ("list", "forget", "rename")):
+        res, out, err = mien(*args)
+        assert res["rc"] == 0 and err == ""
+        assert all(name in out for name in listed)
 
 
 def empty_results_db(path):

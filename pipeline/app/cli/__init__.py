@@ -32,34 +32,60 @@ def version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; every subcommand takes -v/-q and shows its defaults in --help."""
-    ap = argparse.ArgumentParser(prog="mien", formatter_class=HelpFormatter,
+    ap = Parser(prog="mien",
                                  description="Face identity + emotion recognition: who is in a photo, and how they feel.",
                                  epilog="Run `mien COMMAND --help` for a command's options.")
     ap.add_argument("--version", action="version", version=f"mien {version()}")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     ap.add_argument("-q", "--quiet", action="store_true", help="errors only: no warnings, no progress bars")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub._parser_class = _subparser_class()
     parents = [verbosity_parent()]
     for name in COMMAND_MODULES:
         import_module(f"mien.pipeline.app.cli.{name}").register(sub, parents)
     return ap
 
 
-def _subparser_class():
-    """argparse.ArgumentParser with mien's help formatter (so every subcommand shows its defaults)."""
+class Parser(argparse.ArgumentParser):
+    """argparse with mien's help formatter (every command shows its defaults), usage errors as one line plus a
+    hint instead of the whole usage block, and "did you mean" for a mistyped command, choice or option."""
 
-    class Parser(argparse.ArgumentParser):
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("formatter_class", HelpFormatter)
-            super().__init__(*args, **kwargs)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
-        def add_subparsers(self, **kwargs):
-            action = super().add_subparsers(**kwargs)
-            action._parser_class = Parser
-            return action
+    def add_subparsers(self, **kwargs):
+        action = super().add_subparsers(**kwargs)
+        action._parser_class = Parser
+        return action
 
-    return Parser
+    def error(self, message: str):
+        from mien.pipeline.app.outputs import terminal_safe
+
+        if message.startswith("the following arguments are required: ") and message.split(": ", 1)[1] in (
+                "COMMAND", "VERB"):  # a bare `mien` or `mien people`: the list of what it can do
+            self.print_help()
+            raise SystemExit(0)
+
+        hint = _did_you_mean(self, message)
+        print(f"{self.prog}: error: {terminal_safe(message)}{hint}\nRun `{self.prog} --help` for its options.",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """A close match for the bad command, choice or option named in an argparse error message, as a hint."""
+    import difflib
+    import re
+
+    if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+        word, options = m.group(1), re.findall(r"'([^']*)'", m.group(2)) or m.group(2).split(", ")
+    elif m := re.search(r"unrecognized arguments: (\S+)", message):
+        word = m.group(1).split("=")[0]
+        options = [o for a in parser._actions for o in a.option_strings]
+    else:
+        return ""
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
@@ -82,12 +108,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except USER_ERRORS as exc:
-        from mien.pipeline.app.outputs import terminal_safe
+        return _report(str(exc))
+    except BrokenPipeError:  # `mien ... | head`: the reader left; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 141
+    except OSError as exc:
+        import errno
 
-        print(f"mien: error: {terminal_safe(str(exc))}", file=sys.stderr)
-        return 2
+        if exc.errno == errno.ENOSPC:
+            where = f" writing {exc.filename}" if exc.filename else ""
+            return _report(f"the disk is full{where}; free some space and run the command again (files mien "
+                           "writes appear whole or not at all, and the gallery is unchanged).")
+        raise
     except KeyboardInterrupt:
         return 130
+
+
+def _report(message: str) -> int:
+    """A user error as one line on stderr (terminal escapes neutralised); exit code 2."""
+    from mien.pipeline.app.outputs import terminal_safe
+
+    print(f"mien: error: {terminal_safe(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options, number_in,
-                                     options_from, positive_int, show_progress)
+                                     new_folder, options_from, positive_int, show_progress)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "Runs on a local Ray by default, or joins a cluster with --address. "
                                    "Needs `pip install 'mien[batch]'`.")
     b.add_argument("source", type=Path, help="folder, text file of paths, or .parquet/.csv manifest")
-    b.add_argument("--out", type=Path, required=True, help="output folder (Parquet shards + summary.json)")
+    b.add_argument("--out", type=new_folder, required=True, help="output folder (Parquet shards + summary.json)")
     b.add_argument("--address", help="join this Ray cluster ('auto' or ray://HOST:10001) instead of starting "
                                      "a local one")
     b.add_argument("--workers", type=positive_int, help="recognize actors (each loads the models once; "

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
-                                     number_in, progress, quiet_tensorflow, thresholds_from)
+                                     new_file, number_in, progress, quiet_tensorflow, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Enroll --enroll, recognize --test; then leave each person out as a stranger.")
     ei.add_argument("--enroll", type=existing_dir, required=True, help="DIR/<person>/*.jpg to enroll")
     ei.add_argument("--test", type=existing_dir, required=True, help="DIR/<person>/*.jpg to recognize")
-    ei.add_argument("--json", type=Path, help="write the full result here")
+    ei.add_argument("--json", type=new_file, help="write the full result here")
     ei.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
     ei.add_argument("--fpir", type=number_in(float, 0.0, 1.0),
                     help="choose the distance threshold that lets this share of strangers be named (e.g. 0.01), "

@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mien.pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file, existing_path, positive_float
+from mien.pipeline.app.cli.common import (add_detection_options, build_recognizer, existing_file, existing_path, new_file,
+                                     positive_float)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     em = sub.add_parser("embed", parents=parents, help="export a 128-d FaceNet embedding per face to an .npz",
                         description="Write files, boxes and L2-normalised 128-d embeddings of every face to an .npz.")
     em.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
-    em.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    em.add_argument("--out", type=new_file, required=True, help="the .npz to write")
     add_detection_options(em)
     em.set_defaults(run=run_embed)
 

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, existing_path, new_file, show_progress)
+                                     build_recognizer, existing_path, new_file, new_folder, show_progress)
 from mien.pipeline.errors import UsageError
 
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "Exit 0: all read; 1: some images unreadable; 2: usage or setup problem.")
     r.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
     r.add_argument("--json", type=new_file, help="write all results (with model versions and thresholds) to this file")
-    r.add_argument("--annotate", type=Path, help="write annotated copies into this folder")
+    r.add_argument("--annotate", type=new_folder, help="write annotated copies into this folder")
     r.add_argument("--cropped", action="store_true", help="each image is one already-cropped face (no detection)")
     r.add_argument("--db", nargs="?", const="default", help="also store results in the SQLite results database "
                    "(default MIEN_HOME/mien.db)")

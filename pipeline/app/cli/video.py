@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, new_file, number_in, positive_int, show_progress)
+                                     build_recognizer, new_file, new_folder, number_in, positive_int, show_progress)
 
 
 MAX_WEBCAMS = 64
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     vd.add_argument("input", type=video_source, help="a video file, or a webcam index such as 0")
     vd.add_argument("--out", type=new_file, help="write the annotated video here: .mp4 (H.264) or .webm (VP9) play in browsers; .avi (MJPEG)")
     vd.add_argument("--jsonl", type=new_file, help="write one JSON line per frame and face here")
-    vd.add_argument("--summary", type=Path, help="write the per-person summary JSON + timeline PNGs into this folder")
+    vd.add_argument("--summary", type=new_folder, help="write the per-person summary JSON + timeline PNGs into this folder")
     vd.add_argument("--every", type=positive_int, default=1, help="detect + recognize every N frames, track between")
     vd.add_argument("--max-frames", type=positive_int, help="stop after N frames (webcams run until Ctrl-C otherwise)")
     vd.add_argument("--smoothing", type=number_in(float, 0.0, 1.0, low_open=True), default=0.3,
