@@ -27,11 +27,26 @@ import numpy as np  # noqa: E402
 
 from mien.pipeline.errors import MienError  # noqa: E402
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # a GIF: its first frame
 
 
 class ImageError(MienError, ValueError):
     """An input file that is not a readable image; the message names the file."""
+
+    def for_client(self) -> str:
+        """The message for a remote client, who cannot change the server's settings."""
+        return str(self)
+
+
+class ImageTooLargeError(ImageError):
+    """An image over the pixel budget (or a file larger than any image within it)."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(f"{message} (set MIEN_MAX_IMAGE_PIXELS to allow larger images, or {fix}).")
+        self.client_message = f"{message} ({fix})."
+
+    def for_client(self) -> str:
+        return self.client_message
 
 
 def path_text(path: str | os.PathLike) -> str:
@@ -88,8 +103,8 @@ def checked_size(data: bytes, name: str) -> tuple[int, int]:
         raise ImageError(f"{name}: not a readable image (its size cannot be read from the header: an unknown or "
                          "damaged image format); convert it to JPEG or PNG.")
     if size[0] * size[1] > max_pixels():
-        raise ImageError(f"{name}: {size[0]}x{size[1]} pixels is over the {max_pixels() / 1e6:.0f}-megapixel limit "
-                         "(set MIEN_MAX_IMAGE_PIXELS to allow larger images, or downscale the photo).")
+        raise ImageTooLargeError(f"{name}: {size[0]}x{size[1]} pixels is over the {max_pixels() / 1e6:.0f}-megapixel "
+                                 "limit", "downscale the photo")
     return size
 
 
@@ -156,9 +171,8 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{name}: not a regular file (a pipe, socket or device); copy the photo to a file.")
         if st.st_size > max_file_bytes():
-            raise ImageError(f"{name}: {st.st_size / 2**20:.0f} MB is larger than any image within the "
-                             f"{max_pixels() / 1e6:.0f}-megapixel limit (set MIEN_MAX_IMAGE_PIXELS to allow larger "
-                             "images).")
+            raise ImageTooLargeError(f"{name}: {st.st_size / 2**20:.0f} MB is larger than any image within the "
+                                     f"{max_pixels() / 1e6:.0f}-megapixel limit", "check that it is a photo")
         try:
             return fh.read(max_file_bytes() + 1)
         except OSError as exc:

@@ -28,6 +28,9 @@ def validate_person_name(name: str) -> str:
     if invisible:  # zero-width joiners, right-to-left overrides...: names that look like another person's
         raise PersonNameError(f"{name!r}: a person name may not contain invisible or direction-changing characters "
                               f"({', '.join(f'U+{ord(c):04X}' for c in invisible)}).")
+    if "\ufffd" in stripped:  # what bytes that were not UTF-8 became (a URL's %FF, a mis-encoded folder name)
+        raise PersonNameError(f"{name!r}: the name holds bytes that are not UTF-8 text (shown as U+FFFD); "
+                              "send or save it as UTF-8.")
     if stripped.casefold() == UNKNOWN:
         raise PersonNameError("'unknown' is what mien calls strangers; choose another name.")
     return stripped

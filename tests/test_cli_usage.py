@@ -121,12 +121,12 @@ def test_history_answers_without_tensorflow(tmp_path):
 
 
 def test_a_folder_without_images_is_a_usage_error_that_names_what_was_skipped(tmp_path):
-    (tmp_path / "clip.gif").write_bytes(b"GIF89a")
+    (tmp_path / "clip.mov").write_bytes(b"\0\0\0\x14ftypqt  ")
     (tmp_path / "photo.heic").write_bytes(b"\0" * 16)
     (tmp_path / "notes.txt").write_text("x")
     res, _, err = mien("recognize", tmp_path, home=tmp_path / "home")
     assert res["rc"] == 2, err
-    assert "skipped 3 files" in err and ".gif" in err and ".heic" in err
+    assert "skipped 3 files" in err and ".mov" in err and ".heic" in err
     assert "no images found" in err
     assert not res["tensorflow"]
 
@@ -139,3 +139,16 @@ def test_terminal_escapes_in_a_file_name_do_not_reach_the_terminal_through_error
     r = subprocess.run([sys.executable, "-m", "mien", "history", "--db", str(bad)], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0 and "\x1b" not in r.stderr and "\\x1b[2J" in r.stderr, r.stderr
+
+
+def test_a_busy_port_is_said_before_the_models_load(tmp_path):
+    """`mien serve` binds before loading the models (issue 26, low items: it printed "serving" and then exited 3)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res, out, err = mien("serve", "--port", port, "--read-only", home=tmp_path)
+    assert res["rc"] == 2 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "serving" not in out and not res["tensorflow"]

@@ -45,6 +45,7 @@ def test_round_trip_and_filters(tmp_path):
         assert b["models"] == MODELS and b["thresholds"] == THRESHOLDS and b["image_sha256"] == "bb"
         assert [r["id"] for r in db.query(person="elton_john")] == [new]
         assert [r["id"] for r in db.query(person="madonna")] == [new, old]
+        assert [r["id"] for r in db.query(person="MADONNA")] == [new, old]  # one person up to case, as in the gallery
         assert [r["id"] for r in db.query(person="madonna", since=parse_since("2024-06-01"))] == [new]
         assert len(db.query(limit=1)) == 1
         assert db.query(person="nobody") == []

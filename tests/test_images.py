@@ -208,3 +208,14 @@ def test_a_folder_scan_names_what_it_cannot_list_and_keeps_the_rest(tmp_path, ca
     assert "gone.jpg: a link to a missing file; skipped" in text
     assert "pipe.png: not a regular file" in text
     assert "folder cannot be listed (File name too long)" in text
+
+
+def test_a_gif_is_read_as_its_first_frame(tmp_path):
+    """OpenCV 5 decodes GIF: such a photo is recognized instead of skipped (issue 26, low items)."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (30, 20), c) for c in ((200, 10, 10), (10, 200, 10))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert [p.name for p in list_images(tmp_path)] == ["anim.gif"]
+    rgb = load_image(tmp_path / "anim.gif")
+    assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] > 150 and rgb[0, 0, 1] < 60

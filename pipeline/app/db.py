@@ -106,6 +106,12 @@ def parse_since(text: str) -> float:
     return dt.timestamp()
 
 
+def _name_key(name: str | None) -> str | None:
+    from mien.identity.gallery.base import name_key
+
+    return None if name is None else name_key(name)
+
+
 class ResultsDB:
     """A thread-safe handle on the results database (one connection, writes serialised by a lock)."""
 
@@ -124,6 +130,7 @@ class ResultsDB:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA secure_delete=ON")  # redacted values are overwritten, not left in free pages
+            self._conn.create_function("name_key", 1, _name_key, deterministic=True)  # a person's name up to case
             migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"{self.path}: not a usable SQLite database ({exc}).") from None
@@ -211,8 +218,8 @@ class ResultsDB:
             where.append("r.created >= ?")
             params.append(since)
         if person is not None:
-            where.append("EXISTS (SELECT 1 FROM faces f WHERE f.recognition_id = r.id AND f.identity = ?)")
-            params.append(person)
+            where.append("EXISTS (SELECT 1 FROM faces f WHERE f.recognition_id = r.id AND name_key(f.identity) = ?)")
+            params.append(_name_key(person))  # one person up to case and Unicode form, as in the gallery
         sql = "SELECT * FROM recognitions r" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY r.created DESC, r.id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         with self._lock:

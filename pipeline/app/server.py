@@ -16,6 +16,7 @@ import base64
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import hmac
 import logging
@@ -23,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -50,7 +51,7 @@ DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 MAX_PHOTOS_PER_REQUEST = 20
 # Leading bytes of the formats mien decodes (OpenCV): JPEG, PNG, BMP, WebP, TIFF.
 MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
-         (b"MM\x00*", "TIFF"))
+         (b"MM\x00*", "TIFF"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
 
 
 class ServeConfigError(UsageError):
@@ -169,10 +170,26 @@ class RequestGuard:
         return None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and (problem := self.problem(scope)) is not None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if (problem := self.problem(scope)) is not None:
             response = JSONResponse({"detail": problem[1]}, problem[0])
             return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {**message, "headers": list(message.get("headers", [])) + [
+                    (k, v) for k, v in SECURITY_HEADERS if k not in present]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+# Every answer (JSON, /docs, errors) refuses framing and sniffing; JSON may load nothing. The web page sends its own,
+# stricter policy (page_security_headers), which these do not override.
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", b"frame-ancestors 'none'"), (b"referrer-policy", b"no-referrer"))
 
 
 class AuthBeforeBody:
@@ -339,7 +356,7 @@ async def _read_image_upload(upload: UploadFile, limit: int) -> bytes:
     if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
         raise HTTPException(415, f"{name}: content type {ctype!r} is not an image")
     if image_kind(data) is None:
-        raise HTTPException(415, f"{name}: not a JPEG, PNG, BMP, WebP or TIFF image")
+        raise HTTPException(415, f"{name}: not a JPEG, PNG, BMP, WebP, TIFF or GIF image")
     return data
 
 
@@ -403,9 +420,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/recognize", response_model=schemas.RecognizeResponse, response_model_exclude_unset=True,
               responses=schemas.error_responses(413, 415, 422, 429))
     async def recognize(
-        file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP or TIFF)")],
+        request: Request,
+        file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP, TIFF or GIF)")],
         identity_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a face")] = None,
-        distance_threshold: Annotated[float | None, Form(gt=0, description="max distance to the nearest enrolled photo")] = None,
+        distance_threshold: Annotated[float | None, Form(gt=0, allow_inf_nan=False,
+                                                         description="max distance to the nearest enrolled photo")] = None,
         emotion_threshold: Annotated[float | None, Form(ge=0, le=1, description="below it the emotion is 'uncertain'")] = None,
         annotate: Annotated[bool, Form(description="also return the annotated image (base64 JPEG)")] = False,
     ) -> dict:
@@ -415,6 +434,8 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 in_flight.enter_context(state.batcher.admitted())
             except ServerBusy as exc:
                 raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+            if len((await request.form()).getlist("file")) > 1:  # the parsed form, not read again
+                raise HTTPException(400, "one photo per request: send each photo in its own POST /recognize")
             data = await _read_image_upload(file, config.max_upload)
             name = file.filename or "upload"
             rec = state.snapshot(probability_threshold=identity_threshold, distance_threshold=distance_threshold,
@@ -424,7 +445,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 try:
                     width, height = checked_size(data, name)
                 except ImageError as exc:
-                    raise HTTPException(422, str(exc)) from None
+                    raise HTTPException(422, exc.for_client()) from None
                 with state.pixel_budget.hold(width * height):
                     return recognize_decoded(data)
 
@@ -432,7 +453,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 try:
                     image = decode_image(data, name)
                 except ImageError as exc:
-                    raise HTTPException(422, str(exc)) from None
+                    raise HTTPException(422, exc.for_client()) from None
                 record = state.batcher.recognize(rec, image, name)
                 models, thresholds = model_versions(rec), thresholds_used(rec)
                 rid = state.db.add(record, image_sha256=content_hash(data), thresholds=thresholds, models=models,
@@ -503,13 +524,37 @@ def serve(config: ServerConfig, load_recognizer: Callable[[], "Recognizer"], *, 
 
     config.allowed_hosts = allowed_hosts_for(host, port, allow_hosts)
     config.check()  # before the models load
+    sock = listening_socket(host, port)  # a busy port is said now, not after the models have loaded
     print("loading models ...", flush=True)
     recognizer = load_recognizer()
     recognizer.warm_up()  # the first request must not pay for graph tracing
     app = create_app(recognizer, config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, **_uvicorn_limits()))
     print(f"mien serving on http://{host}:{port}/  (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **_uvicorn_limits())
+    server.run(sockets=[sock])
     return 0
+
+
+def listening_socket(host: str, port: int):
+    """A socket bound to ``host:port`` and listening (connections wait in its backlog until the models are
+    loaded); ServeConfigError naming the address when it is in use or cannot be had."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ServeConfigError(f"--host {host}: not an address this machine can listen on ({exc.strerror}).") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = " (another program, or another mien serve, is using it: stop it or choose another --port)" \
+            if exc.errno == errno.EADDRINUSE else ""
+        raise ServeConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}.") from None
+    return sock
 
 
 class BackgroundServer:

@@ -25,7 +25,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default (except where there is none to show)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or "") \
+                or "(default" in (action.help or ""):  # the help already says it in words
             return action.help or ""
         return super()._get_help_string(action)
 

@@ -43,7 +43,7 @@ def find_images(roots: list[Path]) -> list[Path]:
               + ", ".join(f"{n} {k}" for k, n in kinds.most_common()), file=sys.stderr)
     if not images:
         raise UsageError(f"no images found in {', '.join(map(str, roots))} "
-                         "(mien reads .jpg .jpeg .png .bmp .webp .tif .tiff)")
+                         "(mien reads .jpg .jpeg .png .bmp .webp .tif .tiff .gif)")
     return images
 
 

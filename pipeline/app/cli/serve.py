@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from mien.pipeline.app.server import ServerConfig, serve
 
-    config = ServerConfig(token=os.environ.get("MIEN_API_TOKEN") or None,
+    # a token copied with a trailing newline or space is the same token (clients' headers are stripped too)
+    config = ServerConfig(token=(os.environ.get("MIEN_API_TOKEN") or "").strip() or None,
                           allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
                           max_upload=int(args.max_upload_mb * 1024 * 1024),
                           db_path=None if args.db == "default" else Path(args.db), max_pending=args.max_pending)
