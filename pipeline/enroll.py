@@ -72,6 +72,8 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         raise EnrollmentError(f"{root}: no such folder. Put photos in {root}/<person name>/*.jpg.")
     if not root.is_dir():
         raise EnrollmentError(f"{root}: is a file; enrollment takes a folder of person folders.")
+    from mien.identity.gallery.base import name_key
+
     persons, ignored = [], []
     for p in sorted(root.iterdir()):
         if p.is_file() and is_image_path(p):
@@ -84,6 +86,15 @@ def _person_dirs(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 persons.append(p)
             except PersonNameError as exc:  # the same rule as the API: such a person could not be forgotten
                 ignored.append((path_text(p), f"not enrolled: {exc}"))
+    by_key: dict[str, list[Path]] = {}
+    for p in persons:
+        by_key.setdefault(name_key(validate_person_name(p.name)), []).append(p)
+    for same in (group for group in by_key.values() if len(group) > 1):  # Ann/ and ann/: one person, two folders
+        for p in same:
+            persons.remove(p)
+            others = ", ".join(q.name for q in same if q is not p)
+            ignored.append((path_text(p), f"not enrolled: {others} names the same person (names are one person up "
+                                          "to case); merge the folders"))
     if not persons:
         raise EnrollmentError(f"{root}: no person folders inside. Put photos in {root}/<person name>/*.jpg.")
     return persons, ignored
@@ -94,12 +105,21 @@ def check_enrollment_dir(root: str | os.PathLike) -> None:
     _person_dirs(Path(root))
 
 
+NO_FACE = "no face found"
+MANY_FACES = "faces of similar size; crop the photo to the person"
+
+
 def _choose_face(faces) -> tuple[object | None, str | None]:
     if not faces:
-        return None, "no face found"
+        return None, NO_FACE
     if len(faces) == 1 or faces[0].area >= DOMINANT_AREA_RATIO * faces[1].area:
         return faces[0], None
-    return None, f"{len(faces)} faces of similar size; crop the photo to the person"
+    return None, f"{len(faces)} {MANY_FACES}"
+
+
+def is_unreadable(reason: str) -> bool:
+    """Whether a photo was skipped because it could not be read (rather than for what it shows)."""
+    return reason != NO_FACE and not reason.endswith(MANY_FACES)
 
 
 @dataclass

@@ -176,23 +176,35 @@ class Recognizer:
 
     def recognize_paths(self, paths: Iterable[str | os.PathLike], chunk: int = 16,
                         cropped: bool = False) -> Iterator[tuple[ImageRecord, np.ndarray | None]]:
-        """Yield (record, decoded image) per path; unreadable files give a record with ``error`` set."""
-        batch: list[tuple[str, np.ndarray]] = []
+        """Yield (record, decoded image) per path, in the order given; unreadable files give a record with ``error``
+        set. Photos are recognized ``chunk`` at a time, or fewer when they add up to the pixel budget (so 16 photos
+        of 49 MP are not held decoded at once)."""
+        from mien.pipeline.images import max_pixels
+
+        batch: list[tuple[str, np.ndarray | None, str | None]] = []  # (name, image, error) in input order
 
         def flush():
-            imgs = [b[1] for b in batch]
-            names = [b[0] for b in batch]
-            recs = self.recognize_cropped(imgs, names) if cropped else self.recognize_batch(imgs, names)
-            yield from zip(recs, imgs)
+            good = [(name, img) for name, img, _ in batch if img is not None]
+            recs = iter(self.recognize_cropped([g[1] for g in good], [g[0] for g in good]) if cropped
+                        else self.recognize_batch([g[1] for g in good], [g[0] for g in good])) if good else iter(())
+            for name, img, error in batch:
+                yield (ImageRecord(file=name, error=error), None) if img is None else (next(recs), img)
             batch.clear()
 
+        held = 0  # decoded pixels in the batch
         for p in paths:
             try:
-                batch.append((path_text(p), load_image(p)))
+                image = load_image(p)
             except ImageError as exc:
-                yield ImageRecord(file=path_text(p), error=str(exc)), None
+                batch.append((path_text(p), None, str(exc)))
                 continue
-            if len(batch) >= chunk:
+            if held and held + image.shape[0] * image.shape[1] > max_pixels():
+                yield from flush()  # a chunk stays within the budget (or is one photo)
+                held = 0
+            batch.append((path_text(p), image, None))
+            held += image.shape[0] * image.shape[1]
+            if sum(img is not None for _, img, _ in batch) >= chunk:
                 yield from flush()
+                held = 0
         if batch:
             yield from flush()

@@ -179,3 +179,25 @@ def test_a_file_name_that_is_not_utf8_keeps_the_whole_run(enrolled, mien_home, d
     home = home_copy(mien_home, tmp_path / "home")  # never a byte copy of the live gallery (see home_copy)
     r = mien("people", "add", "Cafe", os.fsdecode(os.path.join(inputs, b"caf\xe9.jpg")), home=home)
     assert r.returncode == 0 and "1 photos added" in r.stdout, r.stderr
+
+
+def test_enroll_exits_1_for_unreadable_photos_and_folders_of_one_person_up_to_case(mien_home, demo_photos, tmp_path):
+    """Issue 26, low items: `enroll` exited 0 with unreadable photos, and two folders naming one person up to case
+    aborted the whole enrollment. Now the rest is enrolled, both folders are named, and the exit code is 1."""
+    from conftest import copy_person
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    (home / "weights" / "facenet_keras.h5").symlink_to(mien_home / "weights" / "facenet_keras.h5")
+    root = tmp_path / "people"
+    copy_person(demo_photos[0], root, "ben_afflek", limit=2)
+    (root / "ben_afflek" / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+    copy_person(demo_photos[0], root, "madonna", new_name="Ann", limit=1)
+    copy_person(demo_photos[0], root, "madonna", new_name="ann", limit=1)
+    r = mien("enroll", root, home=home)
+    assert r.returncode == 1, r.stderr
+    assert "ben_afflek: 3 photos, 2 used, 1 skipped" in r.stdout and "broken.jpg" in r.stdout
+    assert "ignored" in r.stdout and "ann names the same person" in r.stdout and "Ann names the same person" in r.stdout
+    assert "1 photos could not be read and 2 entries were ignored" in r.stderr
+    people = json.loads(mien("people", "list", "--json", home=home).stdout)["people"]
+    assert [p["name"] for p in people] == ["ben_afflek"]

@@ -238,3 +238,22 @@ def test_a_photo_with_no_face_found_is_searched_again_at_half_size(demo_photos, 
         assert detector.detect(np.full((300, 400, 3), 200, np.uint8)) == []
     [record] = recognizer.recognize(photo, "retried.jpg").to_dict()["faces"]  # the record says so
     assert record["detection_scale"] == RETRY_SCALE
+
+
+def test_recognize_paths_keeps_the_input_order_and_bounds_decoded_pixels(recognizer, demo_photos, tmp_path,
+                                                                         monkeypatch):
+    """Issue 26, low items: an unreadable file's row came before the good rows of its chunk, and a chunk held 16
+    decoded photos whatever their size. Now rows follow the input, and a chunk stops at the pixel budget."""
+    from mien.pipeline import images
+
+    photos = sorted(p for p in demo_photos[1].rglob("*.jpg"))[:6]
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    paths = photos[:3] + [tmp_path / "broken.jpg"] + photos[3:]
+    calls = []
+    real = recognizer.recognize_batch
+    monkeypatch.setattr(recognizer, "recognize_batch", lambda imgs, names: calls.append(len(imgs)) or real(imgs, names))
+    monkeypatch.setattr(images, "max_pixels", lambda: 150_000)  # two demo photos of ~75,000 pixels each
+    out = [record for record, _ in recognizer.recognize_paths(paths)]
+    assert [r.file for r in out] == [images.path_text(p) for p in paths]
+    assert out[3].error and "broken.jpg" in out[3].error and all(not r.error for r in out[:3] + out[4:])
+    assert sum(calls) == 6 and max(calls) <= 2

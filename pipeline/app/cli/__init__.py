@@ -89,9 +89,17 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
-    """Warnings by default, -v info, -vv debug, -q errors only (also silences progress bars)."""
+    """Warnings by default, -v info, -vv debug, -q errors only (also silences progress bars). Python warnings of
+    the libraries go through the same logging (so -q silences them), and OpenCV's own log (a missing webcam's
+    two backend warnings before mien's one-line error) shows only with -v."""
     level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    logging.captureWarnings(True)
+    os.environ["OPENCV_LOG_LEVEL"] = "ERROR" if quiet or not verbose else ("WARNING" if verbose == 1 else "DEBUG")
+    if "cv2" in sys.modules:  # read at import: an embedding program may have imported OpenCV already
+        import cv2
+
+        cv2.utils.logging.setLogLevel(getattr(cv2.utils.logging, f"LOG_LEVEL_{os.environ['OPENCV_LOG_LEVEL']}"))
     if quiet:
         os.environ["MIEN_QUIET"] = "1"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
@@ -32,7 +33,7 @@ def configure(e: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Enroll, then print per-person counts, every skipped photo with its reason, and what changed."""
     from mien.pipeline.app.outputs import terminal_safe
-    from mien.pipeline.enroll import check_enrollment_dir, enroll_folder
+    from mien.pipeline.enroll import check_enrollment_dir, enroll_folder, is_unreadable
 
     check_enrollment_dir(args.dir)  # fail fast, before the models load
     rec = build_recognizer(args, emotion=False, identity=False)
@@ -52,4 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"forgotten (not in {args.dir}, --replace): {terminal_safe(name)}")
     print(f"embedded {report.embedded} new photos ({report.cached} from cache); {len(report.enrolled)} people from "
           f"{args.dir}: {report.added} faces added, {report.removed} removed -> {report.gallery}")
+    unreadable = sum(is_unreadable(why) for p in report.persons for _, why in p.skipped)
+    if unreadable or report.ignored:  # the rest is enrolled; exit 1 as recognize does for unreadable inputs
+        print(f"{unreadable} photos could not be read and {len(report.ignored)} entries were ignored (listed above)",
+              file=sys.stderr)
+        return 1
     return 0
