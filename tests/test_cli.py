@@ -41,6 +41,19 @@ def test_recognize_writes_json_and_annotations_and_reports_bad_files(enrolled, m
     assert "error" in by_file["broken.jpg"]
     assert "ben_afflek" in r.stdout and "madonna" in r.stdout
     assert sorted(p.name for p in ann.iterdir()) == ["inputs__ben_afflek.jpg", "inputs__madonna.jpg"]  # <folder>__<stem>
+    # --json - and --csv - (issue 21 item 10): standard output carries that document alone, no table
+    r = mien("recognize", inputs / "madonna.jpg", "--json", "-", "--csv", tmp_path / "faces.csv", home=mien_home)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["images"][0]["faces"][0]["identity"]["name"] == "madonna"
+    r2 = mien("recognize", inputs, "--csv", "-", home=mien_home)
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(r2.stdout)))
+    assert r2.returncode == 1 and [(os.path.basename(x["file"]), x["who"]) for x in rows] == [
+        ("ben_afflek.jpg", "ben_afflek"), ("broken.jpg", ""), ("madonna.jpg", "madonna")]
+    assert rows[1]["error"] and abs(sum(float(v) for k, v in rows[2].items() if k.startswith("p_")) - 1) < 1e-3
+    assert list(csv.DictReader((tmp_path / "faces.csv").open()))[0]["who"] == "madonna"
 
 
 def test_no_face_is_a_result_not_an_error(mien_home, tmp_path):
@@ -147,7 +160,9 @@ def test_forget_leaves_no_photo_or_embedding_anywhere_under_mien_home(mien_home,
             "SELECT f.embedding FROM faces f JOIN people p ON p.id = f.person WHERE p.name = 'Madonna'")]
     secrets += [p.read_bytes()[2000:2064] for p in photos]  # a run of each photo's bytes
     assert len(secrets) == 6
-    r = mien("people", "forget", "madonna", home=home)  # any case: one person
+    r = mien("people", "forget", "madonna", home=home)  # no terminal to ask on: --yes is required
+    assert r.returncode == 2 and "pass --yes to confirm" in r.stderr
+    r = mien("people", "forget", "madonna", "--yes", home=home)  # any case: one person
     assert r.returncode == 0 and "3 photos" in r.stdout, r.stderr
     for f in home.rglob("*"):
         if f.is_file() and not f.is_symlink():

@@ -237,7 +237,7 @@ def test_people_forget_redacts_the_default_results_database_and_the_ones_named(t
     for path in (home / "mien.db", tmp_path / "elsewhere.db"):
         with ResultsDB(path) as db:
             db.add(record("ann.jpg", "Ann"), image_sha256="c" * 64, thresholds=THRESHOLDS, models=MODELS, source="cli")
-    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "Ann", "--db", str(tmp_path / "elsewhere.db")],
+    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "Ann", "--yes", "--db", str(tmp_path / "elsewhere.db")],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "MIEN_HOME": str(home)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("1 recognised faces of Ann redacted to unknown") == 2

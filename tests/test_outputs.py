@@ -6,7 +6,7 @@ from mien.pipeline.app.outputs import StreamingTable, annotated_name, face_label
 
 def test_control_characters_never_reach_the_terminal():
     hostile = "evil\x1b[2J\x1b]0;pwned\x07name\n.jpg"
-    for text in (format_table([[hostile, "1", "zo\x1bë", "", "", ""]]), StreamingTable(10).line([hostile, "1"])):
+    for text in (format_table([[hostile, "1", "zo\x1bë", "", "", ""]]), StreamingTable().line([hostile, "1"])):
         assert "\x1b" not in text and "\x07" not in text and "\\x1b[2J" in text
         assert "\n" not in text.splitlines()[-1]
     assert terminal_safe("Zoë Núñez") == "Zoë Núñez"  # printable Unicode is kept as is
@@ -30,3 +30,25 @@ def test_face_labels_name_the_face_and_say_why_a_stranger_is_one():
     stranger = FaceRecord(2, (0, 0, 9, 9), 0.9, {}, IdentityMatch("unknown", 0.89, 1.17, "ben_afflek"), None)
     assert face_label(known) == "#1 madonna 0.93 | happy 0.71"
     assert face_label(stranger) == "#2 unknown (dist 1.17)"
+
+
+def test_the_table_puts_the_answer_first_marks_near_ties_and_strangers_show_their_distance(tmp_path, monkeypatch):
+    """Issue 21 item 10: the full path came first and wrapped every row; an unknown face showed a confidence; a
+    near tie (happy 0.44, angry 0.39) was printed as a certain 'happy'."""
+    from mien.identity.match import IdentityMatch
+    from mien.pipeline.app.outputs import display_path, emotion_text, table_rows
+    from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
+
+    monkeypatch.chdir(tmp_path)
+    deep = str(tmp_path / ("folder" * 12) / "photo.jpg")
+    scores = {"happy": 0.44, "angry": 0.39, "sad": 0.17}
+    faces = [FaceRecord(1, (0, 0, 9, 9), 0.99, {}, IdentityMatch("ann", 0.91, 0.62, "ann"), EmotionResult("happy", 0.44, scores)),
+             FaceRecord(2, (9, 9, 9, 9), 0.98, {}, IdentityMatch("unknown", 0.96, 1.31, "ann"),
+                        EmotionResult("sad", 0.9, {"sad": 0.9, "happy": 0.1}))]
+    rows = table_rows(ImageRecord(deep, 10, 10, faces))
+    assert rows[0][:5] == ["ann", "0.91", "0.62", "happy 0.44 ~ angry 0.39", "1"]
+    assert rows[1][:5] == ["unknown", "", "1.31", "sad 0.90", "2"]
+    assert rows[0][5].endswith("/photo.jpg") and len(rows[0][5]) <= 48 and rows[0][5].startswith("...")
+    assert display_path(str(tmp_path / "a" / "b.jpg")) == "a/b.jpg"  # relative to the working folder
+    assert emotion_text(EmotionResult("uncertain", 0.44, scores)) == "uncertain: happy 0.44 ~ angry 0.39"
+    assert emotion_text(None) == "-"

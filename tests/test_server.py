@@ -317,7 +317,7 @@ def test_a_running_server_sees_people_changed_by_the_cli(recognizer, enrolled, m
     madonna = val_photo(demo_photos, "madonna")
     assert client.post("/recognize", files={"file": jpeg(madonna)}).json()["faces"][0]["identity"]["name"] == "madonna"
     env = {**os.environ, "MIEN_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "madonna"], env=env,
+    r = subprocess.run([sys.executable, "-m", "mien", "people", "forget", "madonna", "--yes"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "madonna" not in [p["name"] for p in client.get("/people").json()["people"]]

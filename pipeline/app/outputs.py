@@ -19,22 +19,85 @@ MIN_ANNOTATED_SIDE = 640
 
 def write_results_json(path: str | os.PathLike, records: list[ImageRecord], model_versions: dict[str, str | None],
                        thresholds: dict) -> None:
-    """Write all image records, with the model versions and thresholds that produced them, atomically."""
-    write_json_atomic(path, envelope(records, model_versions, thresholds))
+    """Write all image records, with the model versions and thresholds that produced them, atomically (``-``:
+    to standard output)."""
+    document = envelope(records, model_versions, thresholds)
+    if os.fspath(path) == "-":
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    else:
+        write_json_atomic(path, document)
 
 
-def table_rows(record: ImageRecord) -> list[list[str]]:
-    """Table rows (file, face, who, confidence, distance, emotion) for one image."""
+# Two emotions closer than this are a near tie: the table names both instead of printing the first as certain.
+NEAR_TIE_MARGIN = 0.10
+
+
+def emotion_text(emotion, margin: float = NEAR_TIE_MARGIN) -> str:
+    """``happy 0.81``, or ``happy 0.44 ~ angry 0.39`` when the runner-up is within ``margin``; ``-`` without one."""
+    if emotion is None:
+        return "-"
+    text = f"{emotion.label} {emotion.confidence:.2f}"
+    ranked = sorted(emotion.scores.items(), key=lambda kv: kv[1], reverse=True)
+    if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < margin:
+        text = f"{ranked[0][0]} {ranked[0][1]:.2f} ~ {ranked[1][0]} {ranked[1][1]:.2f}"
+        if emotion.label != ranked[0][0]:  # below the emotion threshold: the label says so
+            text = f"{emotion.label}: {text}"
+    return text
+
+
+def display_path(path: str, width: int = 48) -> str:
+    """A path as the table shows it: relative to the working folder when inside it, and at most ``width``
+    characters, keeping its end (``.../folder/photo.jpg``), where the name is."""
+    try:
+        rel = os.path.relpath(path)
+        text = rel if not rel.startswith("..") else path
+    except ValueError:  # another drive on Windows
+        text = path
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+CSV_COLUMNS = ("file", "face", "who", "confidence", "distance", "emotion", "emotion_confidence", "x", "y", "w", "h",
+               "detection_confidence", "error")
+
+
+def csv_rows(record: ImageRecord, emotions: tuple[str, ...] = ()) -> list[list]:
+    """One CSV row per face (or one for an image without faces or with an error): ``CSV_COLUMNS`` then the
+    probability of each emotion in ``emotions``."""
+    if record.error or not record.faces:
+        return [[record.file, "", "", "", "", "", "", "", "", "", "", "", record.error or ""] + [""] * len(emotions)]
+    rows = []
+    for f in record.faces:
+        ident, emo = f.identity, f.emotion
+        rows.append([record.file, f.face_id, ident.name if ident else "", _r4(ident.confidence if ident else None),
+                     _r4(ident.distance if ident else None), emo.label if emo else "", _r4(emo.confidence if emo else None),
+                     *(int(v) for v in f.bbox), _r4(f.detection_confidence), ""]
+                    + [_r4(emo.scores.get(e)) if emo else "" for e in emotions])
+    return rows
+
+
+def _r4(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def table_rows(record: ImageRecord, margin: float = NEAR_TIE_MARGIN) -> list[list[str]]:
+    """Table rows (who, confidence, distance, emotion, face, file) for one image: the name first, so rows stay
+    readable in 100 columns; a stranger shows the distance that rejected it, not a confidence."""
+    file = display_path(record.file)
     if record.error:
-        return [[record.file, "-", "ERROR", "", "", record.error]]
+        return [["ERROR", "", "", record.error, "-", file]]
     if not record.faces:
-        return [[record.file, "-", "(no face)", "", "", ""]]
+        return [["(no face)", "", "", "", "-", file]]
     rows = []
     for f in record.faces:
         ident = f.identity
-        emo = f"{f.emotion.label} {f.emotion.confidence:.2f}" if f.emotion else "-"
-        rows.append([record.file, str(f.face_id), ident.name if ident else "-",
-                     f"{ident.confidence:.2f}" if ident else "", f"{ident.distance:.2f}" if ident else "", emo])
+        known = ident is not None and ident.name != UNKNOWN
+        rows.append([ident.name if ident else "-", f"{ident.confidence:.2f}" if known else "",
+                     f"{ident.distance:.2f}" if ident and ident.distance is not None else "",
+                     emotion_text(f.emotion, margin), str(f.face_id), file])
     return rows
 
 
@@ -43,14 +106,15 @@ def terminal_safe(text: str) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-TABLE_HEADER = ("file", "face", "who", "conf", "dist", "emotion")
+TABLE_HEADER = ("who", "conf", "dist", "emotion", "face", "file")
 
 
 class StreamingTable:
-    """A table printed a row at a time (as images finish): column widths fixed up front, long cells widen."""
+    """A table printed a row at a time (as images finish): column widths fixed up front, long cells widen; the
+    file comes last, so a long path never pushes the answer off the line."""
 
-    def __init__(self, file_width: int, widths: tuple[int, ...] = (4, 16, 4, 4, 14)):
-        self.widths = (max(file_width, len(TABLE_HEADER[0])), *widths)
+    def __init__(self, widths: tuple[int, ...] = (16, 4, 4, 22, 4)):
+        self.widths = (*widths, 0)
 
     def line(self, cells) -> str:
         """One formatted row (control characters escaped)."""

@@ -84,6 +84,11 @@ def new_file(text: str) -> Path:
     return path
 
 
+def new_file_or_stdout(text: str) -> Path | str:
+    """Like ``new_file``, or ``-`` for standard output."""
+    return "-" if text == "-" else new_file(text)
+
+
 def new_folder(text: str) -> Path:
     """A folder mien will write into (created if missing): caught now if a file is in the way or it cannot be
     written."""

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     forget.add_argument("--db", action="append", default=None, metavar="PATH",
                         help="also redact the person in this results database (repeatable; MIEN_HOME/mien.db is "
                              "always redacted when it exists)")
+    forget.add_argument("-y", "--yes", action="store_true",
+                        help="do not ask for confirmation (needed when standard input is not a terminal)")
     forget.set_defaults(run=run_forget)
     rename = verbs.add_parser("rename", parents=parents, help="rename a person")
     rename.add_argument("old")
@@ -111,6 +113,8 @@ def run_forget(args: argparse.Namespace) -> int:
     from mien.pipeline.app.db import ResultsDB, default_db_path
 
     with _gallery() as gallery:
+        if not args.yes:
+            _confirm_forget(args.name, gallery)
         n = forget_person(args.name, gallery)
     print(f"forgot {terminal_safe(args.name)}: {n} photos, their embeddings and cached embeddings erased")
     databases = [p for p in [default_db_path(), *map(Path, args.db or [])] if p.is_file()]
@@ -119,6 +123,27 @@ def run_forget(args: argparse.Namespace) -> int:
             faces = db.redact_person(args.name)
         print(f"{path}: {faces} recognised faces of {terminal_safe(args.name)} redacted to unknown")
     return 0
+
+
+def _confirm_forget(name: str, gallery) -> None:
+    """Ask before erasing (it cannot be undone); without a terminal to ask on, --yes is required."""
+    import sys
+
+    from mien.identity.gallery.base import UnknownPersonError, name_key
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.errors import UsageError
+
+    found = {n: c for n, c in gallery.people().items() if name_key(n) == name_key(name)}
+    if not found:
+        raise UnknownPersonError(f"{name!r} is not enrolled; `mien people list` shows who is.")
+    [(enrolled, photos)] = found.items()
+    if not sys.stdin.isatty():
+        raise UsageError(f"forgetting {enrolled!r} cannot be undone; pass --yes to confirm (standard input is not a "
+                         "terminal to ask on).")
+    answer = input(f"Forget {terminal_safe(enrolled)} ({photos} photos) and redact them in the results databases? "
+                   "This cannot be undone. [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("nothing was forgotten.")
 
 
 def run_rename(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, existing_path, new_file, new_folder, show_progress)
+                                     build_recognizer, existing_path, new_file_or_stdout, new_folder,
+                                     show_progress)
 from mien.pipeline.errors import UsageError
 
 
@@ -17,7 +18,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Who + emotion for every face in images or folders (recursively). "
                                    "Exit 0: all read; 1: some images unreadable; 2: usage or setup problem.")
     r.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
-    r.add_argument("--json", type=new_file, help="write all results (with model versions and thresholds) to this file")
+    r.add_argument("--json", type=new_file_or_stdout,
+                   help="write all results (with model versions and thresholds) to this file (- for stdout)")
+    r.add_argument("--csv", type=new_file_or_stdout, help="write one row per face to this CSV file (- for stdout)")
     r.add_argument("--annotate", type=new_folder, help="write annotated copies into this folder")
     r.add_argument("--cropped", action="store_true", help="each image is one already-cropped face (no detection)")
     r.add_argument("--db", nargs="?", const="default", help="also store results in the SQLite results database "
@@ -48,23 +51,31 @@ def find_images(roots: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Recognize, stream the table, then write the JSON / annotated copies / database rows asked for."""
+    """Recognize, stream the table, then write the JSON / CSV / annotated copies / database rows asked for. With
+    ``--json -`` or ``--csv -`` standard output carries that document alone (the table is left out)."""
     from tqdm import tqdm
 
     from mien.pipeline.app.outputs import StreamingTable, table_rows, terminal_safe
 
+    if args.json == "-" and args.csv == "-":
+        raise UsageError("--json - and --csv - would share standard output; send one of them to a file")
     paths = find_images(args.paths)
     store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
     rec = build_recognizer(args)
-    table = StreamingTable(file_width=max(len(str(p)) for p in paths))
+    table = None if "-" in (args.json, args.csv) else StreamingTable()
+    csv_out = CsvOutput(args.csv, rec) if args.csv else None
     records, failed = [], 0
     with tqdm(total=len(paths), unit="photo", desc="recognize", leave=False,
               disable=not show_progress()) as bar:
-        tqdm.write(table.header())
+        if table is not None:
+            tqdm.write(table.header())
         for record, image in rec.recognize_paths(paths, cropped=args.cropped):
             records.append(record)
-            for row in table_rows(record):
-                tqdm.write(table.line(row))
+            if table is not None:
+                for row in table_rows(record):
+                    tqdm.write(table.line(row))
+            if csv_out is not None:
+                csv_out.add(record)
             if record.error:
                 failed += 1
                 print(f"error: {terminal_safe(record.error)}", file=sys.stderr)
@@ -75,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             if store is not None:
                 store_record(store, rec, record, "cli")
             bar.update(1)
+    if csv_out is not None:
+        csv_out.close()
     if args.json:
         from mien.pipeline.app.outputs import write_results_json
         from mien.pipeline.provenance import model_versions, thresholds_used
@@ -83,6 +96,36 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(paths)} images could not be read (rows marked ERROR)", file=sys.stderr)
     return 1 if failed else 0
+
+
+class CsvOutput:
+    """One CSV row per face, streamed to stdout (``-``) or written to a file atomically when the run ends."""
+
+    def __init__(self, target, rec):
+        import csv
+        import io
+
+        from mien.pipeline.app.outputs import CSV_COLUMNS
+
+        self.target = target
+        self.emotions = tuple(rec.emotion_model.labels) if rec.emotion_model is not None else ()
+        self.buffer = sys.stdout if target == "-" else io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\n")
+        self.writer.writerow([*CSV_COLUMNS, *(f"p_{e}" for e in self.emotions)])
+
+    def add(self, record) -> None:
+        from mien.pipeline.app.outputs import csv_rows
+
+        self.writer.writerows(csv_rows(record, self.emotions))
+        if self.target == "-":
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.target != "-":
+            from mien.identity.storage import atomic_path
+
+            with atomic_path(self.target) as tmp:
+                tmp.write_text(self.buffer.getvalue(), encoding="utf-8")
 
 
 def open_db(path: str):
