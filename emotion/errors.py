@@ -1,8 +1,10 @@
 """The root of every error the emotion package raises for something a user can fix (a file, a dataset)."""
 from __future__ import annotations
 
+from mien.errors import MienError
 
-class EmotionError(RuntimeError):
+
+class EmotionError(MienError):
     """Base class of emotion errors; the message names the file and the fix."""
 
 

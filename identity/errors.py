@@ -1,7 +1,9 @@
 """Errors raised by the identity package; each message names the file and the fix."""
 
+from mien.errors import MienError
 
-class IdentityError(RuntimeError):
+
+class IdentityError(MienError):
     """Base class for identity errors a user can act on."""
 
 

@@ -65,7 +65,7 @@ except PackageNotFoundError:  # imported from a checkout that was never installe
 # Public names, imported on first use so that `import mien` stays instant (no TensorFlow, no OpenVINO).
 _LAZY = {"Recognizer": "mien.pipeline.recognizer", "Options": "mien.pipeline.recognizer",
          "load_image": "mien.pipeline.images", "decode_image": "mien.pipeline.images",
-         "MienError": "mien.pipeline.errors"}
+         "MienError": "mien.errors"}
 __all__ = sorted(_LAZY) + ["__version__"]
 
 

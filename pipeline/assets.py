@@ -72,8 +72,9 @@ def shipped_models_dir() -> Path:
 
 def emotion_weights_path() -> Path:
     """``$MIEN_EMOTION_WEIGHTS`` if set, else the shipped emotion model (checksum checked on load)."""
-    env = os.environ.get("MIEN_EMOTION_WEIGHTS")
-    return Path(env) if env else shipped_models_dir() / "emotion" / EMOTION_WEIGHTS
+    from mien.pipeline import settings
+
+    return settings.emotion_weights() or shipped_models_dir() / "emotion" / EMOTION_WEIGHTS
 
 
 def _verified(path: Path, expected: str) -> bool:

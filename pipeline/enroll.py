@@ -13,11 +13,11 @@ from typing import Iterable
 
 import numpy as np
 
-from mien.identity.errors import IdentityError
 from mien.identity.gallery import Gallery, NewFace
 from mien.identity.storage import content_hash
 from mien.pipeline.gallery import cache_model, gallery_model
 from mien.pipeline.images import ImageError, decode_image, is_image_path, list_images, path_text, read_image_bytes
+from mien.pipeline.errors import UsageError
 from mien.pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class CacheEntry:
     bbox: tuple[int, int, int, int] | None = None
 
 
-class EnrollmentError(IdentityError):
+class EnrollmentError(UsageError):
     """Enrollment could not produce a classifier; the previous one is left untouched."""
 
 

@@ -1,20 +1,13 @@
-"""mien's error roots: the CLI, the API and the web page report these as one line, never a traceback.
-
-Each package owns one root (``identity`` and ``emotion`` know nothing of each other or of ``pipeline``);
-``USER_ERRORS`` gathers them for the places that turn an error into a message and an exit code.
+"""The pipeline's errors under mien's one root (``mien.errors.MienError``, also the root of identity's and
+emotion's): the CLI, the API and the web page report any of them as one line, never a traceback.
 """
 from __future__ import annotations
 
-from mien.emotion.errors import EmotionError
-from mien.identity.errors import IdentityError
-
-
-class MienError(RuntimeError):
-    """Base class of pipeline errors a user can act on; the message names the file and the fix."""
+from mien.errors import MienError
 
 
 class UsageError(MienError):
     """Something the user can fix: a bad path, option, device or database; the message says what."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (MienError, IdentityError, EmotionError)
+USER_ERRORS: tuple[type[Exception], ...] = (MienError,)  # what turns into one line and exit code 2

@@ -7,7 +7,6 @@ use and then deleted (the gallery is the one copy of the biometric data).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,13 @@ from mien.identity.gallery import Gallery, GallerySnapshot, NewFace, open_galler
 from mien.pipeline.home import mien_home
 
 log = logging.getLogger(__name__)
-GALLERY_ENV = "MIEN_GALLERY_URL"
 
 
 def gallery_location(home: Path | None = None) -> str:
     """``$MIEN_GALLERY_URL`` if set, else ``MIEN_HOME/identity/gallery.sqlite3``."""
-    env = os.environ.get(GALLERY_ENV)
+    from mien.pipeline import settings
+
+    env = settings.gallery_url()
     if env and home is None:
         return env
     return str((home or mien_home()) / "identity" / "gallery.sqlite3")

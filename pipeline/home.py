@@ -1,7 +1,6 @@
 """Where mien keeps what it writes at run time (fetched weights, caches, the classifier)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 # The folder holding identity/, emotion/, pipeline/ and models/: the checkout, or the installed mien package.
@@ -15,13 +14,10 @@ def running_from_checkout() -> bool:
 
 def mien_home() -> Path:
     """``$MIEN_HOME`` if set, else ``models/`` of the checkout, else ``~/.cache/mien``; created on demand."""
-    env = os.environ.get("MIEN_HOME")
-    if env:
-        home = Path(env).expanduser()
-    elif running_from_checkout():
-        home = SOURCE_ROOT / "models"
-    else:
-        home = Path.home() / ".cache" / "mien"
+    from mien.pipeline import settings
+
+    home = settings.home()
+    if home is None:
+        home = SOURCE_ROOT / "models" if running_from_checkout() else Path.home() / ".cache" / "mien"
     home.mkdir(parents=True, exist_ok=True)
     return home
-

@@ -10,13 +10,14 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Pixel budget checked from the header before decoding (a 2.6 MB PNG can claim 30000x30000 px = 2.7 GB decoded).
-DEFAULT_MAX_PIXELS = 50_000_000
 
 
 def max_pixels() -> int:
-    """The pixel budget: ``$MIEN_MAX_IMAGE_PIXELS`` if set, else 50 million (larger than any camera photo)."""
-    return int(os.environ.get("MIEN_MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS)
+    """The pixel budget checked from the header before decoding (a 2.6 MB PNG can claim 30000x30000 px = 2.7 GB
+    decoded): ``$MIEN_MAX_IMAGE_PIXELS`` if set, else 50 million (larger than any camera photo)."""
+    from mien.pipeline import settings
+
+    return settings.max_image_pixels()
 
 
 # OpenCV's own decoder limit backs mien's header check up; OpenCV reads it once, when cv2 is first imported.

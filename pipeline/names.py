@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from mien.identity.errors import IdentityError
 from mien.identity.match import UNKNOWN
+from mien.pipeline.errors import UsageError
 
 MAX_NAME_LENGTH = 64
 _NAME_OK = re.compile(r"^[^\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+$")  # C0, DEL and C1 (U+009B is a terminal CSI)
 
 
-class PersonNameError(IdentityError):
+class PersonNameError(UsageError):
     """A person name that cannot be a folder name (path separators, ``..``, control characters, too long)."""
 
 

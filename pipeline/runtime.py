@@ -38,8 +38,10 @@ def core():
 def default_threads() -> int:
     """Threads for one inference: ``$MIEN_THREADS`` if set (a batch worker sharing the machine), else the CPUs
     this process may use, at most 4 (small networks stop scaling there)."""
-    if os.environ.get("MIEN_THREADS", "").isdigit() and int(os.environ["MIEN_THREADS"]) > 0:
-        return int(os.environ["MIEN_THREADS"])
+    from mien.pipeline import settings
+
+    if (n := settings.threads()) is not None:
+        return n
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -143,3 +143,29 @@ def test_tensorflow_imported_through_mien_says_nothing_on_stderr():
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "", r.stderr
+
+
+def test_mien_environment_variables_are_read_in_one_module():
+    """Issue 21 item 6: `MIEN_*` variables were read in 9 modules; pipeline/settings.py names and reads them all."""
+    import re
+
+    from mien.pipeline import settings
+
+    named = set()
+    for package in ("identity", "emotion", "pipeline", "mien"):
+        for path in modules(package):
+            text = path.read_text()
+            named.update(re.findall(r"\bMIEN_[A-Z_]+\b", text))
+            if path.name != "settings.py":
+                assert not re.search(r"os\.(environ|getenv)\b[^\n]*MIEN_", text), f"{path} reads a MIEN_ variable"
+    assert named <= set(settings.ALL), f"not in settings.ALL: {sorted(named - set(settings.ALL))}"
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch):
+    from mien.pipeline import settings
+
+    monkeypatch.setenv("MIEN_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(settings.SettingError, match=r"MIEN_MAX_IMAGE_PIXELS='lots': expected a whole number"):
+        settings.max_image_pixels()
+    monkeypatch.setenv("MIEN_API_TOKEN", "  s3cret-token-of-enough-length\n")
+    assert settings.api_token() == "s3cret-token-of-enough-length"

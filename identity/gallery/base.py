@@ -32,6 +32,11 @@ class GalleryFullError(GalleryError):
 class UnknownPersonError(GalleryError):
     """The person is not enrolled."""
 
+    @classmethod
+    def of(cls, name: str) -> "UnknownPersonError":
+        """The one way mien says a name is not enrolled (CLI, API and galleries alike)."""
+        return cls(f"{name!r} is not enrolled; `mien people list` (GET /people) shows who is.")
+
 
 class PersonExistsError(GalleryError):
     """A person of that name (or one differing only in case or Unicode form) is already enrolled."""

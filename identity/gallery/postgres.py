@@ -357,7 +357,7 @@ class PostgresGallery(Gallery):
     def _person_id(self, db, name: str) -> tuple[int, str]:
         row = db.execute("SELECT id, name FROM mien_people WHERE key=%s", (name_key(name),)).fetchone()
         if row is None:
-            raise UnknownPersonError(f"{name!r} is not enrolled.")
+            raise UnknownPersonError.of(name)
         return row[0], row[1]
 
     @staticmethod

@@ -260,7 +260,7 @@ class SQLiteGallery(Gallery):
     def _person_id(self, db: sqlite3.Connection, name: str) -> tuple[int, str]:
         row = db.execute("SELECT id, name FROM people WHERE key=?", (name_key(name),)).fetchone()
         if row is None:
-            raise UnknownPersonError(f"{name!r} is not enrolled.")
+            raise UnknownPersonError.of(name)
         return row[0], row[1]
 
     def _ensure_person(self, db: sqlite3.Connection, name: str) -> int:

@@ -132,7 +132,9 @@ class RecognizeActor:
                  emotion: bool = True):
         import ray
 
-        os.environ["MIEN_THREADS"] = str(threads)
+        from mien.pipeline import settings
+
+        settings.set_threads(threads)
         from mien.pipeline import Options, Recognizer
 
         self.recognizer = Recognizer(Options(**options), identity=False, emotion=emotion)
@@ -150,7 +152,9 @@ class RecognizeActor:
         from mien.pipeline.records import ImageRecord
 
         photos = read_photos(batch["path"], self.done)
-        trace = os.environ.get("MIEN_BATCH_TRACE")  # benchmarks/batch.py: which photos each batch recognized
+        from mien.pipeline import settings
+
+        trace = settings.batch_trace()  # benchmarks/batch.py: which photos each batch recognized
         if trace:
             with open(trace, "a", encoding="utf-8") as fh:
                 fh.write("".join(f"{p['path']}\n" for p in photos))

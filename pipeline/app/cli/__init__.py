@@ -101,7 +101,9 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
         cv2.utils.logging.setLogLevel(getattr(cv2.utils.logging, f"LOG_LEVEL_{os.environ['OPENCV_LOG_LEVEL']}"))
     if quiet:
-        os.environ["MIEN_QUIET"] = "1"
+        from mien.pipeline import settings
+
+        settings.set_quiet()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

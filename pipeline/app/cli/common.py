@@ -225,7 +225,9 @@ def progress(items: Iterable[T], desc: str, unit: str = "photo", total: int | No
 
 def show_progress() -> bool:
     """Progress bars only on a terminal, and not under -q (the one place this is decided)."""
-    return sys.stderr.isatty() and os.environ.get("MIEN_QUIET") != "1"
+    from mien.pipeline import settings
+
+    return sys.stderr.isatty() and not settings.quiet()
 
 
 def quiet_tensorflow(verbose: int = 0) -> None:

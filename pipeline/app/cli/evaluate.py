@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
                                      new_file, number_in, progress, quiet_tensorflow, thresholds_from)

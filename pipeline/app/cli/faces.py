@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, build_recognizer, existing_file, existing_path, new_file,
                                      positive_float)

@@ -135,7 +135,7 @@ def _confirm_forget(name: str, gallery) -> None:
 
     found = {n: c for n, c in gallery.people().items() if name_key(n) == name_key(name)}
     if not found:
-        raise UnknownPersonError(f"{name!r} is not enrolled; `mien people list` shows who is.")
+        raise UnknownPersonError.of(name)
     [(enrolled, photos)] = found.items()
     if not sys.stdin.isatty():
         raise UsageError(f"forgetting {enrolled!r} cannot be undone; pass --yes to confirm (standard input is not a "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from mien.pipeline.app.batching import MAX_PENDING
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_matcher_option, build_recognizer,
@@ -39,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from mien.pipeline.app.server import ServerConfig, serve
 
     # a token copied with a trailing newline or space is the same token (clients' headers are stripped too)
-    config = ServerConfig(token=(os.environ.get("MIEN_API_TOKEN") or "").strip() or None,
+    from mien.pipeline import settings
+
+    config = ServerConfig(token=settings.api_token(),
                           allow_unauthenticated=args.allow_unauthenticated, read_only=args.read_only,
                           max_upload=int(args.max_upload_mb * 1024 * 1024),
                           db_path=None if args.db == "default" else Path(args.db), max_pending=args.max_pending)
