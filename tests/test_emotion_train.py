@@ -228,3 +228,52 @@ def test_a_vgg48_run_with_erasing_and_mixup_resumes_and_exports_under_its_own_na
     clf = EmotionClassifier.load(dest / "emotion_vgg48.weights.h5")
     assert clf.config.arch == "vgg48" and clf.version.startswith("emotion-vgg48-")
     assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
+
+
+def test_soften_and_the_distillation_loss_follow_hinton():
+    """At T=1 the teacher's distribution is kept; a higher T flattens it; the loss at weight 0 is the label's
+    cross-entropy alone and grows where the student disagrees with the teacher."""
+    import keras
+
+    from mien.emotion.training.distill import distillation_targets, make_loss, soften
+
+    p = np.array([[0.7, 0.2, 0.1, 0, 0, 0, 0]], np.float32)
+    assert np.allclose(soften(p, 1.0), p, atol=1e-6)
+    hot = soften(p, 4.0)
+    assert hot[0, 0] < 0.7 and hot[0, 1] > 0.2 and abs(hot.sum() - 1) < 1e-6
+    targets = distillation_targets(np.eye(7, dtype=np.float32)[[0]], p, 2.0)
+    assert targets.shape == (1, 14)
+    agree = np.array([[0.69, 0.2, 0.1, 0.0025, 0.0025, 0.0025, 0.0025]], np.float32)
+    disagree = np.array([[0.69, 0.0025, 0.0025, 0.2, 0.1, 0.0025, 0.0025]], np.float32)
+    plain = keras.losses.categorical_crossentropy(targets[:, :7], agree)
+    assert np.allclose(make_loss(0.0, 2.0, 0.0)(targets, agree), plain, atol=1e-5)
+    kd = make_loss(0.5, 2.0, 0.0)
+    assert float(kd(targets, disagree)[0]) > float(kd(targets, agree)[0])
+
+
+@pytest.mark.slow
+def test_a_distilled_run_caches_its_teachers_targets_and_keeps_its_teacher(tiny_npz, tmp_path):
+    """--teacher (issue 27 step 2): the teacher's probabilities of the Training faces are computed once and cached
+    with its version; a resumed run keeps its teacher and reuses them."""
+    from mien.emotion.training.distill import TEACHER_CACHE
+    from mien.emotion.training.export import export_run
+    from mien.emotion.training.train import parse_args, train
+
+    teacher_run, student = tmp_path / "teacher", tmp_path / "student"
+    base = ["--data", str(tiny_npz), "--epochs", "1", "--batch-size", "16", "--run-eagerly",
+            "--bn-recalibration-batches", "1", "--arch", "vgg48", "--head-units", "32"]
+    train(parse_args(base + ["--out", str(teacher_run)]))
+    assert export_run(teacher_run, tmp_path / "teacher_model", views="mirror")["exported"]
+    teacher = str(tmp_path / "teacher_model" / "emotion_vgg48.weights.h5")
+    train(parse_args(base + ["--out", str(student), "--teacher", teacher, "--kd-weight", "0.7",
+                             "--stop-after-steps", "1"]))
+    with np.load(student / TEACHER_CACHE) as d:
+        probs, meta = d["probs"], json.loads(str(d["meta"]))
+    assert probs.shape == (32, 7) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert meta["teacher_version"].startswith("emotion-vgg48-")
+    stamp = (student / TEACHER_CACHE).stat().st_mtime_ns
+    train(parse_args(base + ["--out", str(student), "--resume"]))  # the run's own teacher goes on
+    assert (student / TEACHER_CACHE).stat().st_mtime_ns == stamp
+    m = json.loads((student / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["teacher"] == meta["teacher_version"]
+    assert m["train_args"]["teacher"] == teacher and m["train_args"]["kd_weight"] == 0.7

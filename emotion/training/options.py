@@ -65,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fer2013new.csv: mix the FER+ annotators' votes into the targets of Training faces")
     p.add_argument("--ferplus-weight", type=float, default=0.3,
                    help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
+    p.add_argument("--teacher", default=None,
+                   help="distil: also learn this model's softened probabilities of the Training faces (an exported "
+                        "weights file or an ensemble's model.json; computed once, cached in the run folder)")
+    p.add_argument("--kd-weight", type=float, default=0.5,
+                   help="with --teacher: loss = (1 - w) x CE(label) + w x T^2 x CE(teacher's softened distribution)")
+    p.add_argument("--temperature", type=float, default=3.0, help="with --teacher: the softening temperature T")
     p.add_argument("--arch", choices=ARCHITECTURES, default="resnet50",
                    help="the trunk: resnet50 (the design's VGGFace layout) or vgg48 (a compact CNN that keeps 48 px "
                         "through its first stage, the diverse second network of the ensemble)")

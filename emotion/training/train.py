@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "no_class_weights",
-                 "no_tta", "patience", "ferplus", "ferplus_weight")
+                 "no_tta", "patience", "ferplus", "ferplus_weight", "teacher", "kd_weight", "temperature")
 TRAIN_STATE = "train_state.json"
 
 
@@ -322,6 +322,15 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"FER+ votes {args.ferplus}: {int((votes.sum(1) > 0).sum())} Training faces mixed "
              f"{1 - args.ferplus_weight:.2f} x label + {args.ferplus_weight:.2f} x votes")
     t_tr = mixed_targets(y_tr, votes, args.ferplus_weight)
+    teacher_version = None
+    if args.teacher:
+        from mien.emotion.training import distill
+
+        out.mkdir(parents=True, exist_ok=True)
+        probs, teacher_version = distill.teacher_probabilities(out, args.teacher, x_tr, data.sha256, log=_log)
+        _log(f"distilling {teacher_version} (Training accuracy {float((probs.argmax(1) == y_tr).mean()):.4f}): "
+             f"loss = {1 - args.kd_weight:.2f} x CE(label) + {args.kd_weight:.2f} x T^2 x CE(teacher, T={args.temperature})")
+        t_tr = distill.distillation_targets(t_tr, probs, args.temperature)
     _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
          f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
 
@@ -336,8 +345,14 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     schedule = WarmupCosine(args.lr, cycle_epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
                             cycle=bool(args.cycle_epochs))
     opt = make_optimizer(args, schedule)
-    model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="acc")], weighted_metrics=[],
+    if args.teacher:
+        loss = distill.make_loss(args.kd_weight, args.temperature, args.label_smoothing)
+        metric = distill.label_accuracy
+        metric.__name__ = "acc"
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="acc")
+    model.compile(optimizer=opt, loss=loss, metrics=[metric], weighted_metrics=[],
                   run_eagerly=args.run_eagerly, jit_compile=args.jit_compile)
     forward = make_forward(model, NONE if args.no_tta else MIRROR)  # selection: the mirror alone (2 passes)
     opt.build(model.trainable_variables)  # eagerly: ~5x cheaper than building inside the traced train step
@@ -362,6 +377,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
              "precision": args.precision, "class_weights": dict(zip(EMOTIONS, map(float, cw))),
              "data": {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
                       "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
+             "teacher": teacher_version,
              "versions": library_versions()}
     aug = dataclasses.replace(AUGMENTS[args.augment], erase_prob=args.random_erasing)
     steps_run = 0
