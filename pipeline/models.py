@@ -25,14 +25,17 @@ def build_facenet(runtime: str = "openvino") -> Embedder:
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
                        views=None):
-    """The EmotionClassifier run by ``runtime`` (openvino | tensorflow), or None (with one warning) when it is
-    missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's test-time views."""
+    """The emotion model at ``path`` (a weights file, or an ensemble's model.json) run by ``runtime`` (openvino |
+    tensorflow), or None (with one warning) when it is missing or incompatible; ``views``
+    (emotion.views.TestTimeViews) overrides model.json's test-time views."""
     from mien.emotion import EmotionClassifier, EmotionModelError
+    from mien.emotion.ensemble import EmotionEnsemble, is_ensemble
 
     path = Path(path) if path else emotion_weights_path()
+    kind = EmotionEnsemble if is_ensemble(path) else EmotionClassifier  # a model.json of members, or one network
     try:
-        return EmotionClassifier.load(path, compile_forward=compile_forward_for(runtime), views=views,
-                                      views_per_call=views_per_call_for(runtime))
+        return kind.load(path, compile_forward=compile_forward_for(runtime), views=views,
+                         views_per_call=views_per_call_for(runtime))
     except EmotionModelError as exc:
         if required:
             raise
@@ -41,22 +44,30 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
 
 
 def openvino_models_cached(emotion_views: str | None = "model") -> bool:
-    """Whether FaceNet and the shipped emotion model with ``emotion_views`` ("model": model.json's views, a
-    preset name of emotion.views.PRESETS, None: no emotion) are already converted: then recognition never imports
-    TensorFlow. Reads only model.json, never the weights."""
+    """Whether FaceNet and the shipped emotion model (every member of an ensemble) with ``emotion_views`` ("model":
+    model.json's views, a preset name of emotion.views.PRESETS, None: no emotion) are already converted: then
+    recognition never imports TensorFlow. Reads only model.json files, never the weights."""
+    from mien.emotion.ensemble import members_of
     from mien.emotion.views import PRESETS, TestTimeViews
 
     if not is_cached("facenet", FACENET.sha256):
         return False
-    meta_path = emotion_weights_path().parent / "model.json"
-    if emotion_views is None or not meta_path.is_file():
+    if emotion_views is None:
         return True
     try:
-        meta = json.loads(meta_path.read_text())
-        views = TestTimeViews.from_meta(meta.get("tta", True)) if emotion_views == "model" else PRESETS[emotion_views]
-        return is_cached(views.cache_name, meta["weights_sha256"])
+        members = members_of(emotion_weights_path())
+    except FileNotFoundError:
+        return True  # no emotion model: nothing to convert (recognition warns about it)
     except (OSError, ValueError, KeyError):
         return False  # the emotion loader reports what is wrong with it
+    try:
+        for _, meta in members:
+            views = TestTimeViews.from_meta(meta.get("tta", True)) if emotion_views == "model" else PRESETS[emotion_views]
+            if not is_cached(views.cache_name, meta["weights_sha256"]):
+                return False
+    except (ValueError, KeyError):
+        return False
+    return True
 
 
 def prepare_openvino_models() -> list[str]:
