@@ -96,8 +96,17 @@ def test_embed_and_verify(enrolled, mien_home, demo_photos, tmp_path):
     r = mien("verify", ben[0], ben[1], home=mien_home)
     assert r.returncode == 0, r.stderr
     assert "same person" in r.stdout and "(threshold 1.10)" in r.stdout
-    r = mien("verify", ben[0], sorted((demo_photos[1] / "madonna").iterdir())[0], home=mien_home)
-    assert r.returncode == 0 and "different people" in r.stdout, r.stderr
+    madonna = sorted((demo_photos[1] / "madonna").iterdir())[0]
+    r = mien("verify", ben[0], madonna, home=mien_home)
+    assert r.returncode == 1 and "different people" in r.stdout, r.stderr  # the exit code is the answer (issue 23)
+    r = mien("verify", madonna, "--person", "MADONNA", home=mien_home)  # against the enrolled photos, any case
+    assert r.returncode == 0 and "same person" in r.stdout and "nearest of" in r.stdout, r.stderr
+    r = mien("verify", ben[0], "--person", "madonna", home=mien_home)
+    assert r.returncode == 1 and "different people" in r.stdout, r.stderr
+    r = mien("verify", ben[0], "--person", "nobody", home=mien_home)
+    assert r.returncode == 2 and "'nobody' is not enrolled" in r.stderr
+    r = mien("verify", ben[0], ben[1], "--person", "madonna", home=mien_home)
+    assert r.returncode == 2 and "exactly one" in r.stderr
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
-                                     new_file, number_in, progress, quiet_tensorflow, thresholds_from)
+                                     existing_file, new_file, number_in, progress, quiet_tensorflow, thresholds_from)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -25,6 +25,23 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add_detection_options(ei)
     add_identity_options(ei)
     ei.set_defaults(run=run_identity)
+
+    ep = ev.add_parser("pairs", parents=parents, help="face verification on pairs (LFW protocol): k-fold accuracy, AUC",
+                       description="Verification accuracy on image pairs: each image embedded once (its largest face), "
+                                   "k-fold accuracy with the threshold chosen on the other folds, accuracy at `mien "
+                                   "verify`'s threshold, ROC AUC and TAR at FAR 1e-2 / 1e-3. A pair with an image "
+                                   "without a face counts as wrong.")
+    source = ep.add_mutually_exclusive_group(required=True)
+    source.add_argument("--lfw-pairs", type=existing_file, help="an LFW pairs.txt (folds from its header); needs --root")
+    source.add_argument("--pairs", type=existing_file, help="a CSV with columns img1,img2,same (paths relative to it)")
+    ep.add_argument("--root", type=existing_dir, help="with --lfw-pairs: the folder of <name>/<name>_<nnnn>.jpg")
+    ep.add_argument("--folds", type=number_in(int, 2, 100), default=10, help="with --pairs: folds to deal pairs into")
+    ep.add_argument("--flip", action="store_true",
+                    help="embed each face as the mean of it and its mirror image (twice the FaceNet cost)")
+    ep.add_argument("--json", type=new_file, help="write the full result here")
+    ep.add_argument("--plot", type=new_file, help="write the ROC curve here (PNG)")
+    add_detection_options(ep)
+    ep.set_defaults(run=run_pairs)
 
     ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
                        description="Accuracy, per-class accuracy and confusion matrix of the shipped emotion model.")
@@ -59,6 +76,42 @@ def run_identity(args: argparse.Namespace) -> int:
                   f"{curve['mated_searches']} mated, {curve['nonmated_searches']} non-mated searches)")
     if args.json:
         write_json_atomic(args.json, result)
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    """Embed every image of the pairs once, score them, print the summary (and write JSON / the ROC plot)."""
+    import time
+
+    from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
+    from mien.identity.storage import write_json_atomic
+    from mien.pipeline.errors import UsageError
+    from mien.pipeline import verification as v
+
+    if args.lfw_pairs and not args.root:
+        raise UsageError("--lfw-pairs needs --root, the folder holding <name>/<name>_<nnnn>.jpg")
+    pairs = v.read_lfw_pairs(args.lfw_pairs, args.root) if args.lfw_pairs else v.read_csv_pairs(args.pairs, args.folds)
+    rec = build_recognizer(args, emotion=False, identity=False)
+    start = time.perf_counter()
+    embeddings = v.embed_subjects(pairs.images, rec, flip=args.flip, progress=lambda items: progress(items, "embed"))
+    seconds = time.perf_counter() - start
+    dist = v.pair_distances(pairs, embeddings)
+    result = v.score_pairs(dist, pairs.same, pairs.fold, VERIFY_DISTANCE_THRESHOLD)
+    missing = sorted(p for p, e in embeddings.items() if e is None)
+    result.update(images=len(embeddings), images_without_face=missing, flip=args.flip, embedder=rec.embedder.version,
+                  ms_per_image=round(1000 * seconds / max(len(embeddings), 1), 1))
+    print(f"{result['pairs']} pairs ({result['same_pairs']} same person), {result['images']} images, "
+          f"{len(missing)} without a face; {result['ms_per_image']} ms/image")
+    print(f"{result['folds']}-fold accuracy {100 * result['kfold_accuracy']:.2f} % +- {100 * result['kfold_std']:.2f} "
+          f"(thresholds {', '.join(f'{t:.3f}' for t in result['fold_thresholds'])})")
+    print(f"accuracy at mien verify's threshold {result['verify_threshold']:.2f}: "
+          f"{100 * result['accuracy_at_verify_threshold']:.2f} %; AUC {result['auc']:.4f}; " + "; ".join(
+              f"TAR {100 * r['tar']:.2f} % at FAR {far}" for far, r in result["tar_at_far"].items()))
+    if args.json:
+        write_json_atomic(args.json, result)
+    if args.plot:
+        v.plot_roc(dist, pairs.same, args.plot, f"{result['folds']}-fold accuracy {100 * result['kfold_accuracy']:.2f} %, "
+                   f"AUC {result['auc']:.4f} ({rec.embedder.version[:24]})")
     return 0
 
 

@@ -18,9 +18,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     em.set_defaults(run=run_embed)
 
     v = sub.add_parser("verify", parents=parents, help="are the (largest) faces of two photos the same person?",
-                       description="FaceNet distance between the first face of each photo, against a threshold.")
+                       description="FaceNet distance between the largest face of each photo (or of a photo and the "
+                                   "nearest enrolled photo of --person), against a threshold. Exit 0: same person; "
+                                   "1: different people; 2: usage problem, unreadable photo or no face.")
     v.add_argument("a", type=existing_file, help="first photo")
-    v.add_argument("b", type=existing_file, help="second photo")
+    v.add_argument("b", type=existing_file, nargs="?", help="second photo (or --person)")
+    v.add_argument("--person", help="compare with this enrolled person (the nearest of their enrolled photos)")
     v.add_argument("--distance-threshold", type=positive_float,
                    help="same person at or below this distance (default 1.10, calibrated on pairs: "
                         "0.09 %% of different-person demo pairs pass)")
@@ -62,23 +65,57 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Print the distance and the verdict."""
+    """Print the distance and the verdict; the exit code is the answer (0 same, 1 different, 2 cannot say)."""
     import numpy as np
 
     from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
     from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.errors import UsageError
     from mien.pipeline.images import load_image
 
+    if (args.b is None) == (args.person is None):
+        raise UsageError("verify compares two photos, or one photo with --person NAME: give exactly one of them")
     rec = build_recognizer(args, emotion=False, identity=False)
+    photos = [args.a] if args.person else [args.a, args.b]
     vecs = []
-    for p in (args.a, args.b):
+    for p in photos:
         image = load_image(p)
         faces = rec.detect(image)
         if not faces:
             print(f"error: {terminal_safe(str(p))}: no face found", file=sys.stderr)
-            return 1
+            return 2
         vecs.append(rec.embed_faces(image, faces[:1])[0])
-    dist = float(np.linalg.norm(vecs[0] - vecs[1]))
+    if args.person:
+        enrolled = _enrolled_vectors(args.person, rec)
+        dist = float(np.min(np.linalg.norm(enrolled - vecs[0], axis=1)))
+        other = f"{terminal_safe(args.person)} (nearest of {len(enrolled)} enrolled photos)"
+    else:
+        dist = float(np.linalg.norm(vecs[0] - vecs[1]))
+        other = terminal_safe(str(args.b))
     threshold = VERIFY_DISTANCE_THRESHOLD if args.distance_threshold is None else args.distance_threshold
-    print(f"distance {dist:.3f} (threshold {threshold:.2f}): {'same person' if dist <= threshold else 'different people'}")
-    return 0
+    same = dist <= threshold
+    print(f"distance {dist:.3f} (threshold {threshold:.2f}): {'same person' if same else 'different people'} "
+          f"[{terminal_safe(str(args.a))} vs {other}]")
+    return 0 if same else 1
+
+
+def _enrolled_vectors(name: str, rec):
+    """The enrolled embeddings of one person (up to case), checked to come from the same embedding model."""
+    import numpy as np
+
+    from mien.identity.errors import StaleModelError
+    from mien.identity.gallery.base import UnknownPersonError, name_key
+    from mien.pipeline.gallery import gallery_model, open_default_gallery
+
+    gallery = open_default_gallery()
+    try:
+        snap = gallery.snapshot()
+    finally:
+        gallery.close()
+    if snap.model is not None and snap.model != gallery_model(rec):
+        raise StaleModelError(f"the gallery was enrolled with {snap.model}, not {gallery_model(rec)}; enroll again "
+                              "(`mien enroll DIR --replace`) to verify against it.")
+    rows = [i for i, label in enumerate(snap.labels) if name_key(label) == name_key(name)]
+    if not rows:
+        raise UnknownPersonError.of(name)
+    return np.asarray(snap.vectors)[rows]
