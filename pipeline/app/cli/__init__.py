@@ -81,11 +81,22 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
         word, options = m.group(1), re.findall(r"'([^']*)'", m.group(2)) or m.group(2).split(", ")
     elif m := re.search(r"unrecognized arguments: (\S+)", message):
         word = m.group(1).split("=")[0]
-        options = [o for a in parser._actions for o in a.option_strings]
+        options = sorted(_all_options(parser))  # argparse reports a subcommand's stray option from the top parser
     else:
         return ""
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _all_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and of its subcommands, at any depth."""
+    found = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _all_options(sub)
+    return found
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:

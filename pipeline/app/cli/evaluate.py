@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     source.add_argument("--pairs", type=existing_file, help="a CSV with columns img1,img2,same (paths relative to it)")
     ep.add_argument("--root", type=existing_dir, help="with --lfw-pairs: the folder of <name>/<name>_<nnnn>.jpg")
     ep.add_argument("--folds", type=number_in(int, 2, 100), default=10, help="with --pairs: folds to deal pairs into")
+    ep.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
     ep.add_argument("--flip", action="store_true",
                     help="embed each face as the mean of it and its mirror image (twice the FaceNet cost)")
     ep.add_argument("--json", type=new_file, help="write the full result here")
@@ -92,6 +93,10 @@ def run_pairs(args: argparse.Namespace) -> int:
         raise UsageError("--lfw-pairs needs --root, the folder holding <name>/<name>_<nnnn>.jpg")
     pairs = v.read_lfw_pairs(args.lfw_pairs, args.root) if args.lfw_pairs else v.read_csv_pairs(args.pairs, args.folds)
     rec = build_recognizer(args, emotion=False, identity=False)
+    if args.align:
+        from mien.pipeline.faceprep import IdentityCrop
+
+        rec.identity_crop = IdentityCrop(method=args.align)
     start = time.perf_counter()
     embeddings = v.embed_subjects(pairs.images, rec, flip=args.flip, progress=lambda items: progress(items, "embed"))
     seconds = time.perf_counter() - start
@@ -99,6 +104,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     result = v.score_pairs(dist, pairs.same, pairs.fold, VERIFY_DISTANCE_THRESHOLD)
     missing = sorted(p for p, e in embeddings.items() if e is None)
     result.update(images=len(embeddings), images_without_face=missing, flip=args.flip, embedder=rec.embedder.version,
+                  identity_crop=rec.identity_crop.signature,
                   ms_per_image=round(1000 * seconds / max(len(embeddings), 1), 1))
     print(f"{result['pairs']} pairs ({result['same_pairs']} same person), {result['images']} images, "
           f"{len(missing)} without a face; {result['ms_per_image']} ms/image")
