@@ -11,12 +11,16 @@ from mien.pipeline.detection import Face
 
 @dataclass(frozen=True)
 class IdentityCrop:
-    """160x160 RGB for FaceNet; ``method`` is 'align' (5-point similarity) or 'crop' (box + margin)."""
+    """160x160 RGB for FaceNet; ``method`` is 'align' (5-point similarity to the canonical landmarks) or 'crop'
+    (box + margin); with ``flip`` the embedding is the re-normalised mean of the face's and its mirror image's.
+    The defaults are what measured best on LFW (issue 23, `mien evaluate pairs` on lfw-dev): align + flip 99.33 %
+    3-fold accuracy against 99.06 % for align alone and 98.83 % for the box crop."""
 
     size: int = 160
-    method: str = "crop"
+    method: str = "align"
     margin: float = 0.2
     zoom: float = 1.0
+    flip: bool = True
 
     def __call__(self, image: np.ndarray, face: Face) -> np.ndarray:
         if self.method == "align":
@@ -25,7 +29,8 @@ class IdentityCrop:
 
     @property
     def signature(self) -> str:
-        return f"{self.method}-{self.size}-m{self.margin}-z{self.zoom}"
+        """What makes two embeddings comparable besides the weights (galleries and caches are keyed by it)."""
+        return f"{self.method}-{self.size}-m{self.margin}-z{self.zoom}" + ("-flip" if self.flip else "")
 
 
 @dataclass(frozen=True)

@@ -110,8 +110,14 @@ class Recognizer:
         return self.embed_crops([self.identity_crop(image, f) for f in faces])
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
-        """FaceNet embeddings of identity crops (from ``identity_crop``), in one batch: the one FaceNet entry."""
-        return self.embedder.embed(np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8))
+        """FaceNet embeddings of identity crops (from ``identity_crop``), in one batch: the one FaceNet entry. With
+        the crop's ``flip`` each is the re-normalised mean of the crop's and its mirror image's embeddings."""
+        batch = np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8)
+        if not self.identity_crop.flip or not len(batch):
+            return self.embedder.embed(batch)
+        both = self.embedder.embed(np.concatenate([batch, batch[:, :, ::-1]]))
+        mean = both[:len(batch)] + both[len(batch):]
+        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
     def identify(self, embeddings: np.ndarray) -> list:
         """IdentityMatch per embedding under the current thresholds (None for each while nobody is enrolled)."""

@@ -177,10 +177,9 @@ def plot_roc(dist: np.ndarray, same: np.ndarray, png: str | os.PathLike, title: 
     plt.close(fig)
 
 
-def embed_subjects(paths: list[str], recognizer, flip: bool = False, progress=iter, chunk: int = 32) -> dict[str, np.ndarray | None]:
-    """The embedding of each image's subject (its largest face), None where no face was found or the image could
-    not be read; FaceNet runs on ``chunk`` faces at a time. With ``flip`` each embedding is the re-normalised mean of
-    the face's and its mirror image's (a lever measured on LFW)."""
+def embed_subjects(paths: list[str], recognizer, progress=iter, chunk: int = 32) -> dict[str, np.ndarray | None]:
+    """The embedding of each image's subject (its largest face) as the product makes it (the recognizer's identity
+    crop and flip), None where no face was found or the image could not be read; ``chunk`` faces per FaceNet call."""
     from mien.pipeline.images import ImageError, load_image
 
     out: dict[str, np.ndarray | None] = {}
@@ -189,11 +188,7 @@ def embed_subjects(paths: list[str], recognizer, flip: bool = False, progress=it
     def flush() -> None:
         if not pending:
             return
-        crops = np.stack([c for _, c in pending])
-        vecs = recognizer.embed_crops(list(crops))
-        if flip:
-            vecs = vecs + recognizer.embed_crops(list(crops[:, :, ::-1]))
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = recognizer.embed_crops([c for _, c in pending])
         out.update((p, v) for (p, _), v in zip(pending, vecs))
         pending.clear()
 

@@ -257,3 +257,27 @@ def test_recognize_paths_keeps_the_input_order_and_bounds_decoded_pixels(recogni
     assert [r.file for r in out] == [images.path_text(p) for p in paths]
     assert out[3].error and "broken.jpg" in out[3].error and all(not r.error for r in out[:3] + out[4:])
     assert sum(calls) == 6 and max(calls) <= 2
+
+
+def test_identity_embeddings_are_aligned_and_flip_averaged(recognizer, demo_photos):
+    """Issue 23: the product embeds the 5-point-aligned face averaged with its mirror image (99.33 % on lfw-dev
+    against 98.83 % for the box crop alone); the gallery's model string says so, so galleries made the old way
+    are refused with the fix."""
+    from dataclasses import replace
+
+    from mien.pipeline.gallery import gallery_model
+    from mien.pipeline.images import load_image
+
+    image = load_image(sorted((demo_photos[1] / "madonna").iterdir())[0])
+    crop = recognizer.identity_crop(image, recognizer.detect(image)[0])
+    assert recognizer.identity_crop.method == "align" and recognizer.identity_crop.flip
+    assert gallery_model(recognizer).endswith("-flip")
+    plain, mirrored = recognizer.embedder.embed(np.stack([crop, crop[:, ::-1]]))
+    expected = (plain + mirrored) / np.linalg.norm(plain + mirrored)
+    assert np.allclose(recognizer.embed_crops([crop])[0], expected, atol=1e-5)
+    original = recognizer.identity_crop
+    try:
+        recognizer.identity_crop = replace(original, flip=False)
+        assert np.allclose(recognizer.embed_crops([crop])[0], plain, atol=1e-5)
+    finally:
+        recognizer.identity_crop = original

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ei.add_argument("--enroll", type=existing_dir, required=True, help="DIR/<person>/*.jpg to enroll")
     ei.add_argument("--test", type=existing_dir, required=True, help="DIR/<person>/*.jpg to recognize")
     ei.add_argument("--json", type=new_file, help="write the full result here")
-    ei.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
+    add_crop_options(ei)
     ei.add_argument("--fpir", type=number_in(float, 0.0, 1.0),
                     help="choose the distance threshold that lets this share of strangers be named (e.g. 0.01), "
                          "instead of a raw --distance-threshold")
@@ -36,9 +36,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     source.add_argument("--pairs", type=existing_file, help="a CSV with columns img1,img2,same (paths relative to it)")
     ep.add_argument("--root", type=existing_dir, help="with --lfw-pairs: the folder of <name>/<name>_<nnnn>.jpg")
     ep.add_argument("--folds", type=number_in(int, 2, 100), default=10, help="with --pairs: folds to deal pairs into")
-    ep.add_argument("--align", choices=["crop", "align"], help="override the face alignment method")
-    ep.add_argument("--flip", action="store_true",
-                    help="embed each face as the mean of it and its mirror image (twice the FaceNet cost)")
+    add_crop_options(ep)
     ep.add_argument("--json", type=new_file, help="write the full result here")
     ep.add_argument("--plot", type=new_file, help="write the ROC curve here (PNG)")
     add_detection_options(ep)
@@ -50,16 +48,32 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ee.set_defaults(run=run_emotion)
 
 
+def add_crop_options(p: argparse.ArgumentParser) -> None:
+    """How faces become FaceNet's input, to compare against the product's default (the levers of issue 23)."""
+    from mien.pipeline.faceprep import IdentityCrop
+
+    default = IdentityCrop()
+    p.add_argument("--align", choices=["crop", "align"], default=default.method,
+                   help="align: 5-point similarity to the canonical landmarks; crop: the detection box plus a margin")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=default.flip,
+                   help="embed each face as the mean of it and its mirror image (twice the FaceNet passes)")
+
+
+def crop_from(args: argparse.Namespace):
+    """The IdentityCrop the evaluation options ask for."""
+    from mien.pipeline.faceprep import IdentityCrop
+
+    return IdentityCrop(method=args.align, flip=args.flip)
+
+
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
     from mien.identity.classifier import Thresholds
     from mien.identity.storage import write_json_atomic
     from mien.pipeline.evaluate import evaluate_identity
-    from mien.pipeline.faceprep import IdentityCrop
 
     rec = build_recognizer(args, emotion=False, identity=False)
-    if args.align:
-        rec.identity_crop = IdentityCrop(method=args.align)
+    rec.identity_crop = crop_from(args)
     result = evaluate_identity(args.enroll, args.test, rec, Thresholds(**thresholds_from(args)),
                                matcher=args.matcher, fpir=args.fpir, progress=lambda items: progress(items, "evaluate"))
     lopo = result["leave_one_person_out"]
@@ -93,17 +107,14 @@ def run_pairs(args: argparse.Namespace) -> int:
         raise UsageError("--lfw-pairs needs --root, the folder holding <name>/<name>_<nnnn>.jpg")
     pairs = v.read_lfw_pairs(args.lfw_pairs, args.root) if args.lfw_pairs else v.read_csv_pairs(args.pairs, args.folds)
     rec = build_recognizer(args, emotion=False, identity=False)
-    if args.align:
-        from mien.pipeline.faceprep import IdentityCrop
-
-        rec.identity_crop = IdentityCrop(method=args.align)
+    rec.identity_crop = crop_from(args)
     start = time.perf_counter()
-    embeddings = v.embed_subjects(pairs.images, rec, flip=args.flip, progress=lambda items: progress(items, "embed"))
+    embeddings = v.embed_subjects(pairs.images, rec, progress=lambda items: progress(items, "embed"))
     seconds = time.perf_counter() - start
     dist = v.pair_distances(pairs, embeddings)
     result = v.score_pairs(dist, pairs.same, pairs.fold, VERIFY_DISTANCE_THRESHOLD)
     missing = sorted(p for p, e in embeddings.items() if e is None)
-    result.update(images=len(embeddings), images_without_face=missing, flip=args.flip, embedder=rec.embedder.version,
+    result.update(images=len(embeddings), images_without_face=missing, embedder=rec.embedder.version,
                   identity_crop=rec.identity_crop.signature,
                   ms_per_image=round(1000 * seconds / max(len(embeddings), 1), 1))
     print(f"{result['pairs']} pairs ({result['same_pairs']} same person), {result['images']} images, "
