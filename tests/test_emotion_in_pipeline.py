@@ -112,7 +112,7 @@ def test_cropped_mode_on_fer2013_faces(recognizer, tmp_path):
     truth = [EMOTIONS[y[i]] for i in idx]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
     assert accuracy > 0.4, accuracy  # chance is ~0.25 (always "happy"); the shipped model scores far above
-    evaluated = load_emotion_model(SHIPPED, required=True).predict(x[idx])  # `mien evaluate emotion`'s path
+    evaluated = load_emotion_model(required=True).predict(x[idx])  # `mien evaluate emotion`'s path
     product = np.array([[r.faces[0].emotion.scores[label] for label in EMOTIONS] for r in records])
     np.testing.assert_allclose(product, evaluated, atol=1e-4)
 

@@ -104,9 +104,13 @@ def test_a_recognizer_with_cheaper_views_says_so_in_its_emotion_version(mien_hom
     from mien.pipeline import Recognizer
     from mien.pipeline.options import Options
 
-    fast = Recognizer(Options(emotion_views="mirror"), identity=False)
-    assert fast.emotion_model.views == MIRROR and recognizer.emotion_model.views.passes > MIRROR.passes
+    from mien.emotion.views import NONE
+
+    fast = Recognizer(Options(emotion_views="none"), identity=False)
+    assert fast.emotion_model.views == NONE and recognizer.emotion_model.views == MIRROR  # the shipped: mirror each
+    assert fast.emotion_model.passes < recognizer.emotion_model.passes
     # results made with other views carry another emotion version, so they are never mistaken for the same
-    assert recognizer.emotion_model.version.startswith(fast.emotion_model.version + "-")
+    assert fast.emotion_model.version != recognizer.emotion_model.version
+    assert [m.version.endswith("-none") for m in fast.emotion_model.members] == [True, True]
     with pytest.raises(ValueError, match="emotion_views must be"):
         Recognizer(Options(emotion_views="ten-crop"), identity=False)

@@ -183,9 +183,10 @@ def add_emotion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--emotion-threshold", type=unit_interval, default=DEFAULTS.emotion_threshold,
                    help="below this probability the emotion is 'uncertain'")
     g.add_argument("--emotion-views", choices=("model", *PRESETS), default=DEFAULTS.emotion_views,
-                   help="test-time views averaged per face: model (as the model ships; now 3-px shifts four ways, each "
-                        "mirrored: 10 passes), mirror (2 passes: ~5x cheaper emotion, 1.3 points less on FER2013) "
-                        "or none")
+                   help="test-time views averaged per face by each network: model (as the model ships: the face "
+                        "and its mirror image), mirror (the same, whatever model.json says), mirror+shift3 (3-px "
+                        "shifts four ways, each mirrored: 5x the passes, no gain for the shipped ensemble) or none "
+                        "(half the passes)")
     g.add_argument("--no-emotion", action="store_true", help="identity only (the emotion model is not loaded)")
 
 
