@@ -141,6 +141,10 @@ def test_request_thresholds_apply(client, demo_photos):
     assert {f["identity"]["name"] for f in r.json()["faces"]} == {"unknown"}
     assert r.json()["thresholds"]["identity"]["distance"] == 0.01
     assert client.post("/recognize", files={"file": jpeg(photo)}, data={"emotion_threshold": "7"}).status_code == 422
+    # the CLI's names (issue 21 item 3): probability_threshold, and identity_threshold as its old name
+    for name in ("probability_threshold", "identity_threshold"):
+        r = client.post("/recognize", files={"file": jpeg(photo)}, data={name: "0.999"})
+        assert r.status_code == 200 and r.json()["thresholds"]["identity"]["probability"] == 0.999, (name, r.text)
 
 
 def test_bad_uploads_get_clear_4xx(client, recognizer, mien_home, tmp_path, demo_photos):

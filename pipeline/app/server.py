@@ -422,10 +422,13 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     async def recognize(
         request: Request,
         file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, WebP, TIFF or GIF)")],
-        identity_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a face")] = None,
+        probability_threshold: Annotated[float | None, Form(ge=0, le=1, description="min SVM probability to name a "
+                                                            "face (the CLI's --probability-threshold)")] = None,
         distance_threshold: Annotated[float | None, Form(gt=0, allow_inf_nan=False,
                                                          description="max distance to the nearest enrolled photo")] = None,
         emotion_threshold: Annotated[float | None, Form(ge=0, le=1, description="below it the emotion is 'uncertain'")] = None,
+        identity_threshold: Annotated[float | None, Form(ge=0, le=1, deprecated=True,
+                                                         description="the old name of probability_threshold")] = None,
         annotate: Annotated[bool, Form(description="also return the annotated image (base64 JPEG)")] = False,
     ) -> dict:
         """Who + emotion for every face: the JSON record of `mien recognize --json` for one image."""
@@ -438,7 +441,9 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 raise HTTPException(400, "one photo per request: send each photo in its own POST /recognize")
             data = await _read_image_upload(file, config.max_upload)
             name = file.filename or "upload"
-            rec = state.snapshot(probability_threshold=identity_threshold, distance_threshold=distance_threshold,
+            if identity_threshold is not None and probability_threshold is None:
+                probability_threshold = identity_threshold
+            rec = state.snapshot(probability_threshold=probability_threshold, distance_threshold=distance_threshold,
                                  emotion_threshold=emotion_threshold)
 
             def work() -> dict:
