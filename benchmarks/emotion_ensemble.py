@@ -56,11 +56,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["ms_per_face_batched"] = 1000 * (time.perf_counter() - start) / len(y)
         members.append(clf)
         probs.append(p)
+        passes = getattr(clf, "passes", clf.views.passes)  # an ensemble: all its members' passes
         report["members"].append({"model": clf.version, "weights_file": path, "views": clf.views.tag,
-                                  "passes": clf.views.passes, "accuracy": result["accuracy"],
+                                  "passes": passes, "accuracy": result["accuracy"],
                                   "per_class_recall": result["per_class_accuracy"],
                                   "ms_per_face_batched": round(result["ms_per_face_batched"], 2)})
-        print(f"{clf.version} ({clf.views.tag}, {clf.views.passes} passes): {result['accuracy']:.4f} "
+        print(f"{clf.version} ({clf.views.tag}, {passes} passes): {result['accuracy']:.4f} "
               f"{result['ms_per_face_batched']:.2f} ms/face", flush=True)
     weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(members)
     best = max(range(len(members)), key=lambda i: report["members"][i]["accuracy"])

@@ -3,6 +3,7 @@
 
     python benchmarks/verification.py [--pairs ../shared/data/lfw-dev/pairs.txt] [--root ../shared/data/lfw-dev]
                                       [--json FILE]
+    python benchmarks/verification.py --cost    # what the identity crop's levers cost per face, in one run
 
 The independent scorer shares no code with mien's: it reads the LFW pairs file itself, takes the largest face of
 each image from the .npz `mien embed` writes, and picks each fold's threshold on the other folds by brute force
@@ -57,12 +58,54 @@ def independent_score(npz: Path, pairs, per_fold: int) -> dict:
                                                                                              for p in (a, b)} - set(largest)))}
 
 
+def crop_cost(rounds: int = 5) -> dict:
+    """ms per face of the identity branch (crop + FaceNet, batched 32 faces of the demo photos) for each lever,
+    the box crop without flip as the baseline, best of ``rounds``."""
+    from dataclasses import replace
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from workspace import demo_workspace
+
+    from mien.pipeline import Recognizer
+    from mien.pipeline.images import load_image
+
+    _, _, val = demo_workspace()
+    rec = Recognizer(identity=False, emotion=False)
+    faces = [(img, f) for img in (load_image(p) for p in sorted(val.rglob("*.jpg"))) for f in rec.detect(img)][:32]
+    out = {}
+    for name, crop in (("crop", replace(rec.identity_crop, method="crop", flip=False)),
+                       ("align", replace(rec.identity_crop, method="align", flip=False)),
+                       ("align+flip (default)", replace(rec.identity_crop, method="align", flip=True))):
+        rec.identity_crop = crop
+        rec.embed_crops([crop(*faces[0])])  # warm-up
+        best = min(_timed(lambda: rec.embed_crops([crop(img, f) for img, f in faces])) for _ in range(rounds))
+        out[name] = round(1000 * best / len(faces), 2)
+    base = out["crop"]
+    print("identity branch, ms/face (crop + FaceNet, 32 faces batched): " + ", ".join(
+        f"{k} {v} ({v / base:.2f}x)" for k, v in out.items()))
+    return {"ms_per_face": out, "ratio_to_crop": {k: round(v / base, 2) for k, v in out.items()}}
+
+
+def _timed(fn) -> float:
+    import time
+
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cost", action="store_true", help="only measure what each identity-crop lever costs per face")
     ap.add_argument("--pairs", type=Path, default=DATA / "pairs.txt")
     ap.add_argument("--root", type=Path, default=DATA)
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
+    if args.cost:
+        result = crop_cost()
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return result
     pairs, per_fold = lfw_pairs(args.pairs, args.root)
     images = sorted({p for a, b, _ in pairs for p in (a, b)})
     mien = [sys.executable, "-m", "mien", "-q"]
