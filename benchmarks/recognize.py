@@ -5,8 +5,8 @@ face_recognition (who only), all measured in the same run on the 25 held-out dem
 
 Configurations, each in fresh processes: ``reference`` = mtcnn 1.0 + TensorFlow FaceNet/emotion
 (``--detector mtcnn-keras --runtime tensorflow``), ``default`` = MTCNN, FaceNet and emotion on OpenVINO,
-``mirror-emotion`` = the default with ``--emotion-views mirror`` (2 emotion passes per face instead of the
-shipped model's 10).
+``mirror-emotion`` = the default with ``--emotion-views mirror`` (the same as the shipped ensemble's own views
+since issue 27; it measured 10 views against 2 before).
 For each: warm ms/photo one at a time and batched (in one process, after loading), cold
 ``mien recognize one.jpg`` wall seconds and peak RSS, ``mien recognize VAL`` peak RSS, and whether the
 names and emotions equal the reference's. ``--peers`` installs face_recognition 1.3.0 (dlib HOG + ResNet,
