@@ -90,6 +90,24 @@ class Recognizer:
         else:
             self.classifier = refresh_matcher(self.classifier, self.gallery, self, self.options.matcher)
 
+    def with_options(self, matcher=..., **changes) -> "Recognizer":
+        """A view of this Recognizer with some per-call options changed (``None`` values keep the current ones) and,
+        if given, another matcher: the loaded models are shared, and this Recognizer is left as it is (the server
+        answers each request with its own thresholds this way)."""
+        import copy
+        import dataclasses
+
+        view = copy.copy(self)
+        if matcher is not ...:
+            view.classifier = matcher
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes:
+            unknown = set(changes) - {f.name for f in dataclasses.fields(Options)}
+            if unknown:
+                raise TypeError(f"not recognizer options: {sorted(unknown)}")
+            view.options = dataclasses.replace(self.options, **changes)
+        return view
+
     # ---- recognition -----------------------------------------------------------------------
     def thresholds(self) -> Thresholds | None:
         """The classifier's stored thresholds with this Recognizer's per-call overrides applied."""

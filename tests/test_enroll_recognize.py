@@ -281,3 +281,14 @@ def test_identity_embeddings_are_aligned_and_flip_averaged(recognizer, demo_phot
         assert np.allclose(recognizer.embed_crops([crop])[0], plain, atol=1e-5)
     finally:
         recognizer.identity_crop = original
+
+
+def test_with_options_is_a_view_that_leaves_the_recognizer_alone(recognizer, enrolled):
+    """Issue 21 item 2: per-call options without mutating the loaded Recognizer (the server's per-request
+    thresholds), the models shared, the matcher replaceable."""
+    view = recognizer.with_options(distance_threshold=0.01, emotion_threshold=None)
+    assert view.options.distance_threshold == 0.01 and recognizer.options.distance_threshold is None
+    assert view.embedder is recognizer.embedder and view.classifier is recognizer.classifier
+    assert recognizer.with_options(matcher=None).classifier is None and recognizer.classifier is not None
+    with pytest.raises(TypeError, match="not recognizer options"):
+        recognizer.with_options(colour="blue")

@@ -14,7 +14,6 @@ load Swagger UI and ReDoc from files the ``fastapi-offline`` package ships, so t
 
 import base64
 import contextlib
-import copy
 import dataclasses
 import errno
 import hashlib
@@ -264,8 +263,7 @@ class ServerState:
         self.config = config
         self.home = config.home or mien_home()
         self.gallery = open_default_gallery(config.home, recognizer)
-        self.base = copy.copy(recognizer)  # our own `classifier` attribute; the models are shared
-        self.base.classifier = None
+        self.base = recognizer.with_options(matcher=None)  # our own matcher; the models are shared
         self.matcher_kind = recognizer.options.matcher
         self.classifier = load_matcher(self.gallery, recognizer, self.matcher_kind)
         self.model_lock = threading.Lock()
@@ -288,12 +286,7 @@ class ServerState:
 
     def snapshot(self, **option_changes):
         """A Recognizer view with the current matcher and per-request options (models shared, not copied)."""
-        rec = copy.copy(self.base)
-        rec.classifier = self.current()
-        changes = {k: v for k, v in option_changes.items() if v is not None}
-        if changes:
-            rec.options = dataclasses.replace(rec.options, **changes)
-        return rec
+        return self.base.with_options(matcher=self.current(), **option_changes)
 
     def people(self) -> list[dict]:
         """Enrolled people and their photo counts, from the gallery."""

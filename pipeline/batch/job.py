@@ -142,7 +142,8 @@ class RecognizeActor:
             from mien.identity.matchers import build_matcher
             from mien.pipeline.gallery import gallery_model
 
-            self.recognizer.classifier = build_matcher(snapshot, gallery_model(self.recognizer), matcher)
+            self.recognizer = self.recognizer.with_options(
+                matcher=build_matcher(snapshot, gallery_model(self.recognizer), matcher))
         self.provenance = row_schema.provenance(self.recognizer)
         self.faces_dir = Path(faces_dir)
         self.done: set[str] = ray.get(done_ref)
