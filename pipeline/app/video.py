@@ -246,11 +246,9 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not webcam else 0
-    tracker = Tracker(max_missed=max(every * 3, round(fps)), smoothing=smoothing)
-    labels = recognizer.emotion_model.labels if recognizer.emotion_model is not None else None
+    stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)))
     observations: list[Observation] = []
-    frames = detected = 0
-    prev_gray = None
+    frames = 0
     start = time.perf_counter()
     from tqdm import tqdm
 
@@ -270,22 +268,13 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                 if out and writer is None:
                     writer = _AtomicVideoWriter(Path(out), fps, (bgr.shape[1], bgr.shape[0]))
                 t = frames / fps if not webcam else time.perf_counter() - start
-                gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                if frames % every == 0:
-                    obs = _recognize_frame(recognizer, tracker, frames, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), labels)
-                    detected += 1
-                else:
-                    obs = []
-                    for track in tracker.live(frames):
-                        track.bbox = _flow_shift(prev_gray, gray, track.bbox)
-                        obs.append(_carried(track, frames, t, labels))
+                obs = stream.step(bgr, t)
                 observations.extend(obs)
                 if fh is not None:
                     for o in obs:
                         fh.write(json.dumps(o.to_dict(), ensure_ascii=False) + "\n")
                 if writer is not None:
                     writer.write(_draw(bgr, obs))
-                prev_gray = gray
                 frames += 1
                 bar.update(1)
                 if frames % 10 == 0:
@@ -306,8 +295,8 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     if writer is not None:
         writer.commit()
     expected = min(total, max_frames) if (total and max_frames) else total
-    result = VideoResult(str(source), fps, frames, detected, expected or None, time.perf_counter() - start,
-                         observations, tracker.all_tracks())
+    result = VideoResult(str(source), fps, frames, stream.detected, expected or None, time.perf_counter() - start,
+                         observations, stream.tracker.all_tracks())
     if result.truncated:
         log.warning("%s: only %d of %d frames could be decoded; the video is probably truncated.",
                     source, frames, total)
@@ -315,6 +304,40 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     if summary_dir:
         write_summary(result, Path(summary_dir))
     return result
+
+
+class FrameTracker:
+    """Who + emotion over a sequence of frames, one at a time: every ``every``-th frame is detected and
+    recognized, the frames in between follow the faces by optical flow; tracks vote on names and smooth emotions.
+    The one implementation behind `mien video` and the server's live ``/stream``."""
+
+    def __init__(self, recognizer, every: int = 1, smoothing: float = 0.3, max_missed: int = 30):
+        if every < 1:
+            raise VideoError("--every must be at least 1.")
+        self.recognizer, self.every = recognizer, every
+        self.tracker = Tracker(max_missed=max_missed, smoothing=smoothing)
+        self.labels = recognizer.emotion_model.labels if recognizer.emotion_model is not None else None
+        self.frame = 0  # frames stepped so far
+        self.detected = 0  # of which detected and recognized
+        self._prev_gray: np.ndarray | None = None
+
+    def step(self, bgr: np.ndarray, t: float) -> list[Observation]:
+        """The observations of one BGR frame at time ``t`` (seconds)."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if self._prev_gray is not None and self._prev_gray.shape != gray.shape:
+            self._prev_gray = None  # a stream changed its frame size: detect again rather than flow across sizes
+        if self.frame % self.every == 0 or self._prev_gray is None:
+            obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                                   self.labels)
+            self.detected += 1
+        else:
+            obs = []
+            for track in self.tracker.live(self.frame):
+                track.bbox = _flow_shift(self._prev_gray, gray, track.bbox)
+                obs.append(_carried(track, self.frame, t, self.labels))
+        self._prev_gray = gray
+        self.frame += 1
+        return obs
 
 
 def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np.ndarray,
