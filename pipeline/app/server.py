@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,6 +33,7 @@ from mien.identity.gallery.base import (GalleryBusyError, GalleryError, GalleryF
 from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
+from mien.pipeline.app.stream import StreamLimits, serve_stream
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
 from mien.pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
@@ -169,6 +170,10 @@ class RequestGuard:
         return None
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":  # the live stream: the same Host rule (its Origin is checked by stream.py)
+            if (problem := self.problem({**scope, "method": "GET"})) is not None:
+                return await send({"type": "websocket.close", "code": 1008, "reason": problem[1][:120]})
+            return await self.app(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if (problem := self.problem(scope)) is not None:
@@ -468,6 +473,14 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                 return out
 
             return await run_in_threadpool(work)
+
+    stream_limits = StreamLimits()
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket, every: int = 1) -> None:
+        """A live camera: send frames (JPEG/PNG, one binary message each), get who + emotion per frame as JSON,
+        tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
+        await serve_stream(websocket, state, stream_limits, every)
 
     @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:

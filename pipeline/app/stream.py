@@ -1,0 +1,153 @@
+"""``GET /stream``: a live camera over a WebSocket (issue 22). The client sends each frame as one binary message
+(JPEG or PNG); the server answers each frame it processed with one JSON text message::
+
+    {"frame": n, "faces": [<mien video's per-face record: track_id, bbox, detected, raw_identity, identity
+                            (the track's vote), identity_confidence, raw_emotion(+_scores), emotion (smoothed)
+                            and emotion_scores>], "dropped": k, "ms": t}
+
+Frames go through ``video.FrameTracker``, the same tracker, votes and emotion smoothing as `mien video`. One frame
+is in flight per connection: a frame that arrives while another is processed replaces any frame still waiting
+(the latest wins) and the replaced one is counted in ``dropped``. A frame that is not an image, or is over the
+size or pixel limits, gets ``{"error": ...}`` and the stream goes on. Limits: ``MAX_STREAMS`` at once (more are
+closed with code 1013, "try again later"), ``IDLE_S`` without a frame closes the stream (1000), and a page of
+another web site may not open one (its Origin must be the server's own host).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+
+from mien.pipeline.images import ImageError, checked_size, decode_image
+
+MAX_STREAMS = 4  # concurrent live streams per server (each holds a tracker and competes for the models)
+IDLE_S = 30.0  # a stream that sends no frame for this long is closed
+MAX_EVERY = 30
+
+
+class StreamLimits:
+    """How many streams are open; refuses more than ``MAX_STREAMS``."""
+
+    def __init__(self, max_streams: int = MAX_STREAMS):
+        self.max_streams = max_streams
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self._open >= self.max_streams:
+                return False
+            self._open += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    """A browser always sends Origin on a WebSocket; another site's page must not drive the camera stream (scripts
+    and native clients send none)."""
+    origin = websocket.headers.get("origin")
+    host = (websocket.headers.get("host") or "").lower()
+    return origin is None or origin.split("://", 1)[-1].lower() == host
+
+
+async def serve_stream(websocket: WebSocket, state, limits: StreamLimits, every: int, idle_s: float | None = None) -> None:
+    """Run one live stream until the client leaves, idles out (``idle_s``, default ``IDLE_S``) or is refused."""
+    from mien.pipeline.app.video import FrameTracker
+
+    if not origin_allowed(websocket):
+        await websocket.close(code=1008, reason="cross-site stream refused: open it from this server's own page")
+        return
+    await websocket.accept()
+    if not limits.enter():
+        await websocket.close(code=1013, reason=f"{limits.max_streams} live streams are open; try again later")
+        return
+    try:
+        if not 1 <= every <= MAX_EVERY:
+            await websocket.close(code=1008, reason=f"every must be 1..{MAX_EVERY}")
+            return
+        tracker = FrameTracker(state.snapshot(), every=every, max_missed=max(every * 3, 15))
+        await _run(websocket, state, tracker, idle_s or IDLE_S)
+    finally:
+        limits.leave()
+
+
+async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
+    latest: list[bytes | None] = [None]  # the frame waiting to be processed (the latest wins)
+    arrived = asyncio.Event()
+    counts = {"dropped": 0}
+    closed = asyncio.Event()
+
+    async def receive() -> None:
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), timeout=idle_s)
+                except asyncio.TimeoutError:
+                    await websocket.close(code=1000, reason=f"no frame for {idle_s:.0f} s")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None:
+                    await _send(websocket, {"error": "send each frame as one binary message (JPEG or PNG)"})
+                    continue
+                if latest[0] is not None:
+                    counts["dropped"] += 1
+                latest[0] = data
+                arrived.set()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            closed.set()
+            arrived.set()
+
+    receiver = asyncio.create_task(receive())
+    start = time.perf_counter()
+    try:
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            data, latest[0] = latest[0], None
+            if data is None:
+                if closed.is_set():
+                    return
+                continue
+            began = time.perf_counter()
+            try:
+                faces = await run_in_threadpool(_process, state, tracker, data, began - start)
+            except ImageError as exc:
+                await _send(websocket, {"error": exc.for_client(), "dropped": counts["dropped"]})
+                continue
+            await _send(websocket, {"frame": tracker.frame - 1, "faces": faces, "dropped": counts["dropped"],
+                                    "ms": round(1000 * (time.perf_counter() - began), 1)})
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        receiver.cancel()
+
+
+def _process(state, tracker, data: bytes, t: float) -> list[dict]:
+    """One frame: limits checked from its header, decoded, stepped through the tracker under the model lock."""
+    if len(data) > state.config.max_upload:
+        raise ImageError(f"frame: {len(data) / 2**20:.1f} MB is over the {state.config.max_upload / 2**20:.0f} MB "
+                         "upload limit")
+    width, height = checked_size(data, "frame")
+    with state.pixel_budget.hold(width * height):
+        rgb = decode_image(data, "frame")
+        bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        with state.model_lock:
+            observations = tracker.step(bgr, t)
+    return [o.to_dict() for o in observations]
+
+
+async def _send(websocket: WebSocket, message: dict) -> None:
+    await websocket.send_text(json.dumps(message, ensure_ascii=False))

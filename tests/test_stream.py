@@ -1,0 +1,113 @@
+"""The live stream of `mien serve` (issue 22 item 1): frames in over a WebSocket, who + emotion out per frame,
+tracked and smoothed as `mien video` does; hostile streams answered without ending the stream or the server."""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from conftest import home_copy
+
+pytestmark = pytest.mark.slow
+
+
+def letterboxed(path, size=(640, 480)) -> bytes:
+    """A demo photo centred on a grey 640x480 frame, as a JPEG (what a browser's canvas sends)."""
+    photo = cv2.imread(str(path))
+    scale = min(size[0] / photo.shape[1], size[1] / photo.shape[0]) * 0.8
+    photo = cv2.resize(photo, None, fx=scale, fy=scale)
+    frame = np.full((size[1], size[0], 3), 110, np.uint8)
+    y, x = (size[1] - photo.shape[0]) // 2, (size[0] - photo.shape[1]) // 2
+    frame[y:y + photo.shape[0], x:x + photo.shape[1]] = photo
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="module")
+def app(recognizer, enrolled, mien_home, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from mien.pipeline.app.server import ServerConfig, create_app
+
+    home = home_copy(mien_home, tmp_path_factory.mktemp("stream_home"))
+    return TestClient(create_app(recognizer, ServerConfig(home=home, token="t" * 16)))
+
+
+@pytest.fixture(scope="module")
+def frames(demo_photos):
+    val = demo_photos[1]
+    return {p: [letterboxed(f) for f in sorted((val / p).iterdir())[:3]] for p in ("ben_afflek", "madonna")}
+
+
+def test_each_frame_gets_its_people_tracked_and_smoothed(app, frames):
+    sent = [frames["ben_afflek"][0]] * 4 + [frames["madonna"][0]] * 4  # a still camera: one person, then another
+    replies = []
+    with app.websocket_connect("/stream?every=2") as ws:
+        for data in sent:
+            ws.send_bytes(data)
+            replies.append(json.loads(ws.receive_text()))
+    assert [r["frame"] for r in replies] == list(range(8)) and all(r["dropped"] == 0 for r in replies), replies
+    faces = [r["faces"] for r in replies]
+    assert all(len(f) == 1 for f in faces), [[(x["identity"], x["bbox"]) for x in f] for f in faces]
+    assert [f[0]["identity"] for f in faces] == ["ben_afflek"] * 4 + ["madonna"] * 4
+    assert [f[0]["detected"] for f in faces[:4]] == [True, False, True, False]  # every=2: flow in between
+    assert faces[0][0]["track_id"] != faces[-1][0]["track_id"]  # another person, another track
+    first = faces[0][0]
+    assert set(first["emotion_scores"]) == set(first["raw_emotion_scores"]) and first["emotion"]
+    assert abs(sum(first["emotion_scores"].values()) - 1) < 1e-3
+
+
+def test_bad_frames_get_an_error_and_the_stream_goes_on(app, frames):
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+            + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+    with app.websocket_connect("/stream") as ws:
+        ws.send_bytes(b"this is not a photo")
+        assert "not a readable image" in json.loads(ws.receive_text())["error"]
+        ws.send_bytes(bomb)
+        assert "megapixel limit (downscale the photo)" in json.loads(ws.receive_text())["error"]
+        ws.send_text("hello")
+        assert "binary message" in json.loads(ws.receive_text())["error"]
+        ws.send_bytes(frames["madonna"][0])
+        assert json.loads(ws.receive_text())["faces"][0]["identity"] == "madonna"
+
+
+def test_frames_sent_faster_than_processed_are_dropped_latest_wins(app, frames):
+    with app.websocket_connect("/stream") as ws:
+        for i in range(6):
+            ws.send_bytes(frames["ben_afflek"][i % 3])
+        answered = 0
+        while True:  # every frame is either answered or counted as dropped
+            reply = json.loads(ws.receive_text())
+            answered += 1
+            if answered + reply["dropped"] == 6:
+                break
+    assert answered >= 1 and reply["dropped"] == 6 - answered
+
+
+def test_too_many_streams_other_sites_and_idle_clients_are_closed(app, frames, monkeypatch):
+    from starlette.websockets import WebSocketDisconnect
+
+    from mien.pipeline.app import stream
+
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with app.websocket_connect("/stream", headers={"origin": "https://evil.example"}) as ws:
+            ws.receive_text()
+    assert refused.value.code == 1008
+    with app.websocket_connect("/stream") as a, app.websocket_connect("/stream") as b, \
+            app.websocket_connect("/stream") as c, app.websocket_connect("/stream") as d:
+        for ws in (a, b, c, d):
+            ws.send_bytes(frames["madonna"][1])
+            assert json.loads(ws.receive_text())["faces"]
+        with pytest.raises(WebSocketDisconnect) as busy:
+            with app.websocket_connect("/stream") as e:
+                e.receive_text()
+        assert busy.value.code == 1013
+    monkeypatch.setattr(stream, "IDLE_S", 0.5)
+    with pytest.raises(WebSocketDisconnect) as idle:
+        with app.websocket_connect("/stream") as ws:
+            ws.receive_text()
+    assert idle.value.code == 1000
