@@ -15,9 +15,10 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
     from playwright.sync_api import expect
 
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
-    from test_server import TOKEN, server_home
+    from conftest import home_copy
+    from test_server import TOKEN
 
-    app = create_app(recognizer, ServerConfig(token=TOKEN, home=server_home(mien_home, tmp_path / "home"),
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "web.db"))
     photo = sorted((demo_photos[1] / "madonna").iterdir())[0]
     new_photos = sorted((demo_photos[0] / "ben_afflek").iterdir())[:2]
