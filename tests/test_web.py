@@ -124,3 +124,63 @@ def test_api_docs_render_offline(browser, recognizer, tmp_path):
         page.close()
     # ReDoc always asks for its footer logo; offline it drops the image and keeps the text link
     assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, blocked
+
+
+def write_y4m(path, frames_bgr, fps: int = 10) -> None:
+    """A YUV4MPEG2 clip (what Chromium's fake camera plays, looping) from BGR frames of one size."""
+    import cv2
+
+    h, w = frames_bgr[0].shape[:2]
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames_bgr:
+            fh.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+
+def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(browser, recognizer, enrolled, mien_home,
+                                                                              demo_photos, tmp_path):
+    """Issue 22 item 2: Chromium's fake camera plays a clip of two demo people; the Camera tab streams it to
+    /stream, names both with their emotions over the video, draws a timeline per person, and on Stop offers the
+    summary as JSON and CSV."""
+    import cv2
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from conftest import CHROMIUM, home_copy
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from test_server import TOKEN
+    from test_stream import letterboxed
+
+    val = demo_photos[1]
+    photos = [cv2.imdecode(np.frombuffer(letterboxed(sorted((val / p).iterdir())[0]), np.uint8), cv2.IMREAD_COLOR)
+              for p in ("ben_afflek", "madonna")]
+    clip = tmp_path / "camera.y4m"
+    write_y4m(clip, [photos[0]] * 20 + [photos[1]] * 20)
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "camera.db"))
+    with BackgroundServer(app) as url:
+        # a second Chromium from the session's Playwright, whose camera is the clip (the flags are per process)
+        camera = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"])
+        try:
+            page = camera.new_page(viewport={"width": 1000, "height": 1100})
+            page.set_default_timeout(90_000)
+            errors = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(url + "/")
+            page.click("#tab-camera")
+            page.click("#camera-start")
+            for person in ("ben_afflek", "madonna"):
+                expect(page.locator(f"#timelines .timeline[data-person='{person}']")).to_be_visible(timeout=90_000)
+            expect(page.locator("#camera-status")).to_contain_text("face(s)")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(tmp_path / "camera.png"))
+            share = page.locator("#timelines .timeline[data-person='madonna'] .share").inner_text()
+            assert "%" in share
+            page.click("#camera-stop")
+            expect(page.locator("#camera-summary a")).to_have_count(2)
+            assert page.locator("#camera-summary").inner_text().startswith("Summary:")
+            assert not [e for e in errors if "Content Security Policy" in e], errors
+        finally:
+            camera.close()
