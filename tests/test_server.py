@@ -602,7 +602,7 @@ def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolle
 def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien_home, demo_photos, tmp_path):
     """DNS rebinding (a page whose name now points at 127.0.0.1) cannot read /people, and another site's form
     cannot post photos; the server's own page, scripts and --allow-host names are unaffected."""
-    from mien.pipeline.app.server import allowed_hosts_for
+    from mien.pipeline.app.guards import allowed_hosts_for
 
     assert allowed_hosts_for("0.0.0.0", 8000) is None
     assert "faces.example:8000" in allowed_hosts_for("0.0.0.0", 8000, ("Faces.example",))
