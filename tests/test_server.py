@@ -621,3 +621,18 @@ def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien
     page = {**own, "Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}
     assert client.post("/recognize", files=photo, headers=page).status_code == 200
     assert client.post("/recognize", files=photo, headers=own).status_code == 200  # a script: no Origin
+
+
+def test_history_needs_the_token_and_filters_like_the_cli(client, demo_photos):
+    """GET /history (issue 22 item 4): the server's recognitions, newest first, by person up to case and date; who
+    was seen when is personal data, so a server with a token asks for it."""
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert r.status_code == 200
+    assert client.get("/history").status_code == 401
+    found = client.get("/history", params={"person": "MADONNA", "limit": 5}, headers=AUTH).json()["recognitions"]
+    assert found and found[0]["id"] == r.json()["id"] and found[0]["faces"][0]["identity"]["name"] == "madonna"
+    assert client.get("/history", params={"person": "nobody"}, headers=AUTH).json()["recognitions"] == []
+    assert client.get("/history", params={"since": "2999-01-01"}, headers=AUTH).json()["recognitions"] == []
+    bad = client.get("/history", params={"since": "last tuesday"}, headers=AUTH)
+    assert bad.status_code == 422 and "expected a date" in bad.json()["detail"]
+    assert client.get("/history", params={"limit": 0}, headers=AUTH).status_code == 422

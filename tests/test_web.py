@@ -36,6 +36,18 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         assert "face(s) in " + photo.name in page.inner_text("#recognize-status")
         assert page.eval_on_selector("#annotated", "img => img.complete && img.naturalWidth") > 0
 
+        # all 7 emotion scores of the face as bars
+        assert page.locator("#faces tbody tr.face .bars .bar").count() == 7
+
+        # History tab: the recognition just made, asked with the token
+        page.click("#tab-history")
+        page.fill("#history-token", TOKEN)
+        page.click("#history-button")
+        page.wait_for_selector("#history-table tr.recognition")
+        assert page.locator("#history-table tr.recognition td.who").first.inner_text() == "madonna"
+        assert page.locator("#history-downloads a").count() == 2
+        page.click("#tab-recognize")
+
         # a file that is not an image gives the server's message, not a broken page
         junk = tmp_path / "notes.txt"
         junk.write_text("not a photo")
@@ -43,6 +55,7 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         page.click("#recognize-button")
         page.wait_for_selector("#recognize-status.error")
         assert "notes.txt" in page.inner_text("#recognize-status")
+        assert not page.is_visible("#annotated") and not page.is_visible("#faces")  # no stale result stays
 
         # People tab: the enrolled people with counts
         page.click("#tab-people")

@@ -337,6 +337,24 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
         await serve_stream(websocket, state, stream_limits, every)
 
+    @app.get("/history", responses=schemas.error_responses(401, 422))
+    def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200) -> dict:
+        """Past recognitions of this server and the CLI's database, newest first (`mien history`): ``person`` up
+        to case, ``since`` a date or ISO time, at most ``limit`` (1-1000). Who was seen when is personal data: with a
+        token configured, reading it needs the bearer token too."""
+        from mien.pipeline.app.db import DatabaseError, parse_since
+
+        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
+            raise HTTPException(401, "missing or wrong bearer token (the history needs it, like changes to people)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not 1 <= limit <= 1000:
+            raise HTTPException(422, "limit must be 1..1000")
+        try:
+            when = parse_since(since) if since else None
+        except DatabaseError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"recognitions": state.db.query(person=person, since=when, limit=limit)}
+
     @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:
         """Enrolled people with the number of photos each was enrolled from."""
