@@ -278,3 +278,38 @@ def test_annotated_video_plays_in_chromium(browser, recognizer, enrolled, clip, 
     assert state["readyState"] >= 2 and (state["width"], state["height"]) == (640, 480)
     assert state["duration"] == pytest.approx(40 / FPS, abs=0.15)
     assert state["currentTime"] >= 0.5 and state["playError"] is None  # playback advances
+
+
+@pytest.mark.slow
+def test_a_video_uploaded_to_the_server_is_processed_as_mien_video_does(recognizer, enrolled, mien_home, clip,
+                                                                        tmp_path):
+    """POST /video (issue 22 item 3): the job runs in the background, GET /video/{id} reports progress, then the
+    summary names both people and the annotated H.264 video and timeline PNGs are served; other files are not."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from conftest import home_copy
+    from mien.pipeline.app.server import ServerConfig, create_app
+
+    client = TestClient(create_app(recognizer, ServerConfig(home=home_copy(mien_home, tmp_path / "home"),
+                                                            token="v" * 16)))
+    r = client.post("/video", files={"file": ("notes.txt", b"not a video", "text/plain")})
+    assert r.status_code == 415 and "send a video file" in r.json()["detail"]
+    r = client.post("/video", files={"file": ("clip.avi", clip.read_bytes(), "video/x-msvideo")}, data={"every": "2"})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    deadline = time.monotonic() + 180
+    while job["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+        job = client.get(f"/video/{job['id']}").json()
+    assert job["status"] == "done" and job["frames"] == 40, job
+    assert set(job["summary"]["people"]) == {"ben_afflek", "madonna"}
+    video = client.get(job["annotated_video"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 1000
+    png = job["summary"]["people"]["madonna"]["timeline_png"]
+    assert client.get(f"/video/{job['id']}/{png}").headers["content-type"] == "image/png"
+    for bad in ("upload.avi", "..%2Fsummary.json", "summary"):
+        assert client.get(f"/video/{job['id']}/{bad}").status_code == 404
+    assert not list((tmp_path / "home" / "videos" / job["id"]).glob("upload*"))  # the upload is not kept

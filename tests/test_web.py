@@ -197,3 +197,39 @@ def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(br
             assert not [e for e in errors if "Content Security Policy" in e], errors
         finally:
             camera.close()
+
+
+def test_the_video_tab_processes_an_upload_and_plays_it_with_timelines(browser, recognizer, enrolled, mien_home,
+                                                                       demo_photos, tmp_path):
+    """Issue 22 item 3: upload a clip in the page, see progress, then the annotated video plays in the page (H.264)
+    and each person's emotion timeline appears."""
+    import re
+
+    from playwright.sync_api import expect
+
+    from conftest import home_copy
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from test_server import TOKEN
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "clip.avi", demo_photos)
+    app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
+                                              db_path=tmp_path / "video.db"))
+    with BackgroundServer(app) as url:
+        page = browser.new_page(viewport={"width": 1000, "height": 1400})
+        page.set_default_timeout(120_000)
+        page.goto(url + "/")
+        page.click("#tab-video")
+        page.set_input_files("#video-file", str(clip))
+        page.click("#video-button")
+        expect(page.locator("#video-people h3.video-person")).to_have_count(2, timeout=120_000)
+        texts = page.locator("#video-people h3.video-person").all_inner_texts()
+        assert re.match(r"ben_afflek: [12]\.\d s on screen; ", texts[0]) and re.match(r"madonna: [12]\.\d s ", texts[1])
+        for _ in range(100):  # the page's CSP forbids wait_for_function's eval: poll the element instead
+            if page.eval_on_selector("#video-player", "v => v.readyState") >= 2:
+                break
+            page.wait_for_timeout(200)
+        assert page.eval_on_selector("#video-player", "v => v.videoWidth") == 640
+        assert page.eval_on_selector_all("#video-people img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+        page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+        page.close()

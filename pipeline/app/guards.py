@@ -24,7 +24,8 @@ def page_security_headers(html: str) -> dict[str, str]:
                         for b in bodies)
 
     csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-           "img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+           "img-src 'self' data:; media-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
+           "base-uri 'none'")
     return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer"}
 

@@ -34,6 +34,7 @@ from mien.pipeline.app.db import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
                                       page_security_headers)
 from mien.pipeline.app.stream import StreamLimits, serve_stream
+from mien.pipeline.app.videojobs import VideoBusy, VideoJobs
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
 from mien.pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
@@ -78,6 +79,7 @@ class ServerConfig:
     allow_unauthenticated: bool = False
     read_only: bool = False
     max_upload: int = DEFAULT_MAX_UPLOAD
+    max_video_upload: int = 200 * 1024 * 1024  # POST /video (a minute of phone video is ~100 MB)
     db_path: Path | None = None
     home: Path | None = None
     max_pending: int = MAX_PENDING
@@ -238,8 +240,9 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
             return JSONResponse({"detail": str(exc)}, 507)
         log.error("gallery error: %s", exc)
         return JSONResponse({"detail": str(exc)}, 500)
-    app.add_middleware(BodyLimit, limit_for=lambda path: config.max_upload * (
-        MAX_PHOTOS_PER_REQUEST if path.startswith("/people/") else 1) + 64 * 1024)
+    app.add_middleware(BodyLimit, limit_for=lambda path: (config.max_video_upload if path == "/video" else
+                                                          config.max_upload * (MAX_PHOTOS_PER_REQUEST if
+                                                          path.startswith("/people/") else 1)) + 64 * 1024)
     app.add_middleware(AuthBeforeBody, config=config)  # before the body limit reads anything
     app.add_middleware(RequestGuard, config=config)  # outermost: other sites' requests are not even authorised
     bearer = HTTPBearer(auto_error=False)
@@ -336,6 +339,46 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         """A live camera: send frames (JPEG/PNG, one binary message each), get who + emotion per frame as JSON,
         tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
         await serve_stream(websocket, state, stream_limits, every)
+
+    videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
+
+    @app.post("/video", responses=schemas.error_responses(413, 415, 429))
+    async def upload_video(file: Annotated[UploadFile, File(description="the video (MP4, WebM, AVI, MOV, MKV)")],
+                           every: Annotated[int, Form(ge=1, le=30, description="detect every N-th frame")] = 3) -> dict:
+        """Process a video as `mien video` does, in the background: poll GET /video/{id} for progress, then play
+        /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time."""
+        from mien.pipeline.app.video import VIDEO_SUFFIXES
+
+        name = file.filename or "upload"
+        suffix = Path(name).suffix.lower()
+        if suffix not in {s.strip() for s in VIDEO_SUFFIXES.split(",")}:
+            raise HTTPException(415, f"{name}: send a video file ({VIDEO_SUFFIXES})")
+        data = await file.read(config.max_video_upload + 1)
+        if len(data) > config.max_video_upload:
+            raise HTTPException(413, f"{name}: larger than the {config.max_video_upload // 2**20} MB video limit")
+        try:
+            return videos.start(data, name, suffix, every).to_dict()
+        except VideoBusy as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "10"}) from None
+
+    @app.get("/video/{job_id}")
+    def video_status(job_id: str) -> dict:
+        """A video job: running (frames done of total), done (its summary and annotated video) or error."""
+        job = videos.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
+        return job.to_dict()
+
+    @app.get("/video/{job_id}/{name}")
+    def video_file(job_id: str, name: str):
+        """A finished job's annotated video, summary.json or timeline PNG."""
+        from fastapi.responses import FileResponse
+
+        path = videos.file(job_id, name)
+        if path is None:
+            raise HTTPException(404, "no such file of a finished video job")
+        return FileResponse(path, media_type={"mp4": "video/mp4", "json": "application/json",
+                                              "png": "image/png"}[path.suffix.lstrip(".")])
 
     @app.get("/history", responses=schemas.error_responses(401, 422))
     def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200) -> dict:

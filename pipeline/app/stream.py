@@ -74,7 +74,7 @@ async def serve_stream(websocket: WebSocket, state, limits: StreamLimits, every:
         if not 1 <= every <= MAX_EVERY:
             await websocket.close(code=1008, reason=f"every must be 1..{MAX_EVERY}")
             return
-        tracker = FrameTracker(state.snapshot(), every=every, max_missed=max(every * 3, 15))
+        tracker = FrameTracker(state.snapshot(), every=every, max_missed=max(every * 3, 15), model_lock=state.model_lock)
         await _run(websocket, state, tracker, idle_s or IDLE_S)
     finally:
         limits.leave()
@@ -144,8 +144,7 @@ def _process(state, tracker, data: bytes, t: float) -> list[dict]:
     with state.pixel_budget.hold(width * height):
         rgb = decode_image(data, "frame")
         bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        with state.model_lock:
-            observations = tracker.step(bgr, t)
+        observations = tracker.step(bgr, t)  # the tracker holds the model lock while it uses the models
     return [o.to_dict() for o in observations]
 
 

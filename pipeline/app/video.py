@@ -236,8 +236,10 @@ class _AtomicVideoWriter:
 def process_video(source: str | int, recognizer, *, out: str | os.PathLike | None = None,
                   jsonl: str | os.PathLike | None = None, summary_dir: str | os.PathLike | None = None,
                   every: int = 1, smoothing: float = 0.3, max_frames: int | None = None,
-                  progress: bool = False) -> VideoResult:
-    """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen."""
+                  progress: bool = False, on_frame=None, model_lock=None) -> VideoResult:
+    """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen.
+    ``on_frame(done, total)`` is called after each frame (total 0 when unknown); ``model_lock`` is held around each
+    use of the models (a server shares them between requests)."""
     if every < 1:
         raise VideoError("--every must be at least 1.")
     if out:
@@ -246,7 +248,8 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not webcam else 0
-    stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)))
+    stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)),
+                          model_lock=model_lock)
     observations: list[Observation] = []
     frames = 0
     start = time.perf_counter()
@@ -277,6 +280,8 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                     writer.write(_draw(bgr, obs))
                 frames += 1
                 bar.update(1)
+                if on_frame is not None:
+                    on_frame(frames, total)
                 if frames % 10 == 0:
                     bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}")
         except KeyboardInterrupt:  # a webcam runs until Ctrl-C: keep what was seen
@@ -311,7 +316,7 @@ class FrameTracker:
     recognized, the frames in between follow the faces by optical flow; tracks vote on names and smooth emotions.
     The one implementation behind `mien video` and the server's live ``/stream``."""
 
-    def __init__(self, recognizer, every: int = 1, smoothing: float = 0.3, max_missed: int = 30):
+    def __init__(self, recognizer, every: int = 1, smoothing: float = 0.3, max_missed: int = 30, model_lock=None):
         if every < 1:
             raise VideoError("--every must be at least 1.")
         self.recognizer, self.every = recognizer, every
@@ -320,6 +325,7 @@ class FrameTracker:
         self.frame = 0  # frames stepped so far
         self.detected = 0  # of which detected and recognized
         self._prev_gray: np.ndarray | None = None
+        self._lock = model_lock  # held around each use of the models when a server shares them
 
     def step(self, bgr: np.ndarray, t: float) -> list[Observation]:
         """The observations of one BGR frame at time ``t`` (seconds)."""
@@ -327,8 +333,12 @@ class FrameTracker:
         if self._prev_gray is not None and self._prev_gray.shape != gray.shape:
             self._prev_gray = None  # a stream changed its frame size: detect again rather than flow across sizes
         if self.frame % self.every == 0 or self._prev_gray is None:
-            obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
-                                   self.labels)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if self._lock is None:
+                obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, rgb, self.labels)
+            else:
+                with self._lock:
+                    obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, rgb, self.labels)
             self.detected += 1
         else:
             obs = []

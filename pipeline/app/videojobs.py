@@ -1,0 +1,104 @@
+"""Videos uploaded to `mien serve` (``POST /video``), processed in the background as `mien video` does: one job
+at a time per server (a second is answered 429), progress readable while it runs, then the annotated video
+(H.264 .mp4, which browsers play) and the summary (JSON + timeline PNGs) served from the job's folder under
+MIEN_HOME/videos/<id>/ (0600 files, like everything mien writes).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mien.identity.storage import make_private
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+SERVED = re.compile(r"^(annotated\.mp4|summary\.json|timeline(_[A-Za-z0-9._-]+)?\.png)$")
+KEEP_JOBS = 5  # finished jobs kept on disk; older ones are deleted when a new one starts
+
+
+@dataclass
+class VideoJob:
+    """One uploaded video: where it is, how far it got, and what came of it."""
+
+    id: str
+    folder: Path
+    name: str
+    status: str = "running"  # running | done | error
+    frames: int = 0
+    total: int = 0
+    error: str | None = None
+    summary: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "file": self.name, "status": self.status, "frames": self.frames, "total": self.total}
+        if self.error:
+            out["error"] = self.error
+        if self.status == "done":
+            out["summary"] = self.summary
+            out["annotated_video"] = f"/video/{self.id}/annotated.mp4"
+        return out
+
+
+class VideoBusy(Exception):
+    """A video is being processed already."""
+
+
+class VideoJobs:
+    """The server's uploaded videos, processed one at a time in a background thread."""
+
+    def __init__(self, folder: Path, recognizer_view, model_lock: threading.Lock, every: int = 3):
+        self.folder, self.view, self.model_lock, self.every = folder, recognizer_view, model_lock, every
+        self.jobs: dict[str, VideoJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, data: bytes, name: str, suffix: str, every: int | None = None) -> VideoJob:
+        """Save the upload and start processing it; VideoBusy while another video runs."""
+        with self._lock:
+            if any(j.status == "running" for j in self.jobs.values()):
+                raise VideoBusy("a video is being processed; try again when it has finished")
+            self._forget_old()
+            job_id = uuid.uuid4().hex
+            job = VideoJob(job_id, self.folder / job_id, name)
+            job.folder.mkdir(parents=True, exist_ok=True)
+            self.jobs[job.id] = job
+        source = job.folder / f"upload{suffix}"
+        source.write_bytes(data)
+        make_private(source)
+        threading.Thread(target=self._run, args=(job, source, every or self.every), daemon=True).start()
+        return job
+
+    def _run(self, job: VideoJob, source: Path, every: int) -> None:
+        from mien.pipeline.app.video import VideoError, process_video
+
+        def progress(done: int, total: int) -> None:
+            job.frames, job.total = done, total
+
+        try:
+            result = process_video(source, self.view(), out=job.folder / "annotated.mp4",
+                                   summary_dir=job.folder / "summary", every=every, on_frame=progress,
+                                   model_lock=self.model_lock)
+            job.summary = result.summary
+            job.status = "done"
+        except VideoError as exc:
+            job.error, job.status = str(exc).replace(str(source), job.name), "error"
+        except Exception as exc:  # noqa: BLE001 -- a job's failure is reported to its client, the server goes on
+            job.error, job.status = f"could not process the video ({type(exc).__name__}: {exc})", "error"
+        finally:
+            source.unlink(missing_ok=True)  # the upload is not kept, only what mien made of it
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self.jobs.values() if j.status != "running"]
+        for job in finished[:-KEEP_JOBS + 1] if len(finished) >= KEEP_JOBS else []:
+            shutil.rmtree(job.folder, ignore_errors=True)
+            del self.jobs[job.id]
+
+    def file(self, job_id: str, name: str) -> Path | None:
+        """A finished job's file that may be served (the annotated video, the summary and its PNGs), or None."""
+        job = self.jobs.get(job_id) if JOB_ID.match(job_id) else None
+        if job is None or job.status != "done" or not SERVED.match(name):
+            return None
+        path = job.folder / name if name == "annotated.mp4" else job.folder / "summary" / name
+        return path if path.is_file() else None
