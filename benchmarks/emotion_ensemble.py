@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
     ap.add_argument("--split", default="PublicTest", choices=("PublicTest", "PrivateTest"))
     ap.add_argument("--weights", help="comma-separated member weights (default: equal)")
+    ap.add_argument("--grid", help="more weight vectors to score, ';'-separated (e.g. '0.3,0.7,0;0.2,0.4,0.4')")
     ap.add_argument("--runtime", default="openvino", choices=("openvino", "tensorflow"))
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     report["ensemble"] = scored(weights)
     report["ms_per_face_batched"] = round(sum(m["ms_per_face_batched"] for m in report["members"]), 2)
-    if len(members) == 2:
+    if args.grid:
+        report["weight_grid"] = [scored([float(w) for w in ws.split(",")]) for ws in args.grid.split(";")]
+        for g in report["weight_grid"]:
+            print(f"  weights {g['weights']}: {g['accuracy']:.4f}", flush=True)
+    elif len(members) == 2:
         report["weight_grid"] = [scored([w, 1 - w]) for w in (0.3, 0.4, 0.5, 0.6, 0.7)]
         for g in report["weight_grid"]:
             print(f"  weights {g['weights']}: {g['accuracy']:.4f}", flush=True)
