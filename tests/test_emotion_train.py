@@ -277,3 +277,32 @@ def test_a_distilled_run_caches_its_teachers_targets_and_keeps_its_teacher(tiny_
     m = json.loads((student / "metrics.json").read_text())
     assert m["status"] == "finished" and m["teacher"] == meta["teacher_version"]
     assert m["train_args"]["teacher"] == teacher and m["train_args"]["kd_weight"] == 0.7
+
+
+def test_an_optuna_study_tunes_the_recipe_resumes_and_records_pruned_trials(tiny_npz, tmp_path, monkeypatch):
+    """--tune (issue 24): a 2-trial study stored in SQLite under the run that optuna opens, the best parameters with
+    the command of a full run, its plots; the same command adds trials (none repeated); a pruned trial is recorded."""
+    optuna = pytest.importorskip("optuna")
+    from mien.emotion.training import tune
+    from mien.emotion.training.train import parse_args
+
+    out = tmp_path / "study"
+    argv = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--run-eagerly",
+            "--bn-recalibration-batches", "1", "--arch", "vgg48", "--head-units", "32", "--tune", "2"]
+    result = tune.tune(parse_args(argv))
+    study = optuna.load_study(study_name=tune.STUDY_NAME, storage=f"sqlite:///{out / 'study.sqlite3'}")
+    assert len(study.trials) == 2 and result["complete"] == 2
+    best = json.loads((out / "best_params.json").read_text())
+    assert set(best["params"]) == set(tune.TUNED) and best["command"].startswith("mien train emotion --data ")
+    assert f"--lr {best['params']['lr']}" in best["command"]
+    assert (out / "optimization_history.png").stat().st_size > 1000 and (out / "param_importances.png").is_file()
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["000", "001"]
+
+    monkeypatch.setattr(tune, "make_pruner", lambda: optuna.pruners.ThresholdPruner(lower=2.0))  # prunes any trial
+    tune.tune(parse_args(argv[:-1] + ["1"]))  # the same command, one more trial
+    study = optuna.load_study(study_name=tune.STUDY_NAME, storage=f"sqlite:///{out / 'study.sqlite3'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 3 and states[2] == optuna.trial.TrialState.PRUNED
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 3  # none repeated
+    assert json.loads((out / "best_params.json").read_text())["pruned"] == 1

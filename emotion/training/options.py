@@ -65,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fer2013new.csv: mix the FER+ annotators' votes into the targets of Training faces")
     p.add_argument("--ferplus-weight", type=float, default=0.3,
                    help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
+    p.add_argument("--tune", type=int, default=0, metavar="N",
+                   help="run an Optuna study of N trials over the recipe (learning rate, weight decay, label smoothing, "
+                        "dropout, augmentation, mixup, random erasing), each trial a run of --epochs in OUT/trials/; "
+                        "the same command adds N more trials (pip install 'mien[tune]')")
+    p.add_argument("--study-storage", default=None,
+                   help="with --tune: the Optuna storage URL (default: sqlite:///OUT/study.sqlite3)")
     p.add_argument("--teacher", default=None,
                    help="distil: also learn this model's softened probabilities of the Training faces (an exported "
                         "weights file or an ensemble's model.json; computed once, cached in the run folder)")

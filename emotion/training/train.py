@@ -268,16 +268,18 @@ def write_metrics(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> di
     return metrics
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume) training as configured by ``args``; returns the metrics dict (restores the dtype policy)."""
+def train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
+    """Run (or resume) training as configured by ``args``; returns the metrics dict (restores the dtype policy).
+    ``on_epoch(epoch, public_test_accuracy)`` is called after each epoch is checkpointed (a tuning study reports
+    there, and may stop the run by raising)."""
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        return _train(args)
+        return _train(args, on_epoch)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(args: argparse.Namespace) -> dict[str, Any]:
+def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
     """Body of train()."""
     out = Path(args.out)
     ckpt = find_checkpoint(out)
@@ -434,6 +436,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             state["status"] = "early_stopped"
             _log(f"early stopping: no PublicTest gain for {args.patience} epochs")
         write_checkpoint(out, model, opt, state)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, val["accuracy"])
         write_metrics(out, state, extra)
         if args.stop_after_steps and steps_run >= args.stop_after_steps and state["epoch"] < args.epochs \
                 and state["status"] == "running":

@@ -35,9 +35,17 @@ def run_train_emotion(args: argparse.Namespace) -> int:
     from mien.pipeline.app.cli.common import quiet_tensorflow
 
     quiet_tensorflow(getattr(args, "verbose", 0))
-    from mien.emotion.training import options, train
+    from mien.emotion.training import options
 
-    train.train(options.finish_args(args))
+    args = options.finish_args(args)
+    if args.tune:
+        from mien.emotion.training import tune
+
+        tune.tune(args)
+    else:
+        from mien.emotion.training import train
+
+        train.train(args)
     return 0
 
 
