@@ -164,3 +164,25 @@ def test_ferplus_votes_line_up_with_the_shared_fer2013():
     train, has = ds.usage == "Training", votes.sum(1) > 0
     assert not has[~train].any() and has[train].mean() > 0.99
     assert 0.6 < (votes[has].argmax(1) == ds.labels[has]).mean() < 0.7
+
+
+def test_ferplus_majority_labels_leave_out_contempt_unknown_not_a_face_and_ties(tmp_path):
+    """`mien evaluate emotion --labels ferplus` (issue 24 item 3) scores the test faces whose FER+ majority is one of
+    the 7 shared emotions, as the FER+ paper does."""
+    from mien.emotion.training.data import ferplus_majority
+
+    images, labels, usage = _tiny()
+    np.savez(tmp_path / "t.npz", images=images, labels=labels, usage=usage)
+    ds = load_npz(tmp_path / "t.npz")
+    # neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    per_row = {0: (0, 6, 0, 0, 4, 0, 0, 0, 0, 0),   # happy
+               1: (1, 0, 0, 0, 0, 0, 0, 9, 0, 0),   # contempt: left out
+               2: (0, 0, 0, 0, 0, 0, 0, 0, 0, 10),  # not a face: left out
+               3: (5, 5, 0, 0, 0, 0, 0, 0, 0, 0),   # a tie: left out
+               4: (0, 0, 0, 0, 0, 0, 7, 0, 3, 0)}   # fear
+    private = np.flatnonzero(usage == "PrivateTest")
+    _write_ferplus(tmp_path / "new.csv", usage,
+                   lambda i: per_row[int(np.flatnonzero(private == i)[0])] if i in private[:5] else (1,) + (0,) * 9)
+    rows, y = ferplus_majority(tmp_path / "new.csv", ds, "PrivateTest")
+    assert rows[:2].tolist() == [0, 4] and [EMOTIONS[k] for k in y[:2]] == ["happy", "fear"]
+    assert len(rows) == len(private) - 3 and all(EMOTIONS[k] == "neutral" for k in y[2:])

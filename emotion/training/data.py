@@ -216,6 +216,33 @@ def load_ferplus_votes(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndarr
     return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
 
 
+FERPLUS_ALL = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+
+
+def ferplus_majority(csv_path: str | os.PathLike, ds: FaceDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices into ``split``, labels in EMOTIONS order) of the ``split`` faces whose FER+ majority vote is one
+    of FER2013's 7 emotions, as the FER+ paper scores them: a face whose most-voted column is contempt, unknown or
+    not-a-face, or tied between two columns, is left out (so are rows whose position in the file is uncertain)."""
+    path = Path(csv_path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = [c for c in ("Usage", *FERPLUS_ALL) if rows and c not in rows[0]]
+    if not rows or missing or len(rows) != len(ds.usage):
+        raise DataFormatError(f"{path}: not the FER+ vote file of {ds.source} (missing columns {missing or 'none'}, "
+                              f"{len(rows)} rows for {len(ds.usage)})")
+    votes = np.array([[float(r[c] or 0) for c in FERPLUS_ALL] for r in rows], np.float32)
+    top = votes.max(1)
+    winner = votes.argmax(1)
+    unique = (votes == top[:, None]).sum(1) == 1
+    ours = np.array([FERPLUS_COLUMNS.get(c) for c in FERPLUS_ALL], object)
+    keep = (ds.usage == split) & _row_position_known(ds) & unique & (top > 0) & np.array([ours[w] is not None for w in winner])
+    in_split = np.flatnonzero(ds.usage == split)
+    position = {row: i for i, row in enumerate(in_split)}
+    rows_kept = np.flatnonzero(keep)
+    labels = np.array([EMOTIONS.index(ours[winner[r]]) for r in rows_kept], np.int64)
+    return np.array([position[r] for r in rows_kept], np.int64), labels
+
+
 def _row_position_known(ds: FaceDataset) -> np.ndarray:
     """The npz's ``row_position_known`` (True where absent: other loaders keep FER2013's row order)."""
     if ds.source.endswith(".npz"):

@@ -60,8 +60,11 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
 
 def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split: str = "PrivateTest",
                      json_path: str | os.PathLike | None = None, png_path: str | os.PathLike | None = None,
-                     limit: int = 0, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict[str, Any]:
-    """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG."""
+                     limit: int = 0, progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+                     ferplus: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG.
+    With ``ferplus`` (fer2013new.csv) the labels are the FER+ annotators' majority, on the faces that have one
+    among the 7 emotions (``data.ferplus_majority``)."""
     import json
 
     from mien.emotion.training.data import SPLITS, DataFormatError, load_dataset
@@ -72,11 +75,18 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
     x, y = ds.split(split)
     if len(y) == 0:
         raise DataFormatError(f"{data_path}: no {split} rows")
+    labels = "fer2013"
+    if ferplus:
+        from mien.emotion.training.data import ferplus_majority
+
+        rows, y = ferplus_majority(ferplus, ds, split)
+        x, labels = x[rows], "ferplus-majority-7"
     if limit:
         keep = np.sort(np.random.default_rng(0).choice(len(y), size=min(limit, len(y)), replace=False))
         x, y = x[keep], y[keep]
     out = evaluate(classifier, x, y, progress=progress)
-    out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None))
+    out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None),
+               label_set=labels)
     if json_path:
         tmp = f"{json_path}.tmp"
         with open(tmp, "w") as f:
@@ -91,7 +101,8 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
 def format_report(result: dict[str, Any]) -> str:
     """Human-readable accuracy, per-class accuracy, confusion matrix and timing."""
     labels = result["labels"]
-    lines = [f"{result.get('split', 'eval')}: accuracy {result['accuracy']:.4f} on {result['n']} faces, "
+    against = " (FER+ majority labels)" if result.get("label_set", "fer2013") != "fer2013" else ""
+    lines = [f"{result.get('split', 'eval')}{against}: accuracy {result['accuracy']:.4f} on {result['n']} faces, "
              f"{result.get('ms_per_face_batched', float('nan')):.2f} ms/face batched",
              "per-class accuracy: " + ", ".join(
                  f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in result["per_class_accuracy"].items()),

@@ -138,3 +138,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="emotion weights file (default: the shipped model)")
     p.add_argument("--json", help="write the full result here")
     p.add_argument("--confusion", help="write the confusion matrix PNG here")
+    p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013",
+                   help="ferplus: score against the FER+ annotators' majority label (faces whose majority is "
+                        "contempt, unknown, not-a-face or a tie left out), which needs --ferplus")
+    p.add_argument("--ferplus", default=None, type=dataset_path, help="fer2013new.csv (the FER+ votes)")

@@ -138,9 +138,14 @@ def run_emotion(args: argparse.Namespace) -> int:
     from mien.emotion.training.evaluate import evaluate_dataset, format_report
     from mien.pipeline.models import load_emotion_model
 
+    from mien.pipeline.errors import UsageError
+
+    if args.labels == "ferplus" and not args.ferplus:
+        raise UsageError("--labels ferplus needs --ferplus fer2013new.csv (the FER+ votes)")
     model = load_emotion_model(args.weights, required=True)
     result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit,
-                              progress=lambda batches: progress(batches, "evaluate", unit="batch"))
+                              progress=lambda batches: progress(batches, "evaluate", unit="batch"),
+                              ferplus=args.ferplus if args.labels == "ferplus" else None)
     print(format_report(result))
     if args.confusion:
         print(f"confusion matrix: {args.confusion}")
