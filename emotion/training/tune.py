@@ -115,7 +115,10 @@ def _plots(study, out: Path, log=print) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import warnings
+
     import matplotlib.pyplot as plt
+    from optuna import exceptions as optuna_warnings
     from optuna.visualization import matplotlib as ovm
 
     plots = {"optimization_history.png": ovm.plot_optimization_history}
@@ -123,10 +126,14 @@ def _plots(study, out: Path, log=print) -> None:
         plots["param_importances.png"] = ovm.plot_param_importances
     for name, plot in plots.items():
         try:
-            ax = plot(study)
+            with warnings.catch_warnings():  # optuna marks its matplotlib plots experimental
+                warnings.simplefilter("ignore", optuna_warnings.ExperimentalWarning)
+                ax = plot(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances of parameters that never varied
             log(f"{name}: not drawn ({exc})")
             continue
+        if name == "optimization_history.png":
+            ax.set_ylabel("best PublicTest accuracy of the trial")
         fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
         fig.set_size_inches(8, 4.5)
         fig.tight_layout()
