@@ -636,3 +636,20 @@ def test_history_needs_the_token_and_filters_like_the_cli(client, demo_photos):
     bad = client.get("/history", params={"since": "last tuesday"}, headers=AUTH)
     assert bad.status_code == 422 and "expected a date" in bad.json()["detail"]
     assert client.get("/history", params={"limit": 0}, headers=AUTH).status_code == 422
+
+
+def test_a_person_is_renamed_with_the_token_and_a_taken_name_is_refused(client, recognizer, mien_home, tmp_path,
+                                                                         demo_photos):
+    """PATCH /people/{name} (issue 22 item 4): renamed with their photos, 409 when the name is taken up to case,
+    404 for nobody, 401 without the token."""
+    photo = {"files": jpeg(val_photo(demo_photos, "madonna"))}
+    assert client.post("/people/Ann/photos", files=photo, headers=AUTH).status_code == 200
+    assert client.patch("/people/Ann", json={"name": "Anna"}).status_code == 401
+    r = client.patch("/people/ann", json={"name": "Anna"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["to"] == "Anna", r.text
+    names = {p["name"]: p["photos"] for p in r.json()["people"]}
+    assert names.get("Anna") == 1 and "Ann" not in names
+    assert client.patch("/people/Anna", json={"name": "MADONNA"}, headers=AUTH).status_code == 409
+    assert client.patch("/people/nobody", json={"name": "x"}, headers=AUTH).status_code == 404
+    assert client.patch("/people/Anna", json={"name": "../etc"}, headers=AUTH).status_code == 400
+    assert client.delete("/people/Anna", headers=AUTH).status_code == 200

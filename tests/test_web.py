@@ -78,13 +78,16 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         row = page.locator("#people-table tr.person", has_text="new_ben")
         assert row.locator("td.count").inner_text() == "2"
 
-        # forget (confirm dialog accepted): the row goes away and the server no longer knows the person
-        page.on("dialog", lambda d: d.accept())
-        row.locator("button").click()
-        expect(page.locator("#people-table")).not_to_contain_text("new_ben", timeout=60_000)
-        assert page.inner_text("#people-status") == "forgot new_ben"
+        # rename (the prompt answered), then forget (the confirmation accepted): the server follows each step
+        page.on("dialog", lambda d: d.accept("ben_two") if d.type == "prompt" else d.accept())
+        row.locator("button.rename").click()
+        expect(page.locator("#people-status")).to_have_text("renamed new_ben to ben_two")
+        row = page.locator("#people-table tr.person", has_text="ben_two")
+        row.locator("button", has_text="forget").click()
+        expect(page.locator("#people-table")).not_to_contain_text("ben_two", timeout=60_000)
+        assert page.inner_text("#people-status") == "forgot ben_two"
         page.close()
-    assert "new_ben" not in {p["name"] for p in app.state.mien.people()}
+    assert not {"new_ben", "ben_two"} & {p["name"] for p in app.state.mien.people()}
     from mien.identity.storage import content_hash
     from mien.pipeline.gallery import cache_model
 

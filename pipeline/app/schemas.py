@@ -116,6 +116,20 @@ class EnrollResponse(BaseModel):
     people: list[Person]
 
 
+class RenameRequest(BaseModel):
+    """``PATCH /people/{name}``: the person's new name (the same rule as enrollment)."""
+
+    name: str = Field(description="the new name", max_length=256)
+
+
+class RenameResponse(BaseModel):
+    """``PATCH /people/{name}``: the old and new name and everyone enrolled."""
+
+    renamed: str
+    to: str
+    people: list[Person]
+
+
 class ForgetResponse(BaseModel):
     """``DELETE /people/{name}``: who was forgotten and everyone still enrolled."""
 

@@ -425,6 +425,19 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
+    @app.patch("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.RenameResponse,
+               responses=schemas.error_responses(400, 401, 403, 404, 409, 503))
+    def rename_person(name: str, body: schemas.RenameRequest) -> dict:
+        """Rename a person (their photos and embeddings stay); 409 if the new name is taken up to case."""
+        old, new = person_name(name), person_name(body.name)
+        with state.enroll_lock:
+            try:
+                state.gallery.rename(old, new)
+            except UnknownPersonError as exc:
+                raise HTTPException(404, str(exc)) from None
+            state.current()
+        return {"renamed": old, "to": new, "people": state.people()}
+
     @app.delete("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.ForgetResponse,
                 responses=schemas.error_responses(400, 401, 403, 404, 503))
     def delete_person(name: str) -> dict:
