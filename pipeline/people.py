@@ -60,6 +60,16 @@ def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, galler
     return PersonUpdate(name, enrolled, sum(a.added for a in outcome), results)
 
 
+def remove_photo(name: str, photo_hash: str, gallery: Gallery) -> int:
+    """Erase one photo of a person (faces, stored bytes, cached embedding) and the saved nearest-neighbour index
+    files that still hold its vectors; the person keeps their other photos."""
+    from mien.pipeline.gallery import discard_saved_indexes
+
+    removed = gallery.remove_photo(validate_person_name(name), photo_hash)
+    discard_saved_indexes(gallery)
+    return removed
+
+
 def forget_person(name: str, gallery: Gallery) -> int:
     """Erase a person from the gallery (faces, stored photos, cached embeddings) and the saved nearest-neighbour
     index files that still hold their vectors; raises UnknownPersonError."""

@@ -105,6 +105,30 @@ def test_forget_erases_faces_photos_and_cached_embeddings(store):
     g.close()
 
 
+def test_one_photo_of_a_person_is_removed_with_its_bytes_and_cached_embedding(store):
+    """remove_photo (issue 22 item 4): one photo goes, the person stays with the others; the change is logged for
+    incremental matchers; no such person or photo is a clear error."""
+    from mien.identity.gallery import UnknownPhotoError
+
+    g = open_gallery(store.location)
+    mine = faces(1)
+    g.cache({f.photo_hash: (f.embedding, None, (0, 0, 9, 9)) for f in mine}, MODEL + "|det")
+    g.add_faces("ann", [NewFace(f.photo_hash, f.embedding, "upload:x.jpg", b"BYTES" + bytes([i]))
+                        for i, f in enumerate(mine)], MODEL)
+    generation = g.generation()
+    assert g.remove_photo("ANN", mine[1].photo_hash) == 1  # the name up to case, as everywhere
+    assert g.people() == {"ann": 3} and g.generation() > generation
+    assert mine[1].photo_hash not in {f["photo_hash"] for f in g.person("ann").faces}
+    assert store.sql("SELECT COUNT(*) FROM {t}stored_photos") == [(3,)]
+    assert set(g.cached([f.photo_hash for f in mine], MODEL + "|det")) == {mine[i].photo_hash for i in (0, 2, 3)}
+    assert g.changes_since(generation) is not None
+    with pytest.raises(UnknownPhotoError, match="'ann' has no photo"):
+        g.remove_photo("ann", mine[1].photo_hash)
+    with pytest.raises(UnknownPersonError, match="'bob' is not enrolled"):
+        g.remove_photo("bob", mine[0].photo_hash)
+    g.close()
+
+
 def test_forgotten_bytes_do_not_linger_in_the_sqlite_file_or_its_log(tmp_path):
     path = tmp_path / "g.sqlite3"
     g = open_gallery(path)

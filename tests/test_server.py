@@ -653,3 +653,21 @@ def test_a_person_is_renamed_with_the_token_and_a_taken_name_is_refused(client, 
     assert client.patch("/people/nobody", json={"name": "x"}, headers=AUTH).status_code == 404
     assert client.patch("/people/Anna", json={"name": "../etc"}, headers=AUTH).status_code == 400
     assert client.delete("/people/Anna", headers=AUTH).status_code == 200
+
+
+def test_one_photo_of_a_person_is_listed_and_removed_with_the_token(client, demo_photos):
+    """GET /people/{name} and DELETE /people/{name}/photos/{hash} (issue 22 item 4)."""
+    photos = [("files", jpeg(p)) for p in sorted((demo_photos[1] / "ben_afflek").iterdir())[:2]]
+    assert client.post("/people/Cy/photos", files=photos, headers=AUTH).status_code == 200
+    assert client.get("/people/Cy").status_code == 401
+    listed = client.get("/people/cy", headers=AUTH).json()
+    assert listed["name"] == "Cy" and len(listed["photos"]) == 2
+    first = listed["photos"][0]["photo_hash"]
+    assert client.delete(f"/people/Cy/photos/{first}").status_code == 401
+    r = client.delete(f"/people/Cy/photos/{first}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["removed_faces"] == 1, r.text
+    assert {p["name"]: p["photos"] for p in r.json()["people"]}["Cy"] == 1
+    r = client.delete(f"/people/Cy/photos/{first}", headers=AUTH)
+    assert r.status_code == 404 and "has no photo" in r.json()["detail"]
+    assert client.get("/people/nobody", headers=AUTH).status_code == 404
+    assert client.delete("/people/Cy", headers=AUTH).status_code == 200

@@ -11,7 +11,7 @@ from typing import Callable
 
 from mien.identity.gallery.base import (  # noqa: F401 (the public API)
     AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryFullError, GallerySnapshot, NewFace, PersonExistsError,
-    PersonInfo, UnknownPersonError, name_key,
+    PersonInfo, UnknownPersonError, UnknownPhotoError, name_key,
 )
 
 BACKENDS: dict[str, Callable[[str], Gallery]] = {}

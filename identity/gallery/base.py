@@ -38,6 +38,10 @@ class UnknownPersonError(GalleryError):
         return cls(f"{name!r} is not enrolled; `mien people list` (GET /people) shows who is.")
 
 
+class UnknownPhotoError(GalleryError):
+    """The person has no photo with that content hash."""
+
+
 class PersonExistsError(GalleryError):
     """A person of that name (or one differing only in case or Unicode form) is already enrolled."""
 
@@ -186,6 +190,12 @@ class Gallery(ABC):
     @abstractmethod
     def forget(self, name: str) -> int:
         """Erase a person: faces, stored photos and their cached embeddings; returns faces removed."""
+
+    @abstractmethod
+    def remove_photo(self, name: str, photo_hash: str) -> int:
+        """Erase one photo of a person (its faces, stored bytes and cached embedding); returns faces removed;
+        UnknownPersonError / UnknownPhotoError when there is no such person or photo. The person stays enrolled
+        with their other photos."""
 
     @abstractmethod
     def rename(self, old: str, new: str) -> None:

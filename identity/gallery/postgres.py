@@ -37,7 +37,7 @@ import numpy as np
 from mien.identity.errors import StaleModelError
 from mien.identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GallerySnapshot, NewFace,
-    PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
+    PersonExistsError, PersonInfo, UnknownPersonError, UnknownPhotoError, name_key, person_info, snapshot_from,
 )
 from mien.identity.gallery.sqlite import UPLOAD
 
@@ -531,6 +531,16 @@ class PostgresGallery(Gallery):
         with self._write() as db:
             pid, _ = self._person_id(db, name)
             return self._forget(db, self._next_generation(db), [pid])
+
+    def remove_photo(self, name: str, photo_hash: str) -> int:
+        with self._write() as db:
+            pid, enrolled = self._person_id(db, name)
+            ids = [r[0] for r in db.execute("SELECT id FROM mien_faces WHERE person=%s AND photo_hash=%s",
+                                            (pid, photo_hash))]
+            if not ids:
+                raise UnknownPhotoError(f"{enrolled!r} has no photo {photo_hash[:16]}...; `mien people show "
+                                        f"{enrolled}` lists their photos.")
+            return self._delete_faces(db, self._next_generation(db), ids)
 
     def rename(self, old: str, new: str) -> None:
         with self._write() as db:

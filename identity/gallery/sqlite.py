@@ -22,7 +22,8 @@ import numpy as np
 from mien.identity.errors import StaleModelError
 from mien.identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
-    GallerySnapshot, NewFace, PersonExistsError, PersonInfo, UnknownPersonError, name_key, person_info, snapshot_from,
+    GallerySnapshot, NewFace, PersonExistsError, PersonInfo, UnknownPersonError, UnknownPhotoError, name_key,
+    person_info, snapshot_from,
 )
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,17 @@ class SQLiteGallery(Gallery):
             n = self._forget(db, self._next_generation(db), pid)
         self._checkpoint()
         return n
+
+    def remove_photo(self, name: str, photo_hash: str) -> int:
+        with self._write() as db:
+            pid, enrolled = self._person_id(db, name)
+            ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE person=? AND photo_hash=?", (pid, photo_hash))]
+            if not ids:
+                raise UnknownPhotoError(f"{enrolled!r} has no photo {photo_hash[:16]}...; `mien people show "
+                                        f"{enrolled}` lists their photos.")
+            self._delete_faces(db, self._next_generation(db), ids)
+        self._checkpoint()
+        return len(ids)
 
     def _checkpoint(self) -> None:
         """Fold the WAL into the database so erased rows do not linger in the log file."""

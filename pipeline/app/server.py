@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mien.identity.gallery.base import (GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
-                                        PersonExistsError)
+                                        PersonExistsError, UnknownPhotoError)
 from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
@@ -40,7 +40,7 @@ from mien.pipeline.home import mien_home
 from mien.pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
 from mien.pipeline.images import ImageError, checked_size, decode_image, max_pixels
 from mien.pipeline.names import PersonNameError, validate_person_name
-from mien.pipeline.people import UnknownPersonError, enroll_photos, forget_person
+from mien.pipeline.people import UnknownPersonError, enroll_photos, forget_person, remove_photo
 from mien.pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
 
 if TYPE_CHECKING:
@@ -424,6 +424,33 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                     "enrolled_photos": update.faces, "people": state.people()}
 
         return await run_in_threadpool(work)
+
+    @app.get("/people/{name}", responses=schemas.error_responses(400, 401, 404))
+    def person(name: str, request: Request) -> dict:
+        """One person's photos (content hash, source, when added, whether the bytes are stored), up to case. The
+        sources are file names of the server's machine: with a token configured, reading them needs it."""
+        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
+            raise HTTPException(401, "missing or wrong bearer token (a person's photos need it)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            info = state.gallery.person(person_name(name))
+        except UnknownPersonError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"name": info.name, "photos": info.faces}
+
+    @app.delete("/people/{name}/photos/{photo_hash}", dependencies=[Depends(authorised)],
+                responses=schemas.error_responses(400, 401, 403, 404, 503))
+    def delete_photo(name: str, photo_hash: str) -> dict:
+        """Erase one photo of a person (its embedding, stored bytes and cached embedding); the person keeps the
+        others. The photo hashes are those of GET /people/{name}."""
+        name = person_name(name)
+        with state.enroll_lock:
+            try:
+                removed = remove_photo(name, photo_hash, state.gallery)
+            except (UnknownPersonError, UnknownPhotoError) as exc:
+                raise HTTPException(404, str(exc)) from None
+            state.current()
+        return {"person": name, "removed_faces": removed, "people": state.people()}
 
     @app.patch("/people/{name}", dependencies=[Depends(authorised)], response_model=schemas.RenameResponse,
                responses=schemas.error_responses(400, 401, 403, 404, 409, 503))

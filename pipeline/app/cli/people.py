@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=run_show)
+    rm = verbs.add_parser("remove", parents=parents, help="erase one photo of a person (by the hash `show` lists)")
+    rm.add_argument("name")
+    rm.add_argument("photo_hash", metavar="HASH", help="the photo's sha256 as `mien people show NAME` lists it "
+                                                         "(a unique prefix of 8+ characters is enough)")
+    rm.set_defaults(run=run_remove)
     add = verbs.add_parser("add", parents=parents, help="enroll photos of one person (new or existing)")
     add.add_argument("name")
     add.add_argument("photos", nargs="+", type=existing_file, metavar="PHOTO")
@@ -62,6 +67,22 @@ def run_list(args: argparse.Namespace) -> int:
         for name, n in people.items():
             print(f"{terminal_safe(name)}\t{n}")
         print(f"{len(people)} people, {sum(people.values())} photos in {gallery.location}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Erase one photo of a person."""
+    from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.errors import UsageError
+    from mien.pipeline.people import remove_photo
+
+    with _gallery() as gallery:
+        hashes = [f["photo_hash"] for f in gallery.person(args.name).faces if f["photo_hash"].startswith(args.photo_hash)]
+        if len(args.photo_hash) < 8 or len(set(hashes)) != 1:
+            raise UsageError(f"{args.photo_hash!r} names {'no' if not hashes else 'more than one'} photo of "
+                             f"{args.name!r}; give 8 or more characters of a hash `mien people show` lists.")
+        n = remove_photo(args.name, hashes[0], gallery)
+    print(f"removed photo {hashes[0][:16]} of {terminal_safe(args.name)} ({n} face(s))")
     return 0
 
 
