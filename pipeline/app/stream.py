@@ -104,7 +104,7 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
                     counts["dropped"] += 1
                 latest[0] = data
                 arrived.set()
-        except (WebSocketDisconnect, RuntimeError):
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client left (uvicorn: ClientDisconnected)
             return
         finally:
             closed.set()
@@ -129,7 +129,7 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
                 continue
             await _send(websocket, {"frame": tracker.frame - 1, "faces": faces, "dropped": counts["dropped"],
                                     "ms": round(1000 * (time.perf_counter() - began), 1)})
-    except (WebSocketDisconnect, RuntimeError):
+    except (WebSocketDisconnect, RuntimeError, OSError):  # the client left while its answer was sent
         return
     finally:
         receiver.cancel()
