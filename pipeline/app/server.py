@@ -261,6 +261,13 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         except PersonNameError as exc:
             raise HTTPException(400, str(exc)) from None
 
+    def token_for_personal_data(request: Request, what: str) -> None:
+        """Who was seen when, and where a person's photos came from, are personal data: a server with a token
+        answers them only with it (like changes to people)."""
+        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
+            raise HTTPException(401, f"missing or wrong bearer token ({what} need it, like changes to people)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
     page_headers = page_security_headers(page)
 
     @app.get("/", response_class=HTMLResponse, responses={200: {"description": "The web page (HTML)."}})
@@ -387,9 +394,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         token configured, reading it needs the bearer token too."""
         from mien.pipeline.app.db import DatabaseError, parse_since
 
-        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
-            raise HTTPException(401, "missing or wrong bearer token (the history needs it, like changes to people)",
-                                headers={"WWW-Authenticate": "Bearer"})
+        token_for_personal_data(request, "the history")
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
         try:
@@ -429,9 +434,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     def person(name: str, request: Request) -> dict:
         """One person's photos (content hash, source, when added, whether the bytes are stored), up to case. The
         sources are file names of the server's machine: with a token configured, reading them needs it."""
-        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
-            raise HTTPException(401, "missing or wrong bearer token (a person's photos need it)",
-                                headers={"WWW-Authenticate": "Bearer"})
+        token_for_personal_data(request, "a person's photos")
         try:
             info = state.gallery.person(person_name(name))
         except UnknownPersonError as exc:

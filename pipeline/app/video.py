@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -333,12 +333,9 @@ class FrameTracker:
         if self._prev_gray is not None and self._prev_gray.shape != gray.shape:
             self._prev_gray = None  # a stream changed its frame size: detect again rather than flow across sizes
         if self.frame % self.every == 0 or self._prev_gray is None:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if self._lock is None:
-                obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, rgb, self.labels)
-            else:
-                with self._lock:
-                    obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t, rgb, self.labels)
+            with self._lock or nullcontext():
+                obs = _recognize_frame(self.recognizer, self.tracker, self.frame, t,
+                                       cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.labels)
             self.detected += 1
         else:
             obs = []

@@ -91,7 +91,7 @@ class VideoJobs:
 
     def _forget_old(self) -> None:
         finished = [j for j in self.jobs.values() if j.status != "running"]
-        for job in finished[:-KEEP_JOBS + 1] if len(finished) >= KEEP_JOBS else []:
+        for job in finished[:max(0, len(finished) - (KEEP_JOBS - 1))]:  # room for the job starting now
             shutil.rmtree(job.folder, ignore_errors=True)
             del self.jobs[job.id]
 
