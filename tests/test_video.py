@@ -205,13 +205,13 @@ def test_emotion_series_break_where_the_person_is_off_screen():
 
 @pytest.mark.parametrize("suffix, codec", [(".mp4", "h264"), (".webm", "vp90"), (".avi", "mjpg")])
 def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
-    from mien.pipeline.app.video import _AtomicVideoWriter
+    from mien.pipeline.app.videowriter import AtomicVideoWriter
 
     if suffix != ".avi":
         pytest.importorskip("av", reason="PyAV (pip install av) writes H.264 and VP9")
     target = tmp_path / f"out{suffix}"
     size = (321, 241) if suffix == ".mp4" else (320, 240)  # H.264 4:2:0 needs even sides: an edge row/column is added
-    writer = _AtomicVideoWriter(target, FPS, size)
+    writer = AtomicVideoWriter(target, FPS, size)
     for i in range(12):
         frame = np.full((size[1], size[0], 3), 20 * i, np.uint8)
         writer.write(frame)
@@ -225,24 +225,24 @@ def test_annotated_video_codec_follows_the_suffix(tmp_path, suffix, codec):
     assert fourcc.lower() == codec.lower() and len(frames) == 12 and frames[0].shape[:2] == (
         (242, 322) if suffix == ".mp4" else (240, 320))
     assert abs(int(frames[6].mean()) - 120) <= 3
-    aborted = _AtomicVideoWriter(tmp_path / f"aborted{suffix}", FPS, size)
+    aborted = AtomicVideoWriter(tmp_path / f"aborted{suffix}", FPS, size)
     aborted.write(frame)
     aborted.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 
 
 def test_without_pyav_videos_are_still_written_with_opencv(tmp_path, monkeypatch, caplog):
-    from mien.pipeline.app import video
+    from mien.pipeline.app import videowriter as video
 
     monkeypatch.setattr(video, "_pyav_has", lambda codec: False)
     for suffix, fourcc in ((".mp4", "mp4v"), (".webm", "VP80")):
-        writer = video._AtomicVideoWriter(tmp_path / f"out{suffix}", FPS, (64, 48))
+        writer = video.AtomicVideoWriter(tmp_path / f"out{suffix}", FPS, (64, 48))
         writer.write(np.zeros((48, 64, 3), np.uint8))
         writer.commit()
         assert isinstance(writer.encoder, video._OpenCVEncoder) and fourcc in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.webm"]
     with pytest.raises(video.VideoError, match="one of .avi, .mp4"):
-        video._AtomicVideoWriter(tmp_path / "out.gif", FPS, (64, 48))
+        video.AtomicVideoWriter(tmp_path / "out.gif", FPS, (64, 48))
 
 
 PLAY = """async () => {

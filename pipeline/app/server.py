@@ -354,7 +354,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                            every: Annotated[int, Form(ge=1, le=30, description="detect every N-th frame")] = 3) -> dict:
         """Process a video as `mien video` does, in the background: poll GET /video/{id} for progress, then play
         /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time."""
-        from mien.pipeline.app.video import VIDEO_SUFFIXES
+        from mien.pipeline.app.videowriter import VIDEO_SUFFIXES
 
         name = file.filename or "upload"
         suffix = Path(name).suffix.lower()
