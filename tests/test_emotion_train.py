@@ -230,6 +230,36 @@ def test_a_vgg48_run_with_erasing_and_mixup_resumes_and_exports_under_its_own_na
     assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
 
 
+@pytest.mark.slow
+def test_an_ema_run_selects_the_averaged_weights_and_keeps_the_average_across_a_resume(tiny_npz, tmp_path):
+    """--ema (issue 27 step 3): the moving average lives in the optimizer's saved state, so a resumed run goes on
+    averaging; the best weights written are the average, and training continues from the raw weights."""
+    from mien.emotion.config import ModelConfig
+    from mien.emotion.model import build_model
+    from mien.emotion.training.train import parse_args, train
+
+    out = tmp_path / "run"
+    base = ["--data", str(tiny_npz), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--run-eagerly",
+            "--bn-recalibration-batches", "0", "--arch", "vgg48", "--head-units", "16"]
+    train(parse_args(base + ["--ema", "0.5", "--stop-after-steps", "1"]))
+    train(parse_args(base + ["--resume"]))  # no --ema on the command line: the run's own recipe goes on
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["train_args"]["ema"] == 0.5 and m["best_epoch"] == 1
+
+    def weights(path):
+        model = build_model(ModelConfig.from_dict(m["config"]))
+        model.load_weights(path)
+        return [v.numpy() for v in model.trainable_variables]
+
+    raw, best = weights(out / "ckpt" / "model.weights.h5"), weights(out / "best.weights.h5")
+    with np.load(out / "ckpt" / "optimizer.npz") as d:
+        saved = [d[f"arr_{i}"] for i in range(len(d.files))]
+    # after 2 steps the average (0.5 x step 1 + 0.5 x step 2) differs from the raw weights of step 2
+    assert not all(np.allclose(r, b) for r, b in zip(raw, best))
+    # and it is what the optimizer saved beside its momenta
+    assert all(any(a.shape == b.shape and np.array_equal(a, b) for a in saved) for b in best)
+
+
 def test_soften_and_the_distillation_loss_follow_hinton():
     """At T=1 the teacher's distribution is kept; a higher T flattens it; the loss at weight 0 is the label's
     cross-entropy alone and grows where the student disagrees with the teacher."""

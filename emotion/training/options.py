@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with probability P fill a random 2-33%% rectangle of each training face with noise (0: off)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                    help="blend each training face and its target with another's, lambda ~ Beta(ALPHA, ALPHA) (0: off)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="evaluate, select and export an exponential moving average of the weights with this decay "
+                        "per step (e.g. 0.999; 0: off); the average is saved with the optimizer")
     p.add_argument("--no-class-weights", action="store_true", help="plain loss instead of sqrt class weights")
     p.add_argument("--init-from", default=None,
                    help="start from an exported model directory (e.g. models/emotion); if it has train_state.json "

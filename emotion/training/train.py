@@ -54,19 +54,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                 "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "no_class_weights",
+                 "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "ema", "no_class_weights",
                  "no_tta", "patience", "ferplus", "ferplus_weight", "teacher", "kd_weight", "temperature")
 TRAIN_STATE = "train_state.json"
 
 
 def make_optimizer(args: argparse.Namespace, schedule) -> keras.optimizers.Optimizer:
-    """The configured optimizer, with weight decay off for BatchNorm parameters and biases."""
+    """The configured optimizer, with weight decay off for BatchNorm parameters and biases (and keeping a moving
+    average of the weights with --ema)."""
+    ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
     if args.optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum, nesterov=True,
-                                   weight_decay=args.weight_decay, global_clipnorm=args.clipnorm or None)
+                                   weight_decay=args.weight_decay, global_clipnorm=args.clipnorm or None, **ema)
     else:
         opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay,
-                                     global_clipnorm=args.clipnorm or None)
+                                     global_clipnorm=args.clipnorm or None, **ema)
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
@@ -279,13 +281,27 @@ def train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
-    """Body of train()."""
-    out = Path(args.out)
-    ckpt = find_checkpoint(out)
+@dataclasses.dataclass
+class _Faces:
+    """What one run trains and selects on: the Training faces with their targets and loss weights, the test splits."""
+
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    t_tr: np.ndarray  # [N,7] targets: one-hot, FER+ mix, or distillation targets
+    cw: np.ndarray  # loss weight per class
+    x_va: np.ndarray
+    y_va: np.ndarray
+    x_te: np.ndarray
+    y_te: np.ndarray
+    record: dict[str, Any]  # what metrics.json says of the data
+    teacher_version: str | None = None
+
+
+def _start_state(args: argparse.Namespace, out: Path, ckpt: Path | None, init_dir: Path | None) -> dict[str, Any]:
+    """The run's state: its checkpoint's, the continued export's, or a new one; the run's own schedule options
+    replace the command line's (a run goes on with the model and schedule it started with)."""
     if ckpt is not None and not args.resume:
         raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    init_dir = Path(args.init_from) if args.init_from else None
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": {"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0},
                              "best_val_acc": -1.0, "best_epoch": None, "since_best": 0, "history": [],
                              "status": "running"}
@@ -295,28 +311,26 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
         state = continued
     elif args.resume:
         _log(f"--resume: no checkpoint in {out}, starting a new run")
-    # A run goes on with the model and schedule it started with, whatever this command line says; a run recorded
-    # before a knob existed had that knob's default then (the ResNet50, no erasing, no mixup).
+    # A run recorded before a knob existed had that knob's default then (the ResNet50, no erasing, mixup or EMA).
     if "args" in state:
-        state["args"] = {"arch": "resnet50", "random_erasing": 0.0, "mixup": 0.0, **state["args"]}
+        state["args"] = {"arch": "resnet50", "random_erasing": 0.0, "mixup": 0.0, "ema": 0.0, **state["args"]}
     for key in SCHEDULE_ARGS:
         if key == "epochs" and state.get("args", {}).get("cycle_epochs"):
             continue  # with cosine cycles the run's length does not shape the schedule: it may be extended
         if key in state.get("args", {}) and state["args"][key] != getattr(args, key):
             _log(f"continuing with the run's {key}={state['args'][key]!r} (command line: {getattr(args, key)!r})")
             setattr(args, key, state["args"][key])
-    out.mkdir(parents=True, exist_ok=True)
+    return state
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(args.seed)
 
+def _load_faces(args: argparse.Namespace, out: Path) -> _Faces:
+    """The splits, class weights and training targets (FER+ votes and a teacher's soft targets mixed in)."""
     data = validation_split(load_dataset(args.data), seed=args.seed)
     x_tr, y_tr = _subset(*data.split("Training"), args.limit_train)
     x_va, y_va = _subset(*data.split("PublicTest"), args.limit_eval)
     x_te, y_te = _subset(*data.split("PrivateTest"), args.limit_eval)
     if len(x_tr) < args.batch_size:
         raise TrainingError(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
-    steps_per_epoch = len(x_tr) // args.batch_size
     cw = np.ones(NUM_CLASSES, np.float32) if args.no_class_weights else class_weights(y_tr)
     votes = None
     if args.ferplus:
@@ -328,26 +342,30 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
     if args.teacher:
         from mien.emotion.training import distill
 
-        out.mkdir(parents=True, exist_ok=True)
         probs, teacher_version = distill.teacher_probabilities(out, args.teacher, x_tr, data.sha256, log=_log)
         _log(f"distilling {teacher_version} (Training accuracy {float((probs.argmax(1) == y_tr).mean()):.4f}): "
              f"loss = {1 - args.kd_weight:.2f} x CE(label) + {args.kd_weight:.2f} x T^2 x CE(teacher, T={args.temperature})")
         t_tr = distill.distillation_targets(t_tr, probs, args.temperature)
     _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
-         f"steps/epoch={steps_per_epoch} class weights={np.round(cw, 2).tolist()}")
+         f"steps/epoch={len(x_tr) // args.batch_size} class weights={np.round(cw, 2).tolist()}")
+    record = {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
+              "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]}
+    return _Faces(x_tr, y_tr, t_tr, cw, x_va, y_va, x_te, y_te, record, teacher_version)
 
+
+def _compiled_model(args: argparse.Namespace, steps_per_epoch: int):
+    """The network, its learning-rate schedule and optimizer, compiled with the run's loss."""
     head = tuple(int(u) for u in args.head_units.split(","))
     cfg = ModelConfig(arch=args.arch, head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
                       preprocess="vggface" if args.backbone_weights else "standardize")
     model = build_model(cfg)
-    if args.backbone_weights and ckpt is None and init_dir is None:
-        n = load_vggface_weights(model, args.backbone_weights)
-        _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
     cycle_epochs = args.cycle_epochs or args.epochs
     schedule = WarmupCosine(args.lr, cycle_epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
                             cycle=bool(args.cycle_epochs))
     opt = make_optimizer(args, schedule)
     if args.teacher:
+        from mien.emotion.training import distill
+
         loss = distill.make_loss(args.kd_weight, args.temperature, args.label_smoothing)
         metric = distill.label_accuracy
         metric.__name__ = "acc"
@@ -356,9 +374,14 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
         metric = keras.metrics.CategoricalAccuracy(name="acc")
     model.compile(optimizer=opt, loss=loss, metrics=[metric], weighted_metrics=[],
                   run_eagerly=args.run_eagerly, jit_compile=args.jit_compile)
-    forward = make_forward(model, NONE if args.no_tta else MIRROR)  # selection: the mirror alone (2 passes)
     opt.build(model.trainable_variables)  # eagerly: ~5x cheaper than building inside the traced train step
+    return cfg, model, schedule, opt
 
+
+def _restore(args, out: Path, state: dict[str, Any], ckpt: Path | None, init_dir: Path | None, model: keras.Model,
+             opt: keras.optimizers.Optimizer, schedule, steps_per_epoch: int) -> None:
+    """Weights and optimizer from the checkpoint, or an exported model's weights at its continued step, or the
+    VGGFace backbone for a new run."""
     if ckpt is not None:
         model.load_weights(ckpt / "model.weights.h5")
         load_optimizer(opt, model, ckpt / "optimizer.npz")
@@ -372,84 +395,104 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
             model.save_weights(out / BEST)
         _log(f"initialised from {state['init_from']}: epoch {state['epoch'] + 1} of {args.epochs}, "
              f"lr {float(schedule(opt.iterations)):.2e}, best PublicTest so far {state['best_val_acc']:.4f}")
-    state["args"] = {k: v for k, v in trainer_options(args).items() if k != "resume"}
-    (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
-                                                "labels": list(EMOTIONS)}, indent=1))
-    extra = {"config": cfg.to_dict(), "train_args": state["args"], "tta": not args.no_tta,
-             "precision": args.precision, "class_weights": dict(zip(EMOTIONS, map(float, cw))),
-             "data": {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
-                      "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]},
-             "teacher": teacher_version,
-             "versions": library_versions()}
-    aug = dataclasses.replace(AUGMENTS[args.augment], erase_prob=args.random_erasing)
-    steps_run = 0
+    elif args.backbone_weights:
+        n = load_vggface_weights(model, args.backbone_weights)
+        _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
 
-    while state["status"] == "running" and state["epoch"] < args.epochs:
-        epoch, start = state["epoch"], state["step"]
-        part = state["partial"]
-        _log(f"epoch {epoch + 1}/{args.epochs} from step {start}/{steps_per_epoch}")
-        t_last = time.time()
-        for step, (xb, yb, wb) in enumerate(epoch_dataset(x_tr, t_tr, cw[y_tr], epoch, args.seed, args.batch_size,
-                                                          start, aug, args.mixup), start=start):
-            r = model.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
-            now = time.time()
-            part["seconds"] += now - t_last
-            t_last = now
-            part["loss"] += float(r["loss"]) * len(yb)
-            part["acc"] += float(r["acc"]) * len(yb)
-            part["n"] += int(len(yb))
-            done = step + 1
-            if done % args.log_every == 0 or done == steps_per_epoch:
-                rate = part["seconds"] / max(done - 0, 1)
-                _log(f"  epoch {epoch + 1} step {done}/{steps_per_epoch} loss {part['loss'] / part['n']:.4f} "
-                     f"acc {part['acc'] / part['n']:.4f} lr {float(schedule(opt.iterations - 1)):.2e} "
-                     f"{rate:.2f} s/step, epoch ETA {(steps_per_epoch - done) * rate / 60:.1f} min")
-            steps_run += 1
-            stop = bool(args.stop_after_steps) and steps_run >= args.stop_after_steps and done < steps_per_epoch
-            if (done % args.ckpt_every == 0 or stop) and done < steps_per_epoch:
-                state["step"] = done
-                write_checkpoint(out, model, opt, state)
-                t_last = time.time()
-            if stop:
-                _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
-                return write_metrics(out, state, extra)
-        t_eval = time.time()
-        recalibrate_batchnorm(model, x_tr, args.bn_recalibration_batches, seed=args.seed + epoch)
-        val, val_loss = eval_split(forward, x_va, y_va)
-        entry = {"epoch": epoch + 1, "train_loss": part["loss"] / max(part["n"], 1),
-                 "train_acc": part["acc"] / max(part["n"], 1), "val_loss": val_loss, "val_acc": val["accuracy"],
-                 "lr_end": float(schedule(opt.iterations - 1)), "train_seconds": part["seconds"],
-                 "eval_seconds": time.time() - t_eval}
-        state["history"].append(entry)
+
+class _AveragedWeights:
+    """With --ema, evaluate and save the optimizer's moving average of the weights instead of the raw ones; the raw
+    weights are put back for training afterwards. Without it, a no-op."""
+
+    def __init__(self, model: keras.Model, opt: keras.optimizers.Optimizer):
+        self.model, self.opt, self.raw = model, opt, None
+
+    def __enter__(self):
+        if self.opt.use_ema:
+            self.raw = [v.numpy() for v in self.model.trainable_variables]
+            self.opt.finalize_variable_values(self.model.trainable_variables)  # assigns the averages
+        return self
+
+    def __exit__(self, *exc):
+        if self.raw is not None:
+            for var, value in zip(self.model.trainable_variables, self.raw):
+                var.assign(value)
+            self.raw = None
+
+
+def _train_steps(args, out: Path, state: dict[str, Any], faces: _Faces, model: keras.Model, opt, schedule,
+                 steps_per_epoch: int, aug: AugmentConfig, steps_run: int) -> tuple[int, bool]:
+    """The rest of the current epoch's steps, checkpointed every --ckpt-every; returns (steps run in this
+    invocation, whether --stop-after-steps stopped it mid-epoch)."""
+    epoch, start, part = state["epoch"], state["step"], state["partial"]
+    t_last = time.time()
+    for step, (xb, yb, wb) in enumerate(epoch_dataset(faces.x_tr, faces.t_tr, faces.cw[faces.y_tr], epoch, args.seed,
+                                                      args.batch_size, start, aug, args.mixup), start=start):
+        r = model.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
+        now = time.time()
+        part["seconds"] += now - t_last
+        t_last = now
+        part["loss"] += float(r["loss"]) * len(yb)
+        part["acc"] += float(r["acc"]) * len(yb)
+        part["n"] += int(len(yb))
+        done = step + 1
+        if done % args.log_every == 0 or done == steps_per_epoch:
+            rate = part["seconds"] / max(done, 1)
+            _log(f"  epoch {epoch + 1} step {done}/{steps_per_epoch} loss {part['loss'] / part['n']:.4f} "
+                 f"acc {part['acc'] / part['n']:.4f} lr {float(schedule(opt.iterations - 1)):.2e} "
+                 f"{rate:.2f} s/step, epoch ETA {(steps_per_epoch - done) * rate / 60:.1f} min")
+        steps_run += 1
+        stop = bool(args.stop_after_steps) and steps_run >= args.stop_after_steps and done < steps_per_epoch
+        if (done % args.ckpt_every == 0 or stop) and done < steps_per_epoch:
+            state["step"] = done
+            write_checkpoint(out, model, opt, state)
+            t_last = time.time()
+        if stop:
+            return steps_run, True
+    return steps_run, False
+
+
+def _end_epoch(args, out: Path, state: dict[str, Any], faces: _Faces, model: keras.Model, opt, schedule,
+               forward) -> float:
+    """Evaluate the epoch's weights (averaged with --ema) on PublicTest, keep the best, checkpoint; returns the
+    PublicTest accuracy."""
+    epoch, part = state["epoch"], state["partial"]
+    t_eval = time.time()
+    with _AveragedWeights(model, opt):
+        recalibrate_batchnorm(model, faces.x_tr, args.bn_recalibration_batches, seed=args.seed + epoch)
+        val, val_loss = eval_split(forward, faces.x_va, faces.y_va)
         improved = val["accuracy"] > state["best_val_acc"]
         if improved:
-            state.update(best_val_acc=val["accuracy"], best_epoch=epoch + 1, since_best=0)
             model.save_weights(out / (BEST + ".tmp.weights.h5"))
             os.replace(out / (BEST + ".tmp.weights.h5"), out / BEST)
-        else:
-            state["since_best"] += 1
-        _log(f"epoch {epoch + 1} done in {part['seconds'] / 60:.1f} min: train loss {entry['train_loss']:.4f} "
-             f"acc {entry['train_acc']:.4f} | PublicTest loss {val_loss:.4f} acc {val['accuracy']:.4f}"
-             f"{' (best)' if improved else ''} [eval {entry['eval_seconds']:.0f}s]")
-        state.update(epoch=epoch + 1, step=0, partial={"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0})
-        if state["since_best"] >= args.patience:
-            state["status"] = "early_stopped"
-            _log(f"early stopping: no PublicTest gain for {args.patience} epochs")
-        write_checkpoint(out, model, opt, state)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, val["accuracy"])
-        write_metrics(out, state, extra)
-        if args.stop_after_steps and steps_run >= args.stop_after_steps and state["epoch"] < args.epochs \
-                and state["status"] == "running":
-            _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
-            return write_metrics(out, state, extra)
+    entry = {"epoch": epoch + 1, "train_loss": part["loss"] / max(part["n"], 1),
+             "train_acc": part["acc"] / max(part["n"], 1), "val_loss": val_loss, "val_acc": val["accuracy"],
+             "lr_end": float(schedule(opt.iterations - 1)), "train_seconds": part["seconds"],
+             "eval_seconds": time.time() - t_eval}
+    state["history"].append(entry)
+    if improved:
+        state.update(best_val_acc=val["accuracy"], best_epoch=epoch + 1, since_best=0)
+    else:
+        state["since_best"] += 1
+    _log(f"epoch {epoch + 1} done in {part['seconds'] / 60:.1f} min: train loss {entry['train_loss']:.4f} "
+         f"acc {entry['train_acc']:.4f} | PublicTest loss {val_loss:.4f} acc {val['accuracy']:.4f}"
+         f"{' (best)' if improved else ''} [eval {entry['eval_seconds']:.0f}s]")
+    state.update(epoch=epoch + 1, step=0, partial={"loss": 0.0, "acc": 0.0, "n": 0, "seconds": 0.0})
+    if state["since_best"] >= args.patience:
+        state["status"] = "early_stopped"
+        _log(f"early stopping: no PublicTest gain for {args.patience} epochs")
+    write_checkpoint(out, model, opt, state)
+    return val["accuracy"]
 
-    # Final report on the best-by-PublicTest weights; PrivateTest is looked at only here.
+
+def _final_report(out: Path, state: dict[str, Any], faces: _Faces, model: keras.Model, forward,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of the best-by-PublicTest weights; PrivateTest is looked at only here."""
     model.load_weights(out / BEST)
     if state["status"] == "running":
         state["status"] = "finished"
-    pub, _ = eval_split(forward, x_va, y_va)
-    priv, _ = eval_split(forward, x_te, y_te)
+    pub, _ = eval_split(forward, faces.x_va, faces.y_va)
+    priv, _ = eval_split(forward, faces.x_te, faces.y_te)
     extra.update(public_test=pub, private_test=priv, evaluated_on=f"best epoch {state['best_epoch']} weights")
     metrics = write_metrics(out, state, extra)
     save_confusion_png(priv["confusion_matrix"], out / "confusion_matrix.png",
@@ -457,6 +500,45 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
     (find_checkpoint(out) / "state.json").write_text(json.dumps(state, indent=1))
     _log(f"final (best epoch {state['best_epoch']}): PublicTest {pub['accuracy']:.4f} PrivateTest {priv['accuracy']:.4f}")
     return metrics
+
+
+def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
+    """Body of train(): state, data, model, then epochs until the schedule ends (or early stopping)."""
+    out = Path(args.out)
+    ckpt = find_checkpoint(out)
+    init_dir = Path(args.init_from) if args.init_from else None
+    state = _start_state(args, out, ckpt, init_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)
+
+    faces = _load_faces(args, out)
+    steps_per_epoch = len(faces.x_tr) // args.batch_size
+    cfg, model, schedule, opt = _compiled_model(args, steps_per_epoch)
+    forward = make_forward(model, NONE if args.no_tta else MIRROR)  # selection: the mirror alone (2 passes)
+    _restore(args, out, state, ckpt, init_dir, model, opt, schedule, steps_per_epoch)
+    state["args"] = {k: v for k, v in trainer_options(args).items() if k != "resume"}
+    (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
+                                                "labels": list(EMOTIONS)}, indent=1))
+    extra = {"config": cfg.to_dict(), "train_args": state["args"], "tta": not args.no_tta,
+             "precision": args.precision, "class_weights": dict(zip(EMOTIONS, map(float, faces.cw))),
+             "data": faces.record, "teacher": faces.teacher_version, "versions": library_versions()}
+    aug = dataclasses.replace(AUGMENTS[args.augment], erase_prob=args.random_erasing)
+    steps_run = 0
+    while state["status"] == "running" and state["epoch"] < args.epochs:
+        _log(f"epoch {state['epoch'] + 1}/{args.epochs} from step {state['step']}/{steps_per_epoch}")
+        steps_run, stopped = _train_steps(args, out, state, faces, model, opt, schedule, steps_per_epoch, aug,
+                                          steps_run)
+        if not stopped:
+            accuracy = _end_epoch(args, out, state, faces, model, opt, schedule, forward)
+            if on_epoch is not None:
+                on_epoch(state["epoch"], accuracy)
+            write_metrics(out, state, extra)
+        if stopped or (args.stop_after_steps and steps_run >= args.stop_after_steps and state["epoch"] < args.epochs
+                       and state["status"] == "running"):
+            _log(f"stopping after {steps_run} steps (--stop-after-steps); resume with --resume")
+            return write_metrics(out, state, extra)
+    return _final_report(out, state, faces, model, forward, extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
