@@ -257,9 +257,10 @@ def enroll_folder(root: str | os.PathLike, recognizer, gallery: Gallery | None =
             people.setdefault(label, []).append(NewFace(key, vector, str(Path(file).resolve())))
         outcome = gallery.sync_folder(people, gallery_model(recognizer), replace=replace)
         if outcome["removed"]:
-            from mien.pipeline.gallery import discard_saved_indexes
+            from mien.identity.upkeep import discard_saved_indexes
+            from mien.pipeline.gallery import index_dir
 
-            discard_saved_indexes(gallery)  # erased faces must not survive in a saved index file
+            discard_saved_indexes(gallery, index_dir())  # erased faces must not survive in a saved index file
         if thresholds:
             gallery.set_thresholds(thresholds)
         report = data.report

@@ -5,7 +5,6 @@ weights file (found and verified by ``assets``) on an inference runtime (``runti
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path

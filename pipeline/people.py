@@ -6,6 +6,7 @@ erases them in the same transaction); only photos new to the photo cache go thro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mien.identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (re-exported)
 from mien.pipeline.enroll import embed_photos
@@ -60,21 +61,23 @@ def enroll_photos(name: str, photos: list[tuple[str, bytes]], recognizer, galler
     return PersonUpdate(name, enrolled, sum(a.added for a in outcome), results)
 
 
-def remove_photo(name: str, photo_hash: str, gallery: Gallery) -> int:
+def remove_photo(name: str, photo_hash: str, gallery: Gallery, home: Path | None = None) -> int:
     """Erase one photo of a person (faces, stored bytes, cached embedding) and the saved nearest-neighbour index
-    files that still hold its vectors; the person keeps their other photos."""
-    from mien.pipeline.gallery import discard_saved_indexes
+    files (under ``home``, default MIEN_HOME) that still hold its vectors; the person keeps their other photos."""
+    from mien.identity.upkeep import discard_saved_indexes
+    from mien.pipeline.gallery import index_dir
 
     removed = gallery.remove_photo(validate_person_name(name), photo_hash)
-    discard_saved_indexes(gallery)
+    discard_saved_indexes(gallery, index_dir(home))
     return removed
 
 
-def forget_person(name: str, gallery: Gallery) -> int:
+def forget_person(name: str, gallery: Gallery, home: Path | None = None) -> int:
     """Erase a person from the gallery (faces, stored photos, cached embeddings) and the saved nearest-neighbour
-    index files that still hold their vectors; raises UnknownPersonError."""
-    from mien.pipeline.gallery import discard_saved_indexes
+    index files (under ``home``, default MIEN_HOME) that still hold their vectors; raises UnknownPersonError."""
+    from mien.identity.upkeep import discard_saved_indexes
+    from mien.pipeline.gallery import index_dir
 
     removed = gallery.forget(validate_person_name(name))
-    discard_saved_indexes(gallery)
+    discard_saved_indexes(gallery, index_dir(home))
     return removed

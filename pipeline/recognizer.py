@@ -55,10 +55,11 @@ class Recognizer:
 
     # ---- model loading ---------------------------------------------------------------------
     def _load_classifier(self):
-        from mien.pipeline.gallery import load_matcher, open_default_gallery
+        from mien.identity.upkeep import load_matcher
+        from mien.pipeline.gallery import gallery_model, index_dir, open_default_gallery
 
         self.gallery = open_default_gallery(recognizer=self)
-        matcher = load_matcher(self.gallery, self, self.options.matcher)
+        matcher = load_matcher(self.gallery, gallery_model(self), self.options.matcher, index_dir())
         if matcher is None:
             log.warning("Nobody is enrolled yet: faces are detected but identity is null. Run `mien enroll DIR`.")
         return matcher
@@ -83,12 +84,14 @@ class Recognizer:
 
     def reload_classifier(self) -> None:
         """Pick up gallery changes made since the matcher was built (incrementally where the matcher can)."""
-        from mien.pipeline.gallery import refresh_matcher
+        from mien.identity.upkeep import refresh_matcher
+        from mien.pipeline.gallery import gallery_model, index_dir
 
         if self.gallery is None:
             self.classifier = self._load_classifier()
         else:
-            self.classifier = refresh_matcher(self.classifier, self.gallery, self, self.options.matcher)
+            self.classifier = refresh_matcher(self.classifier, self.gallery, gallery_model(self), self.options.matcher,
+                                              index_dir())
 
     def with_options(self, matcher=..., **changes) -> "Recognizer":
         """A view of this Recognizer with some per-call options changed (``None`` values keep the current ones) and,

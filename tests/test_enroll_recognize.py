@@ -98,13 +98,14 @@ def test_fnir_at_fpir_follows_the_frvt_definition():
 def test_one_enrolled_person_with_a_unicode_name(recognizer, enrolled, demo_photos, tmp_path, matcher):
     from mien.identity.gallery import open_gallery
     from mien.pipeline.enroll import enroll_folder
-    from mien.pipeline.gallery import load_matcher
+    from mien.identity.upkeep import load_matcher
+    from mien.pipeline.gallery import gallery_model
     from mien.pipeline.images import load_image
 
     copy_person(demo_photos[0], tmp_path / "people", "mindy_kaling", new_name="Mindy Kaling (é)")
     with open_gallery(tmp_path / "one.sqlite3") as gallery:
         report = enroll_folder(tmp_path / "people", recognizer, gallery)
-        clf = load_matcher(gallery, recognizer, matcher)
+        clf = load_matcher(gallery, gallery_model(recognizer), matcher)
     assert report.enrolled == ["Mindy Kaling (é)"] and clf.kind == matcher
     names = {}
     for person in ("mindy_kaling", "madonna", "jerry_seinfeld"):

@@ -288,39 +288,37 @@ def test_an_older_classifier_and_cache_are_migrated_then_deleted(tmp_path):
 
 def test_a_large_gallerys_index_is_saved_and_caught_up_not_rebuilt(tmp_path, monkeypatch, caplog):
     """The HNSW index is kept between runs; the next run applies only the change log (here: one new person)."""
-    from types import SimpleNamespace
-
-    from mien.identity import knn, matchers
-    from mien.pipeline.gallery import index_file, load_matcher
+    from mien.identity import knn, matchers, upkeep
+    from mien.identity.upkeep import index_file, load_matcher
+    from mien.pipeline.gallery import index_dir
 
     monkeypatch.setenv("MIEN_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(knn, "EXACT_BELOW", 10)  # 30 faces count as "large" here
     monkeypatch.setattr(matchers, "SVM_MAX_FACES", 10)
-    rec = SimpleNamespace(embedder=SimpleNamespace(version="facenet-test"), identity_crop=SimpleNamespace(signature="c"))
-    model = "facenet-test|c"
+    model, indexes = "facenet-test|c", index_dir()
     g = open_gallery(tmp_path / "g.sqlite3")
     for p in range(6):
         g.add_faces(f"p{p}", faces(p, n=5), model)
-    first = load_matcher(g, rec)
+    first = load_matcher(g, model, "auto", indexes)
     assert first.kind == "knn" and type(first.index).__name__ == "USearchIndex"
-    saved = index_file(g.snapshot(vectors=False), "usearch")
+    saved = index_file(indexes, g.snapshot(vectors=False), "usearch")
     assert saved.is_file()
 
     g.add_faces("p9", faces(9, n=5), model)
     g.forget("p0")
-    real_build = matchers.build_matcher
+    real_build = upkeep.build_matcher
 
     def no_rebuild(*a, **k):
         raise AssertionError("the saved index should have been reused")
 
-    monkeypatch.setattr(matchers, "build_matcher", no_rebuild)
-    again = load_matcher(g, rec)
+    monkeypatch.setattr(upkeep, "build_matcher", no_rebuild)
+    again = load_matcher(g, model, "auto", indexes)
     probes = np.stack([faces(p, n=1, seed=4)[0].embedding for p in (0, 3, 9)])
     assert len(again) == 30 and [m.name for m in again.predict(probes)] == [UNKNOWN, "p3", "p9"]
 
     saved.write_bytes(saved.read_bytes()[:-10])  # a damaged index file is not trusted: rebuilt, with a warning
-    monkeypatch.setattr(matchers, "build_matcher", real_build)
-    rebuilt = load_matcher(g, rec)
+    monkeypatch.setattr(upkeep, "build_matcher", real_build)
+    rebuilt = load_matcher(g, model, "auto", indexes)
     assert [m.name for m in rebuilt.predict(probes)] == [UNKNOWN, "p3", "p9"] and "rebuilding the index" in caplog.text
 
     from mien.pipeline.people import forget_person

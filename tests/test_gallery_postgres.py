@@ -179,7 +179,8 @@ def test_the_product_on_postgresql_names_the_demo_people_as_the_embedded_store(u
     """MIEN_GALLERY_URL=postgresql://...: enroll the demo, recognize the held-out photos with the nearest faces
     searched in the database: the same names as the embedded gallery, and forgetting is seen at once."""
     from mien.pipeline.enroll import embed_folder, enroll_folder
-    from mien.pipeline.gallery import load_matcher, open_default_gallery, refresh_matcher
+    from mien.identity.upkeep import load_matcher, refresh_matcher
+    from mien.pipeline.gallery import gallery_model, open_default_gallery
     from mien.pipeline.people import forget_person
 
     monkeypatch.setenv("MIEN_GALLERY_URL", url)
@@ -188,13 +189,13 @@ def test_the_product_on_postgresql_names_the_demo_people_as_the_embedded_store(u
         enroll_folder(demo_photos[0], recognizer, g)
         assert g.people() == recognizer.gallery.people()
         val = embed_folder(demo_photos[1], recognizer, g)
-        matcher = load_matcher(g, recognizer, "knn")
+        matcher = load_matcher(g, gallery_model(recognizer), "knn")
         assert matcher.index.kind == "pgvector"
         names = [m.name for m in matcher.predict(val.vectors)]
         assert names == val.labels  # 25/25
-        embedded = load_matcher(recognizer.gallery, recognizer, "knn")
+        embedded = load_matcher(recognizer.gallery, gallery_model(recognizer), "knn")
         assert names == [m.name for m in embedded.predict(val.vectors)]
         forget_person("madonna", g)
-        matcher = refresh_matcher(matcher, g, recognizer, "knn")
+        matcher = refresh_matcher(matcher, g, gallery_model(recognizer), "knn")
         after = [m.name for m in matcher.predict(val.vectors)]
         assert "madonna" not in after and after.count("unknown") == val.labels.count("madonna")

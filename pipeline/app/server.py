@@ -120,14 +120,17 @@ class ServerState:
     """Models, the current matcher (kept in step with the gallery), locks and the results database of one server."""
 
     def __init__(self, recognizer, config: ServerConfig):
-        from mien.pipeline.gallery import load_matcher, open_default_gallery
+        from mien.identity.upkeep import load_matcher
+        from mien.pipeline.gallery import gallery_model, index_dir, open_default_gallery
 
         self.config = config
         self.home = config.home or mien_home()
         self.gallery = open_default_gallery(config.home, recognizer)
         self.base = recognizer.with_options(matcher=None)  # our own matcher; the models are shared
         self.matcher_kind = recognizer.options.matcher
-        self.classifier = load_matcher(self.gallery, recognizer, self.matcher_kind)
+        self.model = gallery_model(recognizer)
+        self.index_dir = index_dir(config.home)
+        self.classifier = load_matcher(self.gallery, self.model, self.matcher_kind, self.index_dir)
         self.model_lock = threading.Lock()
         # decoded pixels alive at once: as much as DECODED_IMAGES of the largest allowed images (2 x 150 MB at
         # 50 MP), so many small photos batch together while a burst of huge ones waits as compressed bytes
@@ -140,10 +143,11 @@ class ServerState:
     def current(self):
         """The matcher at the gallery's current generation: changes by the CLI or another server are picked up
         here (one indexed read per request; a rebuild or incremental update only when something changed)."""
-        from mien.pipeline.gallery import refresh_matcher
+        from mien.identity.upkeep import refresh_matcher
 
         with self.refresh_lock:
-            self.classifier = refresh_matcher(self.classifier, self.gallery, self.base, self.matcher_kind)
+            self.classifier = refresh_matcher(self.classifier, self.gallery, self.model, self.matcher_kind,
+                                              self.index_dir)
             return self.classifier
 
     def snapshot(self, **option_changes):
@@ -449,7 +453,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         name = person_name(name)
         with state.enroll_lock:
             try:
-                removed = remove_photo(name, photo_hash, state.gallery)
+                removed = remove_photo(name, photo_hash, state.gallery, state.config.home)
             except (UnknownPersonError, UnknownPhotoError) as exc:
                 raise HTTPException(404, str(exc)) from None
             state.current()
@@ -476,7 +480,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         name = person_name(name)
         with state.enroll_lock:
             try:
-                forget_person(name, state.gallery)
+                forget_person(name, state.gallery, state.config.home)
             except UnknownPersonError as exc:
                 raise HTTPException(404, str(exc)) from None
             state.db.redact_person(name)  # erasure: their recognitions read "unknown" from now on
