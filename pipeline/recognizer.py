@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -34,6 +35,22 @@ def emotion_label(scores: dict[str, float], threshold: float) -> str:
     return label if scores[label] >= threshold else UNCERTAIN
 
 
+class _StageClock:
+    """Milliseconds spent in each stage of one call, lap by lap."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + 1000 * (now - self._last)
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.1f} ms" for k, v in self.ms.items())
+
+
 class Recognizer:
     """Detector + FaceNet embedder + identity matcher (from the gallery) + emotion model, loaded once."""
 
@@ -42,6 +59,7 @@ class Recognizer:
                  emotion_crop: EmotionCrop = EmotionCrop()):
         self.options = options or Options()
         o = self.options
+        start = time.perf_counter()
         self.detector = detector or build_detector(
             o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
             proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold,
@@ -52,6 +70,11 @@ class Recognizer:
         self.gallery = None  # opened with the matcher
         self.classifier = self._load_classifier() if identity else None
         self.emotion_model = self._load_emotion() if emotion else None
+        # milliseconds per stage of the last recognize_batch (shown with -v; benchmarks/profile.py sums them)
+        self.last_timing: dict[str, float] = {}
+        log.info("models loaded in %.1f s: detector %s, %s on %s, emotion %s", time.perf_counter() - start,
+                 self.detector.signature, self.embedder.version, o.runtime,
+                 self.emotion_model.version if self.emotion_model is not None else "off")
 
     # ---- model loading ---------------------------------------------------------------------
     def _load_classifier(self):
@@ -60,6 +83,10 @@ class Recognizer:
 
         self.gallery = open_default_gallery(recognizer=self)
         matcher = load_matcher(self.gallery, gallery_model(self), self.options.matcher, index_dir())
+        if matcher is not None:
+            counts = matcher.counts
+            log.info("gallery %s: %d people, %d faces, %s matcher", self.gallery.location, len(counts),
+                     sum(counts.values()), matcher.kind)
         if matcher is None:
             log.warning("Nobody is enrolled yet: faces are detected but identity is null. Run `mien enroll DIR`.")
         return matcher
@@ -161,16 +188,25 @@ class Recognizer:
     def recognize_batch(self, images: list[np.ndarray], names: list[str] | None = None) -> list[ImageRecord]:
         """Recognize several decoded RGB images; all their faces share one FaceNet and one emotion call."""
         names = names or [f"image_{i}" for i in range(len(images))]
+        clock = _StageClock()
         per_image = [self.detect(img) for img in images]
+        clock.lap("detect")
         id_crops, emo_crops = [], []
         for img, faces in zip(images, per_image):
             for f in faces:
                 id_crops.append(self.identity_crop(img, f))
                 emo_crops.append(self.emotion_crop(img, f))
+        clock.lap("crops")
         matches: list = [None] * len(id_crops)
         if id_crops and self.classifier is not None:  # no FaceNet work while nobody is enrolled
-            matches = self.identify(self.embed_crops(id_crops))
+            embeddings = self.embed_crops(id_crops)
+            clock.lap("facenet")
+            matches = self.identify(embeddings)
+            clock.lap("match")
         emotions = self.emotions(emo_crops)
+        clock.lap("emotion")
+        self.last_timing = clock.ms
+        log.info("%d photo(s), %d face(s): %s", len(images), len(id_crops), clock)
         records, k = [], 0
         for name, img, faces in zip(names, images, per_image):
             rec = ImageRecord(file=name, width=int(img.shape[1]), height=int(img.shape[0]))

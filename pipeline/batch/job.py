@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -253,13 +254,19 @@ def run_batch(source: str | Path, out: str | Path, *, options: dict | None = Non
         # blocks of batch_size paths: Ray Data cuts batches within a block (blocks of 18 gave batches of 16 and 2)
         pending = ray.data.from_items([{"path": p} for p in paths],
                                       override_num_blocks=max(1, -(-len(paths) // batch_size)))
-        recognized = pending.map_batches(
-            RecognizeActor, fn_constructor_kwargs={"options": asdict(_options(options)), "snapshot": snapshot,
-                                                   "matcher": matcher, "threads": threads,
-                                                   "faces_dir": str(faces_dir.resolve()), "done_ref": ray.put(done),
-                                                   "emotion": emotion},
-            compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, num_cpus=actor_cpus,
-            batch_format="numpy")
+        with warnings.catch_warnings():
+            # Ray Data (2.50-2.63) restarts its actors by default, and then its core logs an error-level line about
+            # constructor arguments in the object store on every job, success included (ray-project/ray#57733).
+            # mien's actors are not restarted: a worker that dies fails the job, and --resume continues it. The
+            # remote argument is passed the only way these versions take it, deprecated for 2.64 (setup.cfg caps).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            recognized = pending.map_batches(
+                RecognizeActor, fn_constructor_kwargs={"options": asdict(_options(options)), "snapshot": snapshot,
+                                                       "matcher": matcher, "threads": threads,
+                                                       "faces_dir": str(faces_dir.resolve()),
+                                                       "done_ref": ray.put(done), "emotion": emotion},
+                compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, num_cpus=actor_cpus,
+                batch_format="numpy", max_restarts=0)
         for _ in recognized.iter_batches(batch_size=None):  # the shards are the output; this drives the job
             pass
     finally:
