@@ -40,6 +40,7 @@ class Face:
 class Detector(Protocol):
     name: str
     signature: str  # settings that change what is detected; part of every cache key built on detections
+    precision: str  # the arithmetic it runs in (fp32 | bf16), recorded with results
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, largest first."""
@@ -108,15 +109,17 @@ class MTCNNDetector(_PyramidDetector):
     """MTCNN (Zhang et al. 2016) with the ``mtcnn`` package's weights, run by OpenVINO (pipeline.mtcnn_cascade):
     the same cascade as ``mtcnn`` 1.0, 7-10x faster, with all three stage thresholds honoured."""
 
-    def __init__(self, *args, threads: int | None = None, **kwargs):
+    def __init__(self, *args, threads: int | None = None, precision: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
         from mien.pipeline import mtcnn_graphs
+        from mien.pipeline.runtime import network_precision
 
-        self._nets = mtcnn_graphs.compile_networks(threads)
+        self.precision = network_precision(precision, "mtcnn")
+        self._nets = mtcnn_graphs.compile_networks(threads, self.precision)
         self._lock = threading.Lock()  # one infer request per network
         self.signature = (f"mtcnn-openvino-{mtcnn_graphs.weights_sha256()[:12]}-min{self.min_face_size}"
                           f"-t{self.proposal_threshold},{self.refine_threshold},{self.threshold}"
-                          f"-s{self.max_side}-retry{RETRY_SCALE}")
+                          f"-s{self.max_side}-retry{RETRY_SCALE}" + ("" if self.precision == "fp32" else f"-{self.precision}"))
 
     def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
         from mien.pipeline.mtcnn_cascade import Thresholds, detect
@@ -131,8 +134,9 @@ class KerasMTCNNDetector(_PyramidDetector):
 
     name = "mtcnn-keras"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, precision: str = "auto", **kwargs):  # the reference runs fp32 whatever is asked
         super().__init__(*args, **kwargs)
+        self.precision = "fp32"
         from mtcnn import MTCNN
 
         self._mtcnn = MTCNN(device="CPU:0")

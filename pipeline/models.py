@@ -16,16 +16,17 @@ from mien.pipeline.runtime import compile_forward_for, is_cached, views_per_call
 log = logging.getLogger(__name__)
 
 
-def build_facenet(runtime: str = "openvino") -> Embedder:
-    """The FaceNet embedder (128-d, 160x160 RGB) on ``runtime`` (openvino | tensorflow), weights verified."""
+def build_facenet(runtime: str = "openvino", precision: str = "auto") -> Embedder:
+    """The FaceNet embedder (128-d, 160x160 RGB) on ``runtime`` (openvino | tensorflow) in ``precision``, weights
+    verified."""
     return build_embedder("facenet", resolve("facenet"), weights_sha256=FACENET.sha256,
-                          compile_forward=compile_forward_for(runtime))
+                          compile_forward=compile_forward_for(runtime, "facenet", precision))
 
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
-                       views=None):
+                       views=None, precision: str = "auto"):
     """The emotion model at ``path`` (a weights file, or an ensemble's model.json) run by ``runtime`` (openvino |
-    tensorflow), or None (with one warning) when it is missing or incompatible; ``views``
+    tensorflow) in ``precision``, or None (with one warning) when it is missing or incompatible; ``views``
     (emotion.views.TestTimeViews) overrides model.json's test-time views."""
     from mien.emotion import EmotionClassifier, EmotionModelError
     from mien.emotion.ensemble import EmotionEnsemble, is_ensemble
@@ -33,7 +34,7 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
     path = Path(path) if path else emotion_weights_path()
     kind = EmotionEnsemble if is_ensemble(path) else EmotionClassifier  # a model.json of members, or one network
     try:
-        return kind.load(path, compile_forward=compile_forward_for(runtime), views=views,
+        return kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision), views=views,
                          views_per_call=views_per_call_for(runtime))
     except EmotionModelError as exc:
         if required:

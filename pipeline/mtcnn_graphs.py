@@ -140,8 +140,10 @@ class Networks:
     onet: Network
 
 
-def compile_networks(threads: int | None = None) -> Networks:
-    """Build and compile the three networks for this CPU (tens of milliseconds; nothing is written to disk)."""
+def compile_networks(threads: int | None = None, precision: str = "fp32") -> Networks:
+    """Build and compile the three networks for this CPU in ``precision`` (tens of milliseconds; nothing is written
+    to disk)."""
     from mien.pipeline.runtime import compile_model
 
-    return Networks(*(Network(compile_model(build(), threads)) for build in (pnet_model, rnet_model, onet_model)))
+    return Networks(*(Network(compile_model(build(), threads, precision))
+                      for build in (pnet_model, rnet_model, onet_model)))

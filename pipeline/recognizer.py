@@ -62,9 +62,9 @@ class Recognizer:
         start = time.perf_counter()
         self.detector = detector or build_detector(
             o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
-            proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold,
+            proposal_threshold=o.proposal_threshold, refine_threshold=o.refine_threshold, precision=o.precision,
         )
-        self.embedder = embedder or models.build_facenet(o.runtime)
+        self.embedder = embedder or models.build_facenet(o.runtime, o.precision)
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
         self.gallery = None  # opened with the matcher
@@ -72,9 +72,22 @@ class Recognizer:
         self.emotion_model = self._load_emotion() if emotion else None
         # milliseconds per stage of the last recognize_batch (shown with -v; benchmarks/profile.py sums them)
         self.last_timing: dict[str, float] = {}
-        log.info("models loaded in %.1f s: detector %s, %s on %s, emotion %s", time.perf_counter() - start,
-                 self.detector.signature, self.embedder.version, o.runtime,
-                 self.emotion_model.version if self.emotion_model is not None else "off")
+        log.info("models loaded in %.1f s: detector %s, %s, emotion %s on %s (%s)", time.perf_counter() - start,
+                 self.detector.signature, self.embedder.version,
+                 self.emotion_model.version if self.emotion_model is not None else "off", o.runtime,
+                 ", ".join(f"{k} {v}" for k, v in self.precision.items() if v))
+
+    @property
+    def precision(self) -> dict[str, str]:
+        """The arithmetic each network really runs in: fp32 or bf16 (fp32 on a CPU without bf16 and on the
+        TensorFlow runtime), as ``Options.precision`` resolves per network."""
+        from mien.pipeline.runtime import network_precision
+
+        def of(network: str) -> str:
+            return network_precision(self.options.precision, network) if self.options.runtime == "openvino" else "fp32"
+
+        return {"detector": self.detector.precision, "embedder": of("facenet"),
+                "emotion": of("emotion") if self.emotion_model is not None else None}
 
     # ---- model loading ---------------------------------------------------------------------
     def _load_classifier(self):
@@ -97,7 +110,8 @@ class Recognizer:
         views = self.options.emotion_views
         if views != "model" and views not in PRESETS:
             raise ValueError(f"emotion_views must be 'model' or one of {sorted(PRESETS)}, got {views!r}")
-        return models.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views])
+        return models.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views],
+                                         precision=self.options.precision)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
         """Run every loaded model once per batch size on blank input, so a first real request pays neither

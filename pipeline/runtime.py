@@ -1,5 +1,6 @@
-"""The inference runtime (OpenVINO) in one place: one Core per process, models compiled for low latency in fp32,
-and Keras models converted once into OpenVINO's format, cached under ``MIEN_HOME/cache/openvino``.
+"""The inference runtime (OpenVINO) in one place: one Core per process, models compiled for low latency in the
+chosen precision (fp32, or bf16 where the CPU has bf16 instructions), and Keras models converted once into
+OpenVINO's format (fp32 weights), cached under ``MIEN_HOME/cache/openvino``.
 
 TensorFlow stays for training and as the reference backend (``--runtime tensorflow``); recognition with the
 default runtime imports it only to convert a model the first time (``mien models fetch`` does that up front).
@@ -23,6 +24,14 @@ from mien.identity.storage import sha256_file
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("openvino", "tensorflow")
+# Arithmetic of OpenVINO's kernels, as users choose it: every network in fp32, every one in bf16 (fp32's range with
+# an 8-bit mantissa; on a CPU without bf16 instructions it runs fp32), or "auto": each network in the lowest
+# precision that kept its accuracy gate in benchmarks/precision.py (2026-12-05, AVX-512 BF16): the emotion ensemble
+# in bf16 (1.8x faster, FER2013 PublicTest -0.08 point, gate 0.3); FaceNet in fp32 (bf16 was 2.0x faster but cost
+# 0.22 point on the LFW dev folds, gate 0.1); MTCNN in fp32 (bf16 gained 3 % and moved 3 of 453 faces).
+PRECISIONS = ("auto", "fp32", "bf16")
+AUTO_PRECISION = {"mtcnn": "fp32", "facenet": "fp32", "emotion": "bf16"}
+_HINTS = {"fp32": "f32", "bf16": "bf16"}
 CONVERSION_VERSION = 2  # bump when the way a model is converted changes (2: a digest of the cached files)
 DIGESTS = "sha256.json"  # beside model.xml/.bin: a same-size damaged file is noticed, not run
 
@@ -49,11 +58,29 @@ def default_threads() -> int:
     return max(1, min(4, cpus))
 
 
-def compile_model(model, threads: int | None = None):
-    """Compile an OpenVINO model for this CPU: latency-oriented, fp32 (no bf16/int8 shortcuts that shift outputs)."""
+def check_precision(precision: str) -> str:
+    """``precision`` if users may choose it (PRECISIONS), else ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    return precision
+
+
+@lru_cache(maxsize=None)
+def network_precision(precision: str, network: str) -> str:
+    """What ``network`` (a key of AUTO_PRECISION) really runs in on this CPU when users choose ``precision``."""
+    wanted = AUTO_PRECISION[network] if check_precision(precision) == "auto" else precision
+    if wanted == "bf16" and "BF16" not in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        log.info("this CPU has no bf16 instructions: %s runs fp32", network)
+        return "fp32"
+    return wanted
+
+
+def compile_model(model, threads: int | None = None, precision: str = "fp32"):
+    """Compile an OpenVINO model for this CPU: latency-oriented, in ``precision`` (fp32 or bf16, as
+    ``network_precision`` resolved it)."""
     return core().compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": _HINTS[precision],
         "INFERENCE_NUM_THREADS": int(threads or default_threads()),
     })
 
@@ -130,8 +157,8 @@ class CompiledForward:
     """A compiled single-input model as a NumPy function ``forward(x) -> first output``; safe to share between
     threads (one infer request, used under a lock)."""
 
-    def __init__(self, model, threads: int | None = None):
-        self._compiled = compile_model(model, threads)
+    def __init__(self, model, threads: int | None = None, precision: str = "fp32"):
+        self._compiled = compile_model(model, threads, precision)
         self._request = self._compiled.create_infer_request()
         self._output = self._compiled.outputs[0]
         self._lock = threading.Lock()
@@ -142,16 +169,22 @@ class CompiledForward:
             return np.array(out, copy=True)  # the request's buffer is reused by the next call
 
 
-def openvino_forward(name: str, source_sha256: str, tf_function: Callable[[], object]) -> CompiledForward:
-    """``name``'s model compiled by OpenVINO (converted from ``tf_function()`` on the first use only)."""
-    return CompiledForward(converted_model(name, source_sha256, tf_function))
+def openvino_forward(name: str, source_sha256: str, tf_function: Callable[[], object],
+                     precision: str = "fp32") -> CompiledForward:
+    """``name``'s model compiled by OpenVINO in ``precision`` (converted from ``tf_function()`` on the first use
+    only)."""
+    return CompiledForward(converted_model(name, source_sha256, tf_function), precision=precision)
 
 
-def compile_forward_for(runtime: str):
-    """What the identity and emotion packages take as ``compile_forward``: None means their own TensorFlow path."""
+def compile_forward_for(runtime: str, network: str, precision: str = "auto"):
+    """What the identity and emotion packages take as ``compile_forward`` for ``network`` (facenet | emotion): None
+    means their own TensorFlow path (which runs fp32 whatever ``precision`` says)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
-    return openvino_forward if runtime == "openvino" else None
+    check_precision(precision)  # an error on either runtime
+    if runtime != "openvino":
+        return None
+    return lambda name, sha, tf_function: openvino_forward(name, sha, tf_function, network_precision(precision, network))
 
 
 # OpenVINO runs the emotion network as fast per face at 4 faces x 10 views per call as at 256 faces, while each

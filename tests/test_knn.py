@@ -127,6 +127,10 @@ def test_after_many_removals_and_adds_search_matches_brute_force(kind):
     x, _ = faces(400, seed=7)
     rng = np.random.default_rng(7)
     index = make(kind)
+    if kind == "usearch":
+        # one thread builds the same graph every run; several build a different one each time, whose recall after
+        # this much churn ranged 0.967-1.0 (a flaky bar): this test is about removals and adds, not that variance
+        index.threads = 1
     index.add(np.arange(1000), x[:1000])
     alive = set(range(1000))
     for step in range(4):  # forget people from the middle and the end, enrol others

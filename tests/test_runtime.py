@@ -44,15 +44,21 @@ def test_openvino_emotion_gives_tensorflows_probabilities(recognizer, tensorflow
     if recognizer.emotion_model is None:
         pytest.skip("no shipped emotion model")
     _, images = _val_images(demo_photos)
+    from mien.pipeline.models import load_emotion_model
+
     faces = np.stack([recognizer.emotion_crop(img, f) for img in images for f in recognizer.detect(img)])
-    fast = recognizer.emotion_model.predict(faces)
+    fp32 = load_emotion_model(required=True, precision="fp32")
+    fast = fp32.predict(faces)
     reference = tensorflow_recognizer.emotion_model.predict(faces)
-    assert np.abs(fast - reference).max() < 1e-4
+    assert np.abs(fast - reference).max() < 1e-4  # the conversion itself is exact
     assert (fast.argmax(axis=1) == reference.argmax(axis=1)).all()
     # and again after TensorFlow has run: a model used straight from an in-memory conversion shared its
     # weights with freed TensorFlow buffers and came out wrong here (this session converted it in-process)
-    np.testing.assert_allclose(recognizer.emotion_model.predict(faces), fast, atol=1e-6)
-    assert recognizer.emotion_model.version == tensorflow_recognizer.emotion_model.version
+    np.testing.assert_allclose(fp32.predict(faces), fast, atol=1e-6)
+    assert fp32.version == tensorflow_recognizer.emotion_model.version
+    # the default runs the emotion networks in bf16 where the CPU has it (runtime.AUTO_PRECISION): the same labels
+    product = recognizer.emotion_model.predict(faces)
+    assert np.abs(product - reference).max() < 0.03 and (product.argmax(axis=1) == reference.argmax(axis=1)).all()
 
 
 def test_names_and_emotions_on_the_demo_are_the_same_on_both_runtimes(recognizer, tensorflow_recognizer,
@@ -120,3 +126,26 @@ def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):
     np.testing.assert_allclose(openvino_forward("toy", "ab" * 32, tf_function)(x), x @ weights, rtol=1e-5)
     assert len(calls) == 3 and "model.bin differs from what was written" in caplog.text
     assert cache_key("toy", "cd" * 32) != cache_key("toy", "ab" * 32)
+
+
+def test_precision_resolves_per_network_and_is_recorded(recognizer, demo_photos):
+    """--precision (issue 25): auto runs the emotion networks in bf16 where the CPU has bf16 instructions and the
+    rest in fp32; bf16 runs FaceNet in bf16 too, within cosine 0.999 of fp32; what ran is in every result's models."""
+    from mien.pipeline import Options, Recognizer
+    from mien.pipeline.models import build_facenet
+    from mien.pipeline.provenance import model_versions
+    from mien.pipeline.runtime import AUTO_PRECISION, core, network_precision
+
+    has_bf16 = "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert AUTO_PRECISION == {"mtcnn": "fp32", "facenet": "fp32", "emotion": "bf16"}
+    assert recognizer.precision == {"detector": "fp32", "embedder": "fp32", "emotion": "bf16" if has_bf16 else "fp32"}
+    assert model_versions(recognizer)["precision"] == recognizer.precision
+    assert network_precision("fp32", "emotion") == "fp32"
+    assert network_precision("bf16", "facenet") == ("bf16" if has_bf16 else "fp32")
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        Recognizer(Options(precision="int4"), emotion=False, identity=False)
+    _, images = _val_images(demo_photos)
+    crops = [recognizer.identity_crop(img, f) for img in images[:8] for f in recognizer.detect(img)]
+    fp32 = build_facenet(precision="fp32").embed(np.stack(crops))
+    bf16 = build_facenet(precision="bf16").embed(np.stack(crops))
+    assert (fp32 * bf16).sum(axis=1).min() >= 0.999

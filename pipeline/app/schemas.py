@@ -50,6 +50,8 @@ class ModelVersions(BaseModel):
     embedder: str = Field(description="FaceNet weights version")
     classifier: str | None = Field(description="fingerprint of the enrolled people; null while nobody is enrolled")
     emotion: str | None = Field(description="emotion model version; null when none is available")
+    precision: dict[str, str | None] = Field(description="the arithmetic each network ran in (detector, embedder, "
+                                                         "emotion): fp32 or bf16")
 
 
 class IdentityThresholds(BaseModel):
