@@ -61,10 +61,11 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
 def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split: str = "PrivateTest",
                      json_path: str | os.PathLike | None = None, png_path: str | os.PathLike | None = None,
                      limit: int = 0, progress: Callable[[Iterable[int]], Iterable[int]] = iter,
-                     ferplus: str | os.PathLike | None = None) -> dict[str, Any]:
+                     ferplus: str | os.PathLike | None = None, about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG.
     With ``ferplus`` (fer2013new.csv) the labels are the FER+ annotators' majority, on the faces that have one
-    among the 7 emotions (``data.ferplus_majority``)."""
+    among the 7 emotions (``data.ferplus_majority``). ``about``: what the caller adds to the record (how the model
+    ran)."""
     import json
 
     from mien.emotion.training.data import SPLITS, DataFormatError, load_dataset
@@ -86,7 +87,7 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
         x, y = x[keep], y[keep]
     out = evaluate(classifier, x, y, progress=progress)
     out.update(split=split, data=str(data_path), data_sha256=ds.sha256, model=getattr(classifier, "version", None),
-               label_set=labels)
+               label_set=labels, **(about or {}))
     if json_path:
         tmp = f"{json_path}.tmp"
         with open(tmp, "w") as f:

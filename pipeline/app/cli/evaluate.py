@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mien.pipeline.app.cli.common import (add_detection_options, add_identity_options, build_recognizer, existing_dir,
+from mien.pipeline.app.cli.common import (DEFAULTS, add_detection_options, add_identity_options, build_recognizer, existing_dir,
                                      existing_file, new_file, number_in, progress, quiet_tensorflow, thresholds_from)
 
 
@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
                        description="Accuracy, per-class accuracy and confusion matrix of the shipped emotion model.")
     add_evaluate_arguments(ee)
+    from mien.pipeline.runtime import PRECISIONS
+
+    ee.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
+                    help="OpenVINO's arithmetic, as for recognition (auto: the emotion networks in bf16 where the CPU "
+                         "has it)")
     ee.set_defaults(run=run_emotion)
 
 
@@ -142,10 +147,13 @@ def run_emotion(args: argparse.Namespace) -> int:
 
     if args.labels == "ferplus" and not args.ferplus:
         raise UsageError("--labels ferplus needs --ferplus fer2013new.csv (the FER+ votes)")
-    model = load_emotion_model(args.weights, required=True)
+    from mien.pipeline.runtime import network_precision
+
+    model = load_emotion_model(args.weights, required=True, precision=args.precision)
     result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit,
                               progress=lambda batches: progress(batches, "evaluate", unit="batch"),
-                              ferplus=args.ferplus if args.labels == "ferplus" else None)
+                              ferplus=args.ferplus if args.labels == "ferplus" else None,
+                              about={"precision": network_precision(args.precision, "emotion")})
     print(format_report(result))
     if args.confusion:
         print(f"confusion matrix: {args.confusion}")
