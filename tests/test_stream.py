@@ -102,12 +102,50 @@ def test_too_many_streams_other_sites_and_idle_clients_are_closed(app, frames, m
         for ws in (a, b, c, d):
             ws.send_bytes(frames["madonna"][1])
             assert json.loads(ws.receive_text())["faces"]
-        with pytest.raises(WebSocketDisconnect) as busy:
-            with app.websocket_connect("/stream") as e:
-                e.receive_text()
-        assert busy.value.code == 1013
+        for _ in range(6):  # ten streams at once: the six beyond the limit are refused, each with its reason
+            with pytest.raises(WebSocketDisconnect) as busy:
+                with app.websocket_connect("/stream") as e:
+                    e.receive_text()
+            assert busy.value.code == 1013 and "try again later" in busy.value.reason
+        for ws in (a, b, c, d):  # and the four open ones go on
+            ws.send_bytes(frames["ben_afflek"][0])
+            assert json.loads(ws.receive_text())["faces"][0]["identity"] == "ben_afflek"
     monkeypatch.setattr(stream, "IDLE_S", 0.5)
     with pytest.raises(WebSocketDisconnect) as idle:
         with app.websocket_connect("/stream") as ws:
             ws.receive_text()
     assert idle.value.code == 1000
+
+
+def test_a_client_that_never_reads_its_answers_is_closed(monkeypatch):
+    """A client that keeps sending frames but never takes an answer (its buffers full, so each send waits) is closed
+    with 1008 after SEND_TIMEOUT_S instead of holding its stream (and its slot) for ever."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from mien.pipeline.app import stream
+
+    monkeypatch.setattr(stream, "SEND_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(stream, "_process", lambda state, tracker, data, t: [])  # the models are not the point
+
+    class StuckClient:
+        def __init__(self):
+            self.closed, self.frames = None, 0
+
+        async def receive(self):
+            await asyncio.sleep(0.01)
+            self.frames += 1
+            return {"type": "websocket.receive", "bytes": b"a frame"}
+
+        async def send_text(self, text):
+            await asyncio.Event().wait()  # the answer never leaves
+
+        async def close(self, code, reason=""):
+            self.closed = (code, reason)
+
+    client = StuckClient()
+    began = time.perf_counter()
+    asyncio.run(stream._run(client, None, SimpleNamespace(frame=1), idle_s=30))
+    assert client.closed is not None and client.closed[0] == 1008 and "not read" in client.closed[1]
+    assert time.perf_counter() - began < 5 and client.frames > 1

@@ -9,7 +9,8 @@ Frames go through ``video.FrameTracker``, the same tracker, votes and emotion sm
 is in flight per connection: a frame that arrives while another is processed replaces any frame still waiting
 (the latest wins) and the replaced one is counted in ``dropped``. A frame that is not an image, or is over the
 size or pixel limits, gets ``{"error": ...}`` and the stream goes on. Limits: ``MAX_STREAMS`` at once (more are
-closed with code 1013, "try again later"), ``IDLE_S`` without a frame closes the stream (1000), and a page of
+closed with code 1013, "try again later"), ``IDLE_S`` without a frame closes the stream (1000), a client that does
+not read its answers for ``SEND_TIMEOUT_S`` is closed (1008) so it cannot hold a stream's slot, and a page of
 another web site may not open one (its Origin must be the server's own host).
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mien.pipeline.images import ImageError, checked_size, decode_image
 
 MAX_STREAMS = 4  # concurrent live streams per server (each holds a tracker and competes for the models)
 IDLE_S = 30.0  # a stream that sends no frame for this long is closed
+SEND_TIMEOUT_S = 10.0  # an answer the client has not taken within this long (it stopped reading) closes the stream
 MAX_EVERY = 30
 
 
@@ -98,7 +100,11 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
                     return
                 data = message.get("bytes")
                 if data is None:
-                    await _send(websocket, {"error": "send each frame as one binary message (JPEG or PNG)"})
+                    try:
+                        await _send(websocket, {"error": "send each frame as one binary message (JPEG or PNG)"})
+                    except NotReading:
+                        await _close_quietly(websocket, 1008, f"answers not read for {SEND_TIMEOUT_S:.0f} s")
+                        return
                     continue
                 if latest[0] is not None:
                     counts["dropped"] += 1
@@ -131,6 +137,8 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
                                     "ms": round(1000 * (time.perf_counter() - began), 1)})
     except (WebSocketDisconnect, RuntimeError, OSError):  # the client left while its answer was sent
         return
+    except NotReading:
+        await _close_quietly(websocket, 1008, f"answers not read for {SEND_TIMEOUT_S:.0f} s")
     finally:
         receiver.cancel()
 
@@ -148,5 +156,20 @@ def _process(state, tracker, data: bytes, t: float) -> list[dict]:
     return [o.to_dict() for o in observations]
 
 
+class NotReading(Exception):
+    """The client has not taken an answer for SEND_TIMEOUT_S: its receive buffers are full."""
+
+
 async def _send(websocket: WebSocket, message: dict) -> None:
-    await websocket.send_text(json.dumps(message, ensure_ascii=False))
+    try:
+        await asyncio.wait_for(websocket.send_text(json.dumps(message, ensure_ascii=False)), timeout=SEND_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise NotReading from None
+
+
+async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close a stream whose client may be gone or stuck (a close that cannot be sent is given up after a second)."""
+    try:
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), timeout=1.0)
+    except (asyncio.TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+        pass
