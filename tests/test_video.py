@@ -121,6 +121,24 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
         assert lines[0]["emotion"] in list(recognizer.emotion_model.labels) + ["uncertain"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
+    # --db: the video is one entry of the history, a row per person (issue 22)
+    from mien.pipeline.app.cli.video import store_video
+    from mien.pipeline.app.db import ResultsDB, history_rows
+
+    with ResultsDB(tmp_path / "results.db") as db:
+        store_video(db, recognizer, result, str(clip))
+        [entry] = db.query(person="Madonna")  # up to case, as every history query
+        assert entry["source"] == "video" and entry["file"] == str(clip) and (entry["width"], entry["height"]) == (640, 480)
+        rows = {f["identity"]["name"]: f for f in entry["faces"]}
+        assert set(rows) == {"ben_afflek", "madonna"} and entry["models"]["precision"] == recognizer.precision
+        assert all(0.9 <= f["detection_confidence"] <= 1 and f["identity"]["distance"] is None for f in rows.values())
+        if recognizer.emotion_model is not None:
+            for person, f in rows.items():
+                share = doc["people"][person]["emotion_share"]
+                assert f["emotion"]["label"] == max(share, key=share.get)
+                assert f["emotion"]["confidence"] == pytest.approx(max(share.values()), abs=1e-3)
+        assert len(history_rows([entry])) == 2
+
 
 @pytest.mark.slow
 def test_detecting_every_4th_frame_tracks_in_between(recognizer, enrolled, clip):
@@ -313,3 +331,48 @@ def test_a_video_uploaded_to_the_server_is_processed_as_mien_video_does(recogniz
     for bad in ("upload.avi", "..%2Fsummary.json", "summary"):
         assert client.get(f"/video/{job['id']}/{bad}").status_code == 404
     assert not list((tmp_path / "home" / "videos" / job["id"]).glob("upload*"))  # the upload is not kept
+
+
+@pytest.mark.slow
+def test_show_streams_the_annotated_frames_to_a_browser(recognizer, enrolled, clip):
+    """--show (issue 22): the annotated frames, live, as MJPEG on this machine only; nothing is encoded while
+    nobody watches, and the server is gone when the video ends."""
+    import threading
+    import urllib.request
+
+    from mien.pipeline.app.preview import Preview
+    from mien.pipeline.app.video import process_video
+
+    with Preview() as preview:
+        assert preview.url.startswith("http://127.0.0.1:")
+        page = urllib.request.urlopen(preview.url, timeout=10).read().decode()
+        assert '<img src="/frames.mjpg"' in page
+        process_video(clip, recognizer, max_frames=5, preview=preview)
+        assert preview.encoded == 0  # nobody watched yet
+        parts: list[bytes] = []
+
+        def watch():
+            with urllib.request.urlopen(preview.url + "frames.mjpg", timeout=30) as stream:
+                assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+                while len(parts) < 3:
+                    assert stream.readline() == b"--frame\r\n"
+                    headers = {}
+                    while (line := stream.readline().strip()):
+                        key, value = line.decode().split(": ", 1)
+                        headers[key] = value
+                    parts.append(stream.read(int(headers["Content-Length"])))
+                    stream.readline()
+
+        viewer = threading.Thread(target=watch)
+        viewer.start()
+        for _ in range(100):
+            if preview.viewers:
+                break
+            threading.Event().wait(0.05)
+        result = process_video(clip, recognizer, max_frames=40, preview=preview)
+        viewer.join(timeout=30)
+    assert result.frames == 40 and len(parts) == 3 and preview.encoded >= 3
+    frame = cv2.imdecode(np.frombuffer(parts[0], np.uint8), cv2.IMREAD_COLOR)
+    assert frame.shape == (480, 640, 3)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(preview.url, timeout=2)

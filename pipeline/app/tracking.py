@@ -89,6 +89,7 @@ class Observation:
     raw_scores: dict[str, float] | None
     emotion: str | None
     scores: dict[str, float] | None
+    detection_confidence: float | None = None  # MTCNN's, on detected frames
 
     def to_dict(self) -> dict:
         r4 = (lambda d: {k: round(v, 4) for k, v in d.items()} if d else None)

@@ -74,10 +74,11 @@ def _draw(frame_bgr: np.ndarray, obs: list[Observation]) -> np.ndarray:
 def process_video(source: str | int, recognizer, *, out: str | os.PathLike | None = None,
                   jsonl: str | os.PathLike | None = None, summary_dir: str | os.PathLike | None = None,
                   every: int = 1, smoothing: float = 0.3, max_frames: int | None = None,
-                  progress: bool = False, on_frame=None, model_lock=None) -> VideoResult:
+                  progress: bool = False, on_frame=None, model_lock=None, preview=None) -> VideoResult:
     """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen.
     ``on_frame(done, total)`` is called after each frame (total 0 when unknown); ``model_lock`` is held around each
-    use of the models (a server shares them between requests)."""
+    use of the models (a server shares them between requests); ``preview`` (``preview.Preview``) is shown each annotated
+    frame."""
     if every < 1:
         raise VideoError("--every must be at least 1.")
     if out:
@@ -89,7 +90,7 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)),
                           model_lock=model_lock)
     observations: list[Observation] = []
-    frames = 0
+    frames, size = 0, (0, 0)
     start = time.perf_counter()
     from tqdm import tqdm
 
@@ -106,16 +107,21 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                 ok, bgr = cap.read()
                 if not ok or bgr is None:
                     break
+                size = (bgr.shape[1], bgr.shape[0])
                 if out and writer is None:
-                    writer = AtomicVideoWriter(Path(out), fps, (bgr.shape[1], bgr.shape[0]))
+                    writer = AtomicVideoWriter(Path(out), fps, size)
                 t = frames / fps if not webcam else time.perf_counter() - start
                 obs = stream.step(bgr, t)
                 observations.extend(obs)
                 if fh is not None:
                     for o in obs:
                         fh.write(json.dumps(o.to_dict(), ensure_ascii=False) + "\n")
-                if writer is not None:
-                    writer.write(_draw(bgr, obs))
+                if writer is not None or preview is not None:
+                    annotated = _draw(bgr, obs)
+                    if writer is not None:
+                        writer.write(annotated)
+                    if preview is not None:
+                        preview.publish(annotated)
                 frames += 1
                 bar.update(1)
                 if on_frame is not None:
@@ -139,7 +145,7 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
         writer.commit()
     expected = min(total, max_frames) if (total and max_frames) else total
     result = VideoResult(str(source), fps, frames, stream.detected, expected or None, time.perf_counter() - start,
-                         observations, stream.tracker.all_tracks())
+                         observations, stream.tracker.all_tracks(), width=size[0], height=size[1])
     if result.truncated:
         log.warning("%s: only %d of %d frames could be decoded; the video is probably truncated.",
                     source, frames, total)
@@ -196,7 +202,7 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
     emotions = recognizer.emotions([recognizer.emotion_crop(rgb, f) for f in faces])
     tracks = tracker.update(frame, [f.bbox for f in faces], embeddings)
     obs = []
-    for track, match, emo in zip(tracks, matches, emotions):
+    for track, match, emo, face in zip(tracks, matches, emotions, faces):
         if match is not None:
             track.vote.add(match.name, match.confidence)
             track.raw_names.append(match.name)
@@ -210,7 +216,7 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
             track.smoothed_emotions.append(emotion_label(smoothed, recognizer.options.emotion_threshold))
         obs.append(Observation(frame, t, track.track_id, track.bbox, True, match.name if match else None, track.name,
                                match.confidence if match else None, emo.label if emo else None, raw_scores,
-                               track.smoothed_emotions[-1] if smoothed else None, smoothed))
+                               track.smoothed_emotions[-1] if smoothed else None, smoothed, face.confidence))
     return obs
 
 

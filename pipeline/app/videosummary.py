@@ -9,7 +9,9 @@ from pathlib import Path
 from mien.identity.storage import write_json_atomic
 from mien.pipeline.app import charts
 from mien.pipeline.app.tracking import UNKNOWN, Observation, Track, label_changes
+from mien.identity.match import IdentityMatch
 from mien.pipeline.provenance import model_versions, thresholds_used
+from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 
 @dataclass
@@ -25,6 +27,8 @@ class VideoResult:
     observations: list[Observation]
     tracks: list[Track]
     summary: dict = field(default_factory=dict)
+    width: int = 0  # of the frames
+    height: int = 0
 
     @property
     def truncated(self) -> bool:
@@ -105,3 +109,28 @@ def write_summary(result: VideoResult, folder: Path) -> None:
     charts.timeline_chart(folder / "timeline.png", s["people"], duration)
     s["timeline_png"] = "timeline.png"
     write_json_atomic(folder / "summary.json", s)
+
+
+def history_record(result: VideoResult) -> ImageRecord:
+    """The video as one entry of the results database (`mien history`): one row per person, with their box where
+    first detected, mean detection and identity confidence over their detected frames, and, as the emotion, the
+    one they showed most often with each emotion's share of their frames as the scores (no distance: it is a vote
+    over frames, not one match)."""
+    labels = next((list(o.scores) for o in result.observations if o.scores), [])
+    faces = []
+    for i, (person, info) in enumerate(result.summary["people"].items(), start=1):
+        seen = [o for o in person_observations(result, person) if o.detected]
+        if not seen:
+            continue
+        mean = (lambda values: float(sum(values) / len(values)) if values else 0.0)
+        name = person if not person.startswith(f"{UNKNOWN}#") else UNKNOWN
+        identity = IdentityMatch(name, mean([o.identity_confidence for o in seen if o.identity_confidence is not None]),
+                                 None, name)
+        share = {k: float(info["emotion_share"].get(k, 0.0)) for k in labels or info["emotion_share"]}
+        emotion = None
+        if share and any(share.values()):
+            top = max(share, key=share.get)
+            emotion = EmotionResult(top, share[top], share)
+        faces.append(FaceRecord(i, tuple(seen[0].bbox), mean([o.detection_confidence or 0.0 for o in seen]), {},
+                                identity, emotion))
+    return ImageRecord(result.source, result.width, result.height, faces)

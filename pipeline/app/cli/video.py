@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
+
+from mien.pipeline.errors import UsageError
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
                                      build_recognizer, new_file, new_folder, number_in, positive_int, show_progress)
@@ -32,6 +36,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     vd.add_argument("--every", type=positive_int, default=3,
                     help="detect + recognize every N frames, follow the faces by optical flow between (640x480 on 2 "
                          "cores: 54 frames/s at 3, 20 at 1, benchmarks/stream.py); 1 for every frame")
+    vd.add_argument("--show", action="store_true",
+                    help="a live preview of the annotated frames in a browser, at the http://127.0.0.1:PORT/ address "
+                         "printed on start (this machine only; from another: ssh -L PORT:127.0.0.1:PORT)")
+    vd.add_argument("--db", nargs="?", const="default",
+                    help="also store the per-person results (time on screen, most frequent emotion and each one's "
+                         "share) in the results database (default MIEN_HOME/mien.db), as `mien history` shows them")
     vd.add_argument("--max-frames", type=positive_int, help="stop after N frames (webcams run until Ctrl-C otherwise)")
     vd.add_argument("--smoothing", type=number_in(float, 0.0, 1.0, low_open=True), default=0.3,
                     help="weight of the newest frame in the emotion moving average, in (0, 1]; 1 = no smoothing")
@@ -42,12 +52,27 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def run(args: argparse.Namespace) -> int:
-    """Process the video, then print the per-person summary."""
+    """Process the video, then print the per-person summary (and store it with --db)."""
+    from mien.pipeline.app.cli.recognize import open_db
     from mien.pipeline.app.video import process_video
 
-    result = process_video(args.input, build_recognizer(args), out=args.out, jsonl=args.jsonl,
-                           summary_dir=args.summary, every=args.every, smoothing=args.smoothing,
-                           max_frames=args.max_frames, progress=show_progress())
+    store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
+    recognizer = build_recognizer(args)
+    with contextlib.ExitStack() as stack:
+        preview = None
+        if args.show:
+            from mien.pipeline.app.preview import Preview
+
+            try:
+                preview = stack.enter_context(Preview())
+            except OSError as exc:
+                raise UsageError(f"--show: cannot serve the preview on this machine ({exc.strerror})") from None
+            print(f"live preview: {preview.url} (open it in a browser)", file=sys.stderr, flush=True)
+        result = process_video(args.input, recognizer, out=args.out, jsonl=args.jsonl,
+                               summary_dir=args.summary, every=args.every, smoothing=args.smoothing,
+                               max_frames=args.max_frames, progress=show_progress(), preview=preview)
+    if store is not None:
+        store_video(store, recognizer, result, args.input)
     s = result.summary
     print(f"{result.frames} frames ({result.detected_frames} detected) at {result.processing_fps:.1f} frames/s, "
           f"{len(s['tracks'])} tracks" + ("  [video truncated?]" if result.truncated else ""))
@@ -57,4 +82,17 @@ def run(args: argparse.Namespace) -> int:
     for what, path in (("annotated video", args.out), ("per-frame JSONL", args.jsonl), ("summary", args.summary)):
         if path:
             print(f"{what}: {path}")
+    if store is not None:
+        print(f"stored in {store.path} (`mien history`)")
     return 0
+
+
+def store_video(store, recognizer, result, source: str) -> None:
+    """One entry per video in the results database: a row per person (``videosummary.history_record``)."""
+    from mien.identity.storage import sha256_file
+    from mien.pipeline.app.videosummary import history_record
+    from mien.pipeline.provenance import model_versions, thresholds_used
+
+    digest = None if source.isdigit() else sha256_file(source)  # a webcam has no file
+    store.add(history_record(result), image_sha256=digest, thresholds=thresholds_used(recognizer),
+              models=model_versions(recognizer), source="video")
