@@ -671,3 +671,37 @@ def test_one_photo_of_a_person_is_listed_and_removed_with_the_token(client, demo
     assert r.status_code == 404 and "has no photo" in r.json()["detail"]
     assert client.get("/people/nobody", headers=AUTH).status_code == 404
     assert client.delete("/people/Cy", headers=AUTH).status_code == 200
+
+
+def test_the_face_of_each_enrolled_photo_is_a_thumbnail_with_the_token(client, recognizer, demo_photos, tmp_path):
+    """GET /people/{name}/photos/{hash}/face (issue 22 item 4, the People tab's thumbnails): the face of an uploaded
+    photo (stored bytes) and of a folder-enrolled one (its file), 128 px, a face again; a folder photo whose file
+    is gone is a 404 that says so; faces need the token."""
+    upload = sorted((demo_photos[1] / "madonna").iterdir())[0]
+    assert client.post("/people/Dee/photos", files=[("files", jpeg(upload))], headers=AUTH).status_code == 200
+    try:
+        [photo] = client.get("/people/Dee", headers=AUTH).json()["photos"]
+        url = f"/people/Dee/photos/{photo['photo_hash']}/face"
+        assert client.get(url).status_code == 401
+        r = client.get(url, headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        face = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert face.shape == (128, 128, 3)
+        assert len(recognizer.detect(cv2.resize(cv2.cvtColor(face, cv2.COLOR_BGR2RGB), (256, 256)))) == 1
+        assert client.get("/people/Dee/photos/" + "0" * 64 + "/face", headers=AUTH).status_code == 404
+    finally:
+        client.delete("/people/Dee", headers=AUTH)
+    # a photo enrolled from a folder: read from its file while it exists
+    folder = client.get("/people/madonna", headers=AUTH).json()["photos"][0]
+    r = client.get(f"/people/madonna/photos/{folder['photo_hash']}/face", headers=AUTH)
+    assert r.status_code == 200 and len(r.content) > 1000
+    app_state = client.app.state.mien
+    moved = app_state.gallery.person("madonna").faces[0]
+    original = moved["source"]
+    hidden = tmp_path / "hidden.jpg"
+    Path(original).rename(hidden)
+    try:
+        r = client.get(f"/people/madonna/photos/{moved['photo_hash']}/face", headers=AUTH)
+        assert r.status_code == 404 and "cannot be read now" in r.json()["detail"]
+    finally:
+        hidden.rename(original)

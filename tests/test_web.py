@@ -83,6 +83,18 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         row.locator("button.rename").click()
         expect(page.locator("#people-status")).to_have_text("renamed new_ben to ben_two")
         row = page.locator("#people-table tr.person", has_text="ben_two")
+
+        # faces: a thumbnail per person (with the token: faces are personal data) and per photo; one photo removed
+        expect(row.locator("img.face")).to_have_attribute("src", re.compile(r"^data:image/jpeg"), timeout=60_000)
+        row.locator("button.show-photos").click()
+        photos = page.locator("#people-table tr.photos .photo")
+        expect(photos).to_have_count(2)
+        for i in range(2):
+            expect(photos.nth(i).locator("img.face")).to_have_attribute("src", re.compile(r"^data:image/jpeg"))
+        photos.nth(0).locator("button", has_text="remove").click()
+        expect(page.locator("#people-status")).to_have_text("removed a photo of ben_two", timeout=60_000)
+        row = page.locator("#people-table tr.person", has_text="ben_two")
+        expect(row.locator("td.count")).to_have_text("1")
         row.locator("button", has_text="forget").click()
         expect(page.locator("#people-table")).not_to_contain_text("ben_two", timeout=60_000)
         assert page.inner_text("#people-status") == "forgot ben_two"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Callable
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mien.identity.gallery.base import (GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
@@ -444,6 +444,25 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         except UnknownPersonError as exc:
             raise HTTPException(404, str(exc)) from None
         return {"name": info.name, "photos": info.faces}
+
+    @app.get("/people/{name}/photos/{photo_hash}/face", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "the face, 128x128 JPEG"},
+                        **schemas.error_responses(400, 401, 404, 422)})
+    def face(name: str, photo_hash: str, request: Request) -> Response:
+        """The face in one enrolled photo as a thumbnail (the People tab shows one per person and per photo); a
+        person's face is personal data: with a token configured, it needs it."""
+        from mien.pipeline.app.thumbnails import PhotoGoneError, face_thumbnail
+        from mien.pipeline.gallery import cache_model
+
+        token_for_personal_data(request, "a person's faces")
+        try:
+            jpeg = face_thumbnail(state.gallery, person_name(name), photo_hash, cache_model(state.base),
+                                  detect=state.base.detect, model_lock=state.model_lock)
+        except (UnknownPersonError, UnknownPhotoError, PhotoGoneError) as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ImageError as exc:
+            raise HTTPException(422, exc.for_client()) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
     @app.delete("/people/{name}/photos/{photo_hash}", dependencies=[Depends(authorised)],
                 responses=schemas.error_responses(400, 401, 403, 404, 503))
