@@ -46,6 +46,9 @@ def test_upload_shows_names_and_people_tab_enrolls_and_forgets(browser, recogniz
         page.wait_for_selector("#history-table tr.recognition")
         assert page.locator("#history-table tr.recognition td.who").first.inner_text() == "madonna"
         assert page.locator("#history-downloads a").count() == 2
+        # and a chart per person of the emotions seen per day
+        assert page.locator("#history-charts h4").all_inner_texts() == ["madonna: emotions seen per day"]
+        assert page.eval_on_selector("#history-charts canvas", "c => c.width") == 440
         page.click("#tab-recognize")
 
         # a file that is not an image gives the server's message, not a broken page
