@@ -127,7 +127,7 @@ def test_a_client_that_never_reads_its_answers_is_closed(monkeypatch):
     from mien.pipeline.app import stream
 
     monkeypatch.setattr(stream, "SEND_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(stream, "_process", lambda state, tracker, data, t: [])  # the models are not the point
+    monkeypatch.setattr(stream, "_process", lambda *args: [])  # the models are not the point
 
     class StuckClient:
         def __init__(self):
@@ -149,3 +149,26 @@ def test_a_client_that_never_reads_its_answers_is_closed(monkeypatch):
     asyncio.run(stream._run(client, None, SimpleNamespace(frame=1), idle_s=30))
     assert client.closed is not None and client.closed[0] == 1008 and "not read" in client.closed[1]
     assert time.perf_counter() - began < 5 and client.frames > 1
+
+
+def test_a_recorded_stream_is_one_entry_of_the_history(app, frames):
+    """?record=1 (issue 22 item 2): "stop" ends the stream with the recording's id; the history then holds it, a row
+    per person with their most frequent emotion, as `mien video --db` stores a video."""
+    with app.websocket_connect("/stream?record=1&every=2") as ws:
+        for data in [frames["madonna"][0]] * 4:
+            ws.send_bytes(data)
+            assert json.loads(ws.receive_text())["faces"][0]["identity"] == "madonna"
+        ws.send_text("stop")
+        done = json.loads(ws.receive_text())
+    assert done["frames"] == 4 and isinstance(done["recorded"], int)
+    history = app.get("/history?person=madonna", headers={"Authorization": "Bearer " + "t" * 16}).json()
+    [entry] = [r for r in history["recognitions"] if r["id"] == done["recorded"]]
+    assert entry["source"] == "camera" and (entry["width"], entry["height"]) == (640, 480)
+    [face] = entry["faces"]
+    assert face["identity"]["name"] == "madonna" and face["emotion"]["label"] in face["emotion"]["scores"]
+    assert abs(sum(face["emotion"]["scores"].values()) - 1) < 1e-3
+    with app.websocket_connect("/stream") as ws:  # without record=1 nothing is kept
+        ws.send_bytes(frames["madonna"][0])
+        ws.receive_text()
+        ws.send_text("stop")
+        assert json.loads(ws.receive_text())["recorded"] is None

@@ -201,6 +201,7 @@ def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(br
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(url + "/")
             page.click("#tab-camera")
+            page.check("#camera-record")  # and keep the recording in the history
             page.click("#camera-start")
             for person in ("ben_afflek", "madonna"):
                 expect(page.locator(f"#timelines .timeline[data-person='{person}']")).to_be_visible(timeout=90_000)
@@ -212,6 +213,9 @@ def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(br
             page.click("#camera-stop")
             expect(page.locator("#camera-summary a")).to_have_count(2)
             assert page.locator("#camera-summary").inner_text().startswith("Summary:")
+            expect(page.locator("#camera-status")).to_contain_text("kept in the history")
+            [recording] = [r for r in app.state.mien.db.query() if r["source"] == "camera"]
+            assert {f["identity"]["name"] for f in recording["faces"]} >= {"ben_afflek", "madonna"}
             assert not [e for e in errors if "Content Security Policy" in e], errors
         finally:
             camera.close()

@@ -346,10 +346,10 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     stream_limits = StreamLimits()
 
     @app.websocket("/stream")
-    async def stream(websocket: WebSocket, every: int = 1) -> None:
+    async def stream(websocket: WebSocket, every: int = 1, record: bool = False) -> None:
         """A live camera: send frames (JPEG/PNG, one binary message each), get who + emotion per frame as JSON,
         tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
-        await serve_stream(websocket, state, stream_limits, every)
+        await serve_stream(websocket, state, stream_limits, every, record=record)
 
     videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
 

@@ -8,7 +8,9 @@
 Frames go through ``video.FrameTracker``, the same tracker, votes and emotion smoothing as `mien video`. One frame
 is in flight per connection: a frame that arrives while another is processed replaces any frame still waiting
 (the latest wins) and the replaced one is counted in ``dropped``. A frame that is not an image, or is over the
-size or pixel limits, gets ``{"error": ...}`` and the stream goes on. Limits: ``MAX_STREAMS`` at once (more are
+size or pixel limits, gets ``{"error": ...}`` and the stream goes on. With ``?record=1`` the stream is kept as one
+recording in the results database when it ends (a row per person: most frequent emotion and each one's share, as
+`mien video --db`); the text message ``stop`` ends it and is answered ``{"recorded": id, "frames": n}``. Limits: ``MAX_STREAMS`` at once (more are
 closed with code 1013, "try again later"), ``IDLE_S`` without a frame closes the stream (1000), a client that does
 not read its answers for ``SEND_TIMEOUT_S`` is closed (1008) so it cannot hold a stream's slot, and a page of
 another web site may not open one (its Origin must be the server's own host).
@@ -61,8 +63,10 @@ def origin_allowed(websocket: WebSocket) -> bool:
     return origin is None or origin.split("://", 1)[-1].lower() == host
 
 
-async def serve_stream(websocket: WebSocket, state, limits: StreamLimits, every: int, idle_s: float | None = None) -> None:
-    """Run one live stream until the client leaves, idles out (``idle_s``, default ``IDLE_S``) or is refused."""
+async def serve_stream(websocket: WebSocket, state, limits: StreamLimits, every: int, idle_s: float | None = None,
+                       record: bool = False) -> None:
+    """Run one live stream until the client leaves or stops, idles out (``idle_s``, default ``IDLE_S``) or is
+    refused; with ``record``, store it in the results database as one recording."""
     from mien.pipeline.app.video import FrameTracker
 
     if not origin_allowed(websocket):
@@ -77,16 +81,46 @@ async def serve_stream(websocket: WebSocket, state, limits: StreamLimits, every:
             await websocket.close(code=1008, reason=f"every must be 1..{MAX_EVERY}")
             return
         tracker = FrameTracker(state.snapshot(), every=every, max_missed=max(every * 3, 15), model_lock=state.model_lock)
-        await _run(websocket, state, tracker, idle_s or IDLE_S)
+        recording = Recording() if record else None
+        await _run(websocket, state, tracker, idle_s or IDLE_S, recording)
     finally:
         limits.leave()
 
 
-async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
+class Recording:
+    """What a recorded stream saw: every observation, the frame size and when it started."""
+
+    def __init__(self):
+        self.observations: list = []
+        self.size = (0, 0)
+        self.started = time.time()
+        self.stored = False
+
+    def store(self, state, tracker) -> int | None:
+        """The stream as one entry of the results database (None when no face was seen); once."""
+        from mien.pipeline.app.videosummary import VideoResult, history_record, summarize
+        from mien.pipeline.provenance import model_versions, thresholds_used
+
+        if self.stored or not tracker.frame:
+            return None
+        self.stored = True
+        seconds = max(time.time() - self.started, 1e-3)
+        result = VideoResult("camera", tracker.frame / seconds, tracker.frame, tracker.detected, None, seconds,
+                             self.observations, tracker.tracker.all_tracks(), width=self.size[0], height=self.size[1])
+        result.summary = summarize(result, tracker.recognizer, tracker.every, tracker.tracker.smoothing)
+        record = history_record(result)
+        if not record.faces:
+            return None
+        return state.db.add(record, image_sha256=None, thresholds=thresholds_used(tracker.recognizer),
+                            models=model_versions(tracker.recognizer), source="camera")
+
+
+async def _run(websocket: WebSocket, state, tracker, idle_s: float, recording: Recording | None = None) -> None:
     latest: list[bytes | None] = [None]  # the frame waiting to be processed (the latest wins)
     arrived = asyncio.Event()
     counts = {"dropped": 0}
     closed = asyncio.Event()
+    stop = asyncio.Event()
 
     async def receive() -> None:
         try:
@@ -99,6 +133,9 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
                 if message["type"] == "websocket.disconnect":
                     return
                 data = message.get("bytes")
+                if data is None and message.get("text") == "stop":
+                    stop.set()
+                    return
                 if data is None:
                     try:
                         await _send(websocket, {"error": "send each frame as one binary message (JPEG or PNG)"})
@@ -124,27 +161,35 @@ async def _run(websocket: WebSocket, state, tracker, idle_s: float) -> None:
             arrived.clear()
             data, latest[0] = latest[0], None
             if data is None:
+                if stop.is_set():
+                    rid = await run_in_threadpool(recording.store, state, tracker) if recording else None
+                    await _send(websocket, {"recorded": rid, "frames": tracker.frame})
+                    await _close_quietly(websocket, 1000, "stopped")
+                    return
                 if closed.is_set():
                     return
                 continue
             began = time.perf_counter()
             try:
-                faces = await run_in_threadpool(_process, state, tracker, data, began - start)
+                observations = await run_in_threadpool(_process, state, tracker, data, began - start, recording)
             except ImageError as exc:
                 await _send(websocket, {"error": exc.for_client(), "dropped": counts["dropped"]})
                 continue
-            await _send(websocket, {"frame": tracker.frame - 1, "faces": faces, "dropped": counts["dropped"],
-                                    "ms": round(1000 * (time.perf_counter() - began), 1)})
+            await _send(websocket, {"frame": tracker.frame - 1, "faces": [o.to_dict() for o in observations],
+                                    "dropped": counts["dropped"], "ms": round(1000 * (time.perf_counter() - began), 1)})
     except (WebSocketDisconnect, RuntimeError, OSError):  # the client left while its answer was sent
         return
     except NotReading:
         await _close_quietly(websocket, 1008, f"answers not read for {SEND_TIMEOUT_S:.0f} s")
     finally:
         receiver.cancel()
+        if recording is not None and not recording.stored:  # the client left without "stop": kept all the same
+            await run_in_threadpool(recording.store, state, tracker)
 
 
-def _process(state, tracker, data: bytes, t: float) -> list[dict]:
-    """One frame: limits checked from its header, decoded, stepped through the tracker under the model lock."""
+def _process(state, tracker, data: bytes, t: float, recording: Recording | None = None) -> list:
+    """One frame: limits checked from its header, decoded, stepped through the tracker under the model lock; its
+    observations (kept in ``recording`` too)."""
     if len(data) > state.config.max_upload:
         raise ImageError(f"frame: {len(data) / 2**20:.1f} MB is over the {state.config.max_upload / 2**20:.0f} MB "
                          "upload limit")
@@ -153,7 +198,10 @@ def _process(state, tracker, data: bytes, t: float) -> list[dict]:
         rgb = decode_image(data, "frame")
         bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         observations = tracker.step(bgr, t)  # the tracker holds the model lock while it uses the models
-    return [o.to_dict() for o in observations]
+    if recording is not None:
+        recording.observations.extend(observations)
+        recording.size = (width, height)
+    return observations
 
 
 class NotReading(Exception):
