@@ -21,9 +21,9 @@ MODELS = {"detector": "mtcnn-test", "embedder": "facenet-test", "classifier": "a
 THRESHOLDS = {"identity": {"distance": 0.95, "probability": 0.5}, "emotion": 0.0}
 
 
-def record(name: str, *people: str) -> ImageRecord:
+def record(name: str, *people: str, emotion: str = "happy") -> ImageRecord:
     faces = [FaceRecord(i, (10 * i, 20, 30, 40), 0.99, {}, IdentityMatch(p, 0.9, 0.5, p),
-                        EmotionResult("happy", 0.8, {"happy": 0.8, "sad": 0.2}))
+                        EmotionResult(emotion if i == 1 else "happy", 0.8, {"happy": 0.8, "sad": 0.2}))
              for i, p in enumerate(people, start=1)]
     return ImageRecord(name, 640, 480, faces)
 
@@ -49,6 +49,12 @@ def test_round_trip_and_filters(tmp_path):
         assert [r["id"] for r in db.query(person="madonna", since=parse_since("2024-06-01"))] == [new]
         assert len(db.query(limit=1)) == 1
         assert db.query(person="nobody") == []
+        sad = db.add(record("c.jpg", "elton_john", "madonna", emotion="sad"), image_sha256="cc", thresholds=THRESHOLDS,
+                     models=MODELS, source="cli")
+        assert [r["id"] for r in db.query(emotion="sad")] == [sad]
+        assert [r["id"] for r in db.query(person="elton_john", emotion="sad")] == [sad]
+        assert db.query(person="madonna", emotion="sad") == []  # the emotion of that person's face
+        assert [r["id"] for r in db.query(person="madonna", emotion="happy")] == [sad, new, old]
         assert db.check() == []
 
 

@@ -211,15 +211,23 @@ class ResultsDB:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(ids)
 
-    def query(self, person: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict]:
-        """Recognitions (newest first) with their faces; ``person`` keeps those where that person was seen."""
+    def query(self, person: str | None = None, since: float | None = None, limit: int | None = None,
+              emotion: str | None = None) -> list[dict]:
+        """Recognitions (newest first) with their faces; ``person`` keeps those where that person was seen,
+        ``emotion`` those where a face showed it (with ``person``: that person's face)."""
         where, params = [], []
         if since is not None:
             where.append("r.created >= ?")
             params.append(since)
+        face = []
         if person is not None:
-            where.append("EXISTS (SELECT 1 FROM faces f WHERE f.recognition_id = r.id AND name_key(f.identity) = ?)")
+            face.append("name_key(f.identity) = ?")
             params.append(_name_key(person))  # one person up to case and Unicode form, as in the gallery
+        if emotion is not None:
+            face.append("f.emotion = ?")
+            params.append(emotion)
+        if face:
+            where.append("EXISTS (SELECT 1 FROM faces f WHERE f.recognition_id = r.id AND " + " AND ".join(face) + ")")
         sql = "SELECT * FROM recognitions r" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY r.created DESC, r.id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         with self._lock:

@@ -392,10 +392,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
                                               "png": "image/png"}[path.suffix.lstrip(".")])
 
     @app.get("/history", responses=schemas.error_responses(401, 422))
-    def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200) -> dict:
+    def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200,
+                emotion: str | None = None) -> dict:
         """Past recognitions of this server and the CLI's database, newest first (`mien history`): ``person`` up
-        to case, ``since`` a date or ISO time, at most ``limit`` (1-1000). Who was seen when is personal data: with a
-        token configured, reading it needs the bearer token too."""
+        to case, ``emotion`` shown (by that person), ``since`` a date or ISO time, at most ``limit`` (1-1000). Who
+        was seen when is personal data: with a token configured, reading it needs the bearer token too."""
         from mien.pipeline.app.db import DatabaseError, parse_since
 
         token_for_personal_data(request, "the history")
@@ -405,7 +406,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
             when = parse_since(since) if since else None
         except DatabaseError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"recognitions": state.db.query(person=person, since=when, limit=limit)}
+        return {"recognitions": state.db.query(person=person, since=when, limit=limit, emotion=emotion)}
 
     @app.get("/people", response_model=schemas.PeopleResponse)
     def people() -> dict:

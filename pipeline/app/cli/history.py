@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     h = sub.add_parser("history", parents=parents, help="query the results database",
                        description="Past recognitions stored with --db, newest first.")
     h.add_argument("--person", help="only recognitions where this person was seen")
+    h.add_argument("--emotion", help="only recognitions where a face showed this emotion (with --person: theirs)")
     h.add_argument("--since", type=since_timestamp, help="only recognitions at or after this date/time "
                    "(ISO 8601, e.g. 2024-05-31)")
     h.add_argument("--limit", type=positive_int, help="at most N recognitions")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if damage:
             print(f"warning: {path} is damaged ({'; '.join(damage[:3])}); recognitions may be missing. Recover "
                   f"what is left with `sqlite3 {path} .recover | sqlite3 recovered.db`.", file=sys.stderr)
-        found = store.query(person=args.person, since=args.since, limit=args.limit)
+        found = store.query(person=args.person, since=args.since, limit=args.limit, emotion=args.emotion)
         for problem in store.unreadable:
             print(f"warning: skipped an unreadable row: {terminal_safe(problem)}", file=sys.stderr)
     finally:
