@@ -180,9 +180,47 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
             raise ImageError(f"{name}: cannot be read ({exc.strerror}).") from None
 
 
+URL_SCHEMES = ("http://", "https://")
+URL_TIMEOUT_S = 20.0
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an http(s) address of a photo rather than a file."""
+    return isinstance(path, str) and path.lower().startswith(URL_SCHEMES)
+
+
+def read_url_bytes(url: str, timeout: float = URL_TIMEOUT_S) -> bytes:
+    """The bytes of a photo on the web, as ``read_image_bytes`` reads a file: at most ``max_file_bytes`` (a larger
+    or endless answer is refused while it arrives), within ``timeout`` seconds per read; ImageError names the URL
+    and what went wrong (HTTP status, a page that is not an image, no connection)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "mien", "Accept": "image/*"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # http(s) only: is_url checked the scheme
+            kind = (answer.headers.get_content_type() or "").lower()
+            if kind.startswith(("text/", "application/json")):
+                raise ImageError(f"{url}: is a web page ({kind}), not an image; give the address of the photo itself.")
+            data = answer.read(max_file_bytes() + 1)
+    except ImageError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise ImageError(f"{url}: the server answered HTTP {exc.code} ({exc.reason}).") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImageError(f"{url}: cannot be downloaded ({reason}).") from None
+    if len(data) > max_file_bytes():
+        raise ImageTooLargeError(f"{url}: more than {max_file_bytes() / 2**20:.0f} MB, larger than any image within "
+                                 f"the {max_pixels() / 1e6:.0f}-megapixel limit", "check that it is a photo")
+    return data
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8, raising ImageError that names the file on any problem."""
-    return decode_image(read_image_bytes(path), path_text(path))
+    """Read an image file (or download an http(s) URL) as RGB uint8, raising ImageError that names it on any
+    problem."""
+    data = read_url_bytes(path) if is_url(path) else read_image_bytes(path)
+    return decode_image(data, path_text(path))
 
 
 def scan_images(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:

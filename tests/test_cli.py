@@ -229,3 +229,24 @@ def test_enroll_exits_1_for_unreadable_photos_and_folders_of_one_person_up_to_ca
     assert "1 photos could not be read and 2 entries were ignored" in r.stderr
     people = json.loads(mien("people", "list", "--json", home=home).stdout)["people"]
     assert [p["name"] for p in people] == ["ben_afflek"]
+
+
+def test_recognize_takes_the_url_of_a_photo(enrolled, mien_home, demo_photos):
+    """`mien recognize https://...`: the photo is downloaded and named like a file; the record keeps the URL."""
+    import functools
+    import http.server
+    import threading
+
+    folder = demo_photos[1] / "madonna"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{sorted(folder.iterdir())[0].name}"
+    try:
+        r = mien("recognize", url, "--json", "-", home=mien_home)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 0, r.stderr
+    [image] = json.loads(r.stdout)["images"]
+    assert image["file"] == url and image["faces"][0]["identity"]["name"] == "madonna"

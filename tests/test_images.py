@@ -219,3 +219,54 @@ def test_a_gif_is_read_as_its_first_frame(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["anim.gif"]
     rgb = load_image(tmp_path / "anim.gif")
     assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] > 150 and rgb[0, 0, 1] < 60
+
+
+def test_a_photo_on_the_web_is_downloaded_within_the_limits_and_errors_name_the_url(monkeypatch):
+    """http(s) URLs (as deepface takes them): the photo is read like a file; a web page, a 404, a refused
+    connection and an answer larger than any image (it never ends) each give an ImageError naming the URL."""
+    import http.server
+    import threading
+
+    from mien.pipeline import images
+
+    photo = _jpeg(np.full((40, 60, 3), 200, np.uint8))
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/missing.jpg":
+                return self.send_error(404)
+            kind, body = {"/photo.jpg": ("image/jpeg", photo), "/page": ("text/html", b"<html></html>")}.get(
+                self.path, ("application/octet-stream", None))
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.end_headers()
+            if body is not None:
+                self.wfile.write(body)
+                return
+            try:
+                while True:  # an endless download
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert load_image(base + "/photo.jpg").shape == (40, 60, 3)
+        with pytest.raises(ImageError, match=r"/page: is a web page \(text/html\)"):
+            load_image(base + "/page")
+        with pytest.raises(ImageError, match=r"/missing.jpg: the server answered HTTP 404"):
+            load_image(base + "/missing.jpg")
+        monkeypatch.setattr(images, "max_file_bytes", lambda: 1 << 20)
+        with pytest.raises(images.ImageTooLargeError, match=r"/endless: more than 1 MB"):
+            load_image(base + "/endless")
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(ImageError, match=r"cannot be downloaded"):
+        load_image(base + "/photo.jpg")  # the server is gone: connection refused

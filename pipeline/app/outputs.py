@@ -54,7 +54,7 @@ def display_path(path: str, width: int = 48) -> str:
     characters, keeping its end (``.../folder/photo.jpg``), where the name is."""
     try:
         rel = os.path.relpath(path)
-        text = rel if not rel.startswith("..") else path
+        text = rel if not rel.startswith("..") and "://" not in path else path  # a URL as given
     except ValueError:  # another drive on Windows
         text = path
     return text if len(text) <= width else "..." + text[-(width - 3):]

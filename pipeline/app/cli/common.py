@@ -32,8 +32,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # ---- argument types: wrong values are usage errors (exit 2) before anything heavy is imported ----------------
-def existing_path(text: str) -> Path:
-    """A file or folder that exists."""
+def existing_path(text: str) -> Path | str:
+    """A file or folder that exists, or an http(s) URL (downloaded when its turn comes)."""
+    from mien.pipeline.images import is_url
+
+    if is_url(text):
+        return text
     path = Path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text}: no such file or folder")

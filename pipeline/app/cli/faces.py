@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     """Add the ``embed`` and ``verify`` commands."""
     em = sub.add_parser("embed", parents=parents, help="export a 128-d FaceNet embedding per face to an .npz",
                         description="Write files, boxes and L2-normalised 128-d embeddings of every face to an .npz.")
-    em.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
+    em.add_argument("paths", nargs="+", type=existing_path, help="image files, folders or http(s) URLs of photos")
     em.add_argument("--out", type=new_file, required=True, help="the .npz to write")
     add_detection_options(em)
     em.set_defaults(run=run_embed)

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     r = sub.add_parser("recognize", parents=parents, help="who + emotion for every face in images or folders",
                        description="Who + emotion for every face in images or folders (recursively). "
                                    "Exit 0: all read; 1: some images unreadable; 2: usage or setup problem.")
-    r.add_argument("paths", nargs="+", type=existing_path, help="image files or folders")
+    r.add_argument("paths", nargs="+", type=existing_path, help="image files, folders or http(s) URLs of photos")
     r.add_argument("--json", type=new_file_or_stdout,
                    help="write all results (with model versions and thresholds) to this file (- for stdout)")
     r.add_argument("--csv", type=new_file_or_stdout, help="write one row per face to this CSV file (- for stdout)")
@@ -31,12 +31,16 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     r.set_defaults(run=run)
 
 
-def find_images(roots: list[Path]) -> list[Path]:
-    """Every image under ``roots``; files of other types are reported on stderr, none at all is a usage error."""
-    from mien.pipeline.images import scan_images
+def find_images(roots: list[Path | str]) -> list[Path | str]:
+    """Every image under ``roots`` (URLs as given); files of other types are reported on stderr, none at all is a
+    usage error."""
+    from mien.pipeline.images import is_url, scan_images
 
     images, skipped = [], []
     for root in roots:
+        if is_url(root):
+            images.append(root)
+            continue
         found, other = scan_images(root)
         images.extend(found)
         skipped.extend(other)
