@@ -32,6 +32,7 @@ from mien.pipeline.images import ImageError, checked_size, decode_image
 MAX_STREAMS = 4  # concurrent live streams per server (each holds a tracker and competes for the models)
 IDLE_S = 30.0  # a stream that sends no frame for this long is closed
 SEND_TIMEOUT_S = 10.0  # an answer the client has not taken within this long (it stopped reading) closes the stream
+RECORDED_OBSERVATIONS = 200_000  # a recording keeps at most this many faces-in-frames (~3 h of one face at 20 fps)
 MAX_EVERY = 30
 
 
@@ -198,7 +199,7 @@ def _process(state, tracker, data: bytes, t: float, recording: Recording | None 
         rgb = decode_image(data, "frame")
         bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         observations = tracker.step(bgr, t)  # the tracker holds the model lock while it uses the models
-    if recording is not None:
+    if recording is not None and len(recording.observations) < RECORDED_OBSERVATIONS:  # then the first ~3 h only
         recording.observations.extend(observations)
         recording.size = (width, height)
     return observations
