@@ -51,7 +51,6 @@ def measure(precision: str, demo_val: Path, enroll: Path, lfw_pairs, strangers: 
 
     from mien.pipeline import Options, Recognizer
     from mien.pipeline.images import load_image
-    from mien.pipeline.models import load_emotion_model
     from mien.pipeline.verification import embed_subjects, pair_distances, score_pairs
 
     rec = Recognizer(Options(precision=precision))
@@ -72,23 +71,22 @@ def measure(precision: str, demo_val: Path, enroll: Path, lfw_pairs, strangers: 
     r["demo_photos"] = len(demo)
     r["demo_answers"] = [[(f.identity.name if f.identity else None, f.emotion.label if f.emotion else None)
                           for f in rc.faces] for rc in records]
-    stranger_faces = named = 0
-    for path in strangers:
-        for face in rec.recognize(load_image(path)).faces:
-            stranger_faces += 1
-            named += face.identity is not None and face.identity.name != "unknown"
-    r["strangers"] = {"faces": stranger_faces, "named": named}
-    r["detections"] = [np.array([[*f.bbox[:2], f.bbox[0] + f.bbox[2], f.bbox[1] + f.bbox[3], f.confidence,
-                                  *np.ravel(list(f.landmarks.values()))] for f in fs]).reshape(-1, 15)
-                       for fs in [rec.detect(load_image(p)) for p in [*demo, *sorted(enroll.rglob("*.jpg")),
-                                                                          *strangers]]]
+    stranger_records = [rec.recognize(load_image(p)) for p in strangers]
+    seen = [f for rc in stranger_records for f in rc.faces]
+    r["strangers"] = {"faces": len(seen), "named": sum(f.identity is not None and f.identity.name != "unknown"
+                                                       for f in seen)}
+    # the faces of every photo as detection rows: the demo's and the strangers' from their records (detected once)
+    found = [[(f.bbox, f.detection_confidence, f.landmarks) for f in rc.faces] for rc in [*records, *stranger_records]]
+    found[len(records):len(records)] = [[(f.bbox, f.confidence, f.landmarks) for f in rec.detect(load_image(p))]
+                                        for p in sorted(enroll.rglob("*.jpg"))]
+    r["detections"] = [np.array([[x, y, x + w, y + h, conf, *np.ravel(list(marks.values()))]
+                                 for (x, y, w, h), conf, marks in photo]).reshape(-1, 15) for photo in found]
     t = time.perf_counter()
     emb = embed_subjects(lfw_pairs.images, rec)
     r["lfw"] = score_pairs(pair_distances(lfw_pairs, emb), lfw_pairs.same, lfw_pairs.fold, 1.10)
     r["lfw_seconds"] = time.perf_counter() - t
-    model = load_emotion_model(required=True, precision=precision)
     x, y = fer
-    r["fer_public_test"] = float(np.mean(model.predict(x).argmax(1) == y))
+    r["fer_public_test"] = float(np.mean(rec.emotion_model.predict(x).argmax(1) == y))  # the model recognition ran
     return r
 
 

@@ -83,22 +83,22 @@ def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, enrolled, 
 
     cached = sorted(p.name for p in cache_dir().iterdir())
     assert any(n.startswith("facenet-6acdd8fb3a3fb2b5-") for n in cached)
-    code = ("import sys; from pipeline import Recognizer; import numpy as np; r = Recognizer(identity=False); "
-            "r.recognize(np.zeros((200, 200, 3), np.uint8)); "
-            "r.embed_crops([np.zeros((160, 160, 3), np.uint8)]); "
-            "print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "MIEN_HOME": str(mien_home)}, cwd=os.getcwd())
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
-    code = ("import sys; from mien.pipeline import Recognizer; import numpy as np; r = Recognizer(emotion=False); "
-            "assert r.classifier is not None and 'sklearn' in sys.modules; "
-            "r.identify(r.embed_crops([np.zeros((160, 160, 3), np.uint8)])); "
-            "print('pandas' in sys.modules, 'pyarrow' in sys.modules); import pandas; print(pandas.__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "MIEN_HOME": str(mien_home)}, cwd=os.getcwd())
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-2:] == ["False False", "pandas"]
+    def fresh_process(code: str) -> list[str]:
+        """The lines a new Python process prints running ``code`` after loading mien's models from MIEN_HOME."""
+        out = subprocess.run([sys.executable, "-c", "import sys; import numpy as np; "
+                              "from mien.pipeline import Recognizer; " + code], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "MIEN_HOME": str(mien_home)}, cwd=os.getcwd())
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()
+
+    assert fresh_process("r = Recognizer(identity=False); r.recognize(np.zeros((200, 200, 3), np.uint8)); "
+                         "r.embed_crops([np.zeros((160, 160, 3), np.uint8)]); "
+                         "print('tensorflow' in sys.modules)")[-1] == "False"
+    assert fresh_process("r = Recognizer(emotion=False); "
+                         "assert r.classifier is not None and 'sklearn' in sys.modules; "
+                         "r.identify(r.embed_crops([np.zeros((160, 160, 3), np.uint8)])); "
+                         "print('pandas' in sys.modules, 'pyarrow' in sys.modules); import pandas; "
+                         "print(pandas.__name__)")[-2:] == ["False False", "pandas"]
 
 
 def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):

@@ -99,21 +99,16 @@ class Recording:
 
     def store(self, state, tracker) -> int | None:
         """The stream as one entry of the results database (None when no face was seen); once."""
-        from mien.pipeline.app.videosummary import VideoResult, history_record, summarize
-        from mien.pipeline.provenance import model_versions, thresholds_used
+        from mien.pipeline.app.videosummary import VideoResult, store_in_history, summarize
 
-        if self.stored or not tracker.frame:
+        if self.stored or not self.observations:  # nobody was seen: nothing to keep
             return None
         self.stored = True
         seconds = max(time.time() - self.started, 1e-3)
         result = VideoResult("camera", tracker.frame / seconds, tracker.frame, tracker.detected, None, seconds,
                              self.observations, tracker.tracker.all_tracks(), width=self.size[0], height=self.size[1])
         result.summary = summarize(result, tracker.recognizer, tracker.every, tracker.tracker.smoothing)
-        record = history_record(result)
-        if not record.faces:
-            return None
-        return state.db.add(record, image_sha256=None, thresholds=thresholds_used(tracker.recognizer),
-                            models=model_versions(tracker.recognizer), source="camera")
+        return store_in_history(state.db, tracker.recognizer, result, "camera")
 
 
 async def _run(websocket: WebSocket, state, tracker, idle_s: float, recording: Recording | None = None) -> None:

@@ -111,6 +111,10 @@ def write_summary(result: VideoResult, folder: Path) -> None:
     write_json_atomic(folder / "summary.json", s)
 
 
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
 def history_record(result: VideoResult) -> ImageRecord:
     """The video as one entry of the results database (`mien history`): one row per person, with their box where
     first detected, mean detection and identity confidence over their detected frames, and, as the emotion, the
@@ -118,19 +122,25 @@ def history_record(result: VideoResult) -> ImageRecord:
     over frames, not one match)."""
     labels = next((list(o.scores) for o in result.observations if o.scores), [])
     faces = []
-    for i, (person, info) in enumerate(result.summary["people"].items(), start=1):
+    for person, info in result.summary["people"].items():
         seen = [o for o in person_observations(result, person) if o.detected]
         if not seen:
             continue
-        mean = (lambda values: float(sum(values) / len(values)) if values else 0.0)
         name = person if not person.startswith(f"{UNKNOWN}#") else UNKNOWN
-        identity = IdentityMatch(name, mean([o.identity_confidence for o in seen if o.identity_confidence is not None]),
+        identity = IdentityMatch(name, _mean([o.identity_confidence for o in seen if o.identity_confidence is not None]),
                                  None, name)
         share = {k: float(info["emotion_share"].get(k, 0.0)) for k in labels or info["emotion_share"]}
         emotion = None
         if share and any(share.values()):
             top = max(share, key=share.get)
             emotion = EmotionResult(top, share[top], share)
-        faces.append(FaceRecord(i, tuple(seen[0].bbox), mean([o.detection_confidence or 0.0 for o in seen]), {},
-                                identity, emotion))
+        faces.append(FaceRecord(len(faces) + 1, tuple(seen[0].bbox), _mean([o.detection_confidence or 0.0 for o in seen]),
+                                {}, identity, emotion))
     return ImageRecord(result.source, result.width, result.height, faces)
+
+
+def store_in_history(db, recognizer, result: VideoResult, source: str, image_sha256: str | None = None) -> int:
+    """Add a video or a recorded stream to the results database as one entry (``history_record``) with the
+    thresholds and model versions that made it; returns its id."""
+    return db.add(history_record(result), image_sha256=image_sha256, thresholds=thresholds_used(recognizer),
+                  models=model_versions(recognizer), source=source)

@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def store_video(store, recognizer, result, source: str) -> None:
     """One entry per video in the results database: a row per person (``videosummary.history_record``)."""
     from mien.identity.storage import sha256_file
-    from mien.pipeline.app.videosummary import history_record
-    from mien.pipeline.provenance import model_versions, thresholds_used
+    from mien.pipeline.app.videosummary import store_in_history
 
     digest = None if source.isdigit() else sha256_file(source)  # a webcam has no file
-    store.add(history_record(result), image_sha256=digest, thresholds=thresholds_used(recognizer),
-              models=model_versions(recognizer), source="video")
+    store_in_history(store, recognizer, result, "video", digest)
