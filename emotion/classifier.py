@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.emotion.errors import EmotionError
-from mien.emotion.labels import EMOTIONS
+from mien.emotion.labels import EMOTIONS, label_set_name
 from mien.emotion.views import MIRROR, TestTimeViews
 
 MODEL_JSON = "model.json"
@@ -41,14 +41,15 @@ def _keras_model(path: Path, config):
 
 
 class EmotionClassifier:
-    """FER2013 7-emotion classifier over 48x48 grayscale faces (a VGGFace-layout ResNet50 or the vgg48 CNN)."""
-
-    labels: tuple[str, ...] = EMOTIONS
+    """Emotion classifier over 48x48 grayscale faces (a VGGFace-layout ResNet50 or the vgg48 CNN), over FER2013's 7
+    emotions or FER+'s 8 (``labels``, as its model.json says)."""
 
     def __init__(self, forward, version: str, config, views: TestTimeViews, weights_path: Path,
-                 views_per_call: int | None = None):
+                 views_per_call: int | None = None, labels: tuple[str, ...] = EMOTIONS):
         from mien.emotion.inference import VIEWS_PER_CALL
 
+        self.labels = labels
+        self.label_set = label_set_name(labels)  # fer2013 | ferplus (emotion.labels.LABEL_SETS)
         self._forward = forward
         self.version = version
         self.config = config
@@ -83,12 +84,14 @@ class EmotionClassifier:
         if want != have:
             raise EmotionModelError(f"{path}: sha256 {have[:12]}... does not match {meta_path.name} "
                                     f"({want[:12]}...): the file is corrupt or from another model; {HOW_TO_GET}")
-        if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
-            raise EmotionModelError(f"{meta_path}: labels {meta.get('labels')} differ from {EMOTIONS}")
         from mien.emotion.config import ModelConfig
 
+        labels = tuple(meta.get("labels", EMOTIONS))
         try:
+            label_set_name(labels)
             config = ModelConfig.from_dict(meta["config"])
+            if config.num_classes != len(labels):
+                raise ValueError(f"{config.num_classes} classes for {len(labels)} labels")
         except (KeyError, TypeError, ValueError) as exc:
             raise EmotionModelError(f"{meta_path}: incompatible model config ({exc}); {HOW_TO_GET}") from exc
         if views is None:
@@ -106,14 +109,14 @@ class EmotionClassifier:
                                       lambda: make_tf_forward(_keras_model(path, config), views))
         # Other views give other probabilities: the version says which, so results made with others read as stale.
         version = f"emotion-{config.arch}-" + have[:12] + ("" if views == MIRROR else "-" + views.tag)
-        return cls(forward, version, config, views, path, views_per_call)
+        return cls(forward, version, config, views, path, views_per_call, labels)
 
     def keras_model(self):
         """The network itself as a Keras model (no test-time augmentation), e.g. to try other augmentations."""
         return _keras_model(self.weights_path, self.config)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities float32 [N,7] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
+        """Probabilities float32 [N,len(labels)] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
         from mien.emotion.inference import chunk_for, predict_proba
 
         return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views, self.views_per_call))

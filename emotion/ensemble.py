@@ -6,7 +6,7 @@ keeps 48 px through its first stage gains points that more epochs of one network
 
     {"ensemble": [{"weights": "../emotion/emotion_resnet50.weights.h5", "weight": 0.5, "tta": true},
                   {"weights": "../emotion-vgg48/emotion_vgg48.weights.h5", "weight": 0.5, "tta": true}],
-     "labels": [...7 FER2013 emotions...]}
+     "labels": [...7 FER2013 emotions, or FER+'s 8...]}
 
 Each member is an exported model (its weights beside its own model.json, checksum checked on load); ``tta``
 overrides the member's own test-time views (the cost per face is the sum of the members' passes).
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.emotion.classifier import HOW_TO_GET, EmotionClassifier, EmotionModelError
-from mien.emotion.labels import EMOTIONS
+from mien.emotion.labels import EMOTIONS, label_set_name
 from mien.emotion.views import TestTimeViews
 
 
@@ -63,11 +63,12 @@ def members_of(path: str | os.PathLike) -> list[tuple[Path, dict]]:
 class EmotionEnsemble:
     """The weighted average of member EmotionClassifiers' probabilities (the same interface as one classifier)."""
 
-    labels: tuple[str, ...] = EMOTIONS
-
     def __init__(self, members: list[EmotionClassifier], weights: list[float]):
         if not members or len(members) != len(weights) or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("an ensemble needs members and as many non-negative weights, not all zero")
+        if len({m.labels for m in members}) != 1:
+            raise ValueError(f"its members have different labels: {sorted({m.label_set for m in members})}")
+        self.labels, self.label_set = members[0].labels, members[0].label_set
         self.members = members
         self.weights = [w / sum(weights) for w in weights]
         digest = hashlib.sha256(json.dumps([[m.version, round(w, 4)] for m, w in zip(members, self.weights)])
@@ -92,22 +93,25 @@ class EmotionEnsemble:
         try:
             meta = json.loads(meta_path.read_text())
             spec = meta["ensemble"]
-            if tuple(meta.get("labels", EMOTIONS)) != EMOTIONS:
-                raise ValueError(f"labels {meta.get('labels')} differ from {EMOTIONS}")
+            labels = tuple(meta.get("labels", EMOTIONS))
+            label_set_name(labels)
             members, weights = [], []
             for m in spec:
                 member_views = views or (TestTimeViews.from_meta(m["tta"]) if "tta" in m else None)
                 members.append(EmotionClassifier.load(meta_path.parent / m["weights"], compile_forward,
                                                       views=member_views, views_per_call=views_per_call))
                 weights.append(float(m.get("weight", 1.0)))
-            return cls(members, weights)
+            ensemble = cls(members, weights)
+            if ensemble.labels != labels:
+                raise ValueError(f"its members' labels {list(ensemble.labels)} differ from its own {list(labels)}")
+            return ensemble
         except EmotionModelError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EmotionModelError(f"{meta_path}: not a usable emotion ensemble ({exc}); {HOW_TO_GET}") from exc
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities float32 [N,7] for grayscale 48x48 faces: the members' weighted average."""
+        """Probabilities float32 [N,len(labels)] for grayscale 48x48 faces: the members' weighted average."""
         out = None
         for member, w in zip(self.members, self.weights):
             p = member.predict(faces) * np.float32(w)

@@ -186,3 +186,31 @@ def test_ferplus_majority_labels_leave_out_contempt_unknown_not_a_face_and_ties(
     rows, y = ferplus_majority(tmp_path / "new.csv", ds, "PrivateTest")
     assert rows[:2].tolist() == [0, 4] and [EMOTIONS[k] for k in y[:2]] == ["happy", "fear"]
     assert len(rows) == len(private) - 3 and all(EMOTIONS[k] == "neutral" for k in y[2:])
+
+
+def test_ferplus_labels_over_8_emotions_keep_contempt_and_share_the_votes(tmp_path):
+    """FER+'s 8 emotions (issue 24 item 2): a contempt majority is a label now, unknown / not-a-face / ties still
+    are none; the shares are the votes over the 8 alone, for the probability targets."""
+    from mien.emotion.labels import FERPLUS_EMOTIONS
+    from mien.emotion.training.data import ferplus_labels, ferplus_majority
+
+    images, labels, usage = _tiny()
+    np.savez(tmp_path / "t.npz", images=images, labels=labels, usage=usage)
+    ds = load_npz(tmp_path / "t.npz")
+    # neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    per_row = {0: (1, 0, 0, 0, 0, 0, 0, 6, 3, 0),   # contempt, 6 of the 7 emotion votes
+               1: (0, 0, 0, 0, 0, 0, 0, 0, 10, 0),  # unknown: none
+               2: (0, 0, 0, 0, 0, 0, 0, 0, 0, 10),  # not a face: none
+               3: (0, 0, 0, 0, 4, 0, 0, 4, 2, 0)}   # anger and contempt tied: none
+    _write_ferplus(tmp_path / "new.csv", usage, lambda i: per_row.get(i, (0, 5, 0, 0, 0, 0, 0, 0, 0, 0)))
+    majority, shares = ferplus_labels(tmp_path / "new.csv", ds, FERPLUS_EMOTIONS)
+    assert FERPLUS_EMOTIONS[majority[0]] == "contempt" and majority[1:4].tolist() == [-1, -1, -1]
+    assert all(FERPLUS_EMOTIONS[k] == "happy" for k in majority[4:])
+    expected = np.zeros(8, np.float32)
+    expected[FERPLUS_EMOTIONS.index("contempt")], expected[FERPLUS_EMOTIONS.index("neutral")] = 6 / 7, 1 / 7
+    np.testing.assert_allclose(shares[0], expected, rtol=1e-6)
+    assert not shares[1].any() and not shares[2].any()  # no emotion votes, no shares
+    seven = ferplus_labels(tmp_path / "new.csv", ds)[0]  # FER2013's 7: the contempt face has no label
+    assert seven[0] == -1 and (seven[4:] == EMOTIONS.index("happy")).all()
+    rows, y = ferplus_majority(tmp_path / "new.csv", ds, "Training", FERPLUS_EMOTIONS)
+    assert rows[0] == 0 and FERPLUS_EMOTIONS[y[0]] == "contempt" and 1 not in rows.tolist()

@@ -336,3 +336,73 @@ def test_an_optuna_study_tunes_the_recipe_resumes_and_records_pruned_trials(tiny
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(params)) == 3  # none repeated
     assert json.loads((out / "best_params.json").read_text())["pruned"] == 1
+
+
+def _ferplus_csv(path, usage, n_labels: int = 8):
+    """A FER+ vote file whose row i votes for FER+'s emotion i % 8 (every 9th row not a face)."""
+    from mien.emotion.labels import FERPLUS_EMOTIONS
+    from mien.emotion.training.data import FERPLUS_ALL, FERPLUS_NAMES
+
+    header = "Usage,Image name," + ",".join(FERPLUS_ALL)
+    lines = [header]
+    for i, u in enumerate(usage):
+        votes = [0] * len(FERPLUS_ALL)
+        if i % 9 == 8:
+            votes[FERPLUS_ALL.index("NF")] = 10
+        else:
+            column = next(c for c in FERPLUS_ALL if FERPLUS_NAMES.get(c) == FERPLUS_EMOTIONS[i % n_labels])
+            votes[FERPLUS_ALL.index(column)], votes[FERPLUS_ALL.index("neutral")] = 7, 3 if i % n_labels != 6 else 10
+        lines.append(f"{u},fer{i:07d}.png," + ",".join(map(str, votes)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_a_ferplus_run_learns_8_emotions_from_a_7_emotion_export(tiny_npz, tmp_path):
+    """--labels ferplus (issue 24 item 2): started from a 7-emotion export, the run carries over every layer and the
+    classifier's 7 shared columns, learns FER+'s 8 on the faces with a FER+ majority, and exports a model whose
+    labels say so; an ensemble refuses members of two label sets."""
+    from mien.emotion.classifier import EmotionClassifier, EmotionModelError
+    from mien.emotion.ensemble import EmotionEnsemble
+    from mien.emotion.labels import FERPLUS_EMOTIONS
+    from mien.emotion.model import ModelConfig, build_model
+    from mien.emotion.training.export import export_run
+    from mien.emotion.training.train import parse_args, train, transfer_weights
+
+    base = ["--data", str(tiny_npz), "--epochs", "1", "--batch-size", "16", "--run-eagerly",
+            "--bn-recalibration-batches", "1", "--arch", "vgg48", "--head-units", "64"]
+    train(parse_args(base + ["--out", str(tmp_path / "run7")]))
+    export_run(tmp_path / "run7", tmp_path / "ship7", views="mirror")
+    seven = EmotionClassifier.load(tmp_path / "ship7" / "emotion_vgg48.weights.h5")
+
+    model = build_model(ModelConfig(arch="vgg48", head_units=(64,), num_classes=8), policy="float32")
+    transfer_weights(model, tmp_path / "ship7", FERPLUS_EMOTIONS)
+    source = seven.keras_model()
+    for layer in ("vgg48_s1c1", "vgg48_s4c2_bn", "head_dense1"):
+        for mine, theirs in zip(model.get_layer(layer).get_weights(), source.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    kernel, their_kernel = model.get_layer("emotion_probs").get_weights()[0], source.get_layer("emotion_probs").get_weights()[0]
+    np.testing.assert_array_equal(kernel[:, :7], their_kernel)  # the 7 shared emotions keep their classifier
+
+    _ferplus_csv(tmp_path / "new.csv", np.load(tiny_npz)["usage"])
+    out = tmp_path / "run8"
+    with pytest.raises(TrainingError, match="--ferplus fer2013new.csv"):
+        train(parse_args(base + ["--out", str(out), "--labels", "ferplus"]))
+    train(parse_args(base + ["--out", str(out), "--labels", "ferplus", "--ferplus", str(tmp_path / "new.csv"),
+                             "--ferplus-target", "probability", "--init-from", str(tmp_path / "ship7")]))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["num_classes"] == 8 and m["data"]["labels"] == "ferplus"
+    assert m["data"]["train_used"] == 32 - 3  # rows 8, 17 and 26 are not faces: left out
+    assert list(m["public_test"]["per_class_accuracy"]) == list(FERPLUS_EMOTIONS)
+    assert json.loads((out / "ckpt" / "state.json").read_text())["init_from"].endswith("emotion_vgg48.weights.h5")
+    assert export_run(out, tmp_path / "ship8", views="mirror")["exported"]
+    eight = EmotionClassifier.load(tmp_path / "ship8" / "emotion_vgg48.weights.h5")
+    assert eight.labels == FERPLUS_EMOTIONS and eight.label_set == "ferplus" and seven.label_set == "fer2013"
+    assert eight.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 8)
+    shipped = json.loads((tmp_path / "ship8" / "metrics.json").read_text())["shipped"]
+    assert shipped["private_test"]["labels"] == list(FERPLUS_EMOTIONS)
+
+    spec = {"ensemble": [{"weights": "../ship7/emotion_vgg48.weights.h5"}, {"weights": "../ship8/emotion_vgg48.weights.h5"}]}
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(EmotionModelError, match="different labels"):
+        EmotionEnsemble.load(tmp_path / "mixed" / "model.json")

@@ -217,12 +217,12 @@ def load_ferplus_votes(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndarr
 
 
 FERPLUS_ALL = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+# FER+ vote column -> our emotion name (unknown and NF, not-a-face, are no emotion)
+FERPLUS_NAMES = {**FERPLUS_COLUMNS, "contempt": "contempt"}
 
 
-def ferplus_majority(csv_path: str | os.PathLike, ds: FaceDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row indices into ``split``, labels in EMOTIONS order) of the ``split`` faces whose FER+ majority vote is one
-    of FER2013's 7 emotions, as the FER+ paper scores them: a face whose most-voted column is contempt, unknown or
-    not-a-face, or tied between two columns, is left out (so are rows whose position in the file is uncertain)."""
+def _ferplus_vote_table(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndarray:
+    """The FER+ vote counts float32 [N,10] in FERPLUS_ALL order, aligned with ``ds``'s rows (checked by length)."""
     path = Path(csv_path)
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -230,17 +230,38 @@ def ferplus_majority(csv_path: str | os.PathLike, ds: FaceDataset, split: str) -
     if not rows or missing or len(rows) != len(ds.usage):
         raise DataFormatError(f"{path}: not the FER+ vote file of {ds.source} (missing columns {missing or 'none'}, "
                               f"{len(rows)} rows for {len(ds.usage)})")
-    votes = np.array([[float(r[c] or 0) for c in FERPLUS_ALL] for r in rows], np.float32)
-    top = votes.max(1)
-    winner = votes.argmax(1)
+    return np.array([[float(r[c] or 0) for c in FERPLUS_ALL] for r in rows], np.float32)
+
+
+def ferplus_labels(csv_path: str | os.PathLike, ds: FaceDataset,
+                   labels: tuple[str, ...] = EMOTIONS) -> tuple[np.ndarray, np.ndarray]:
+    """FER+ labels of every row of ``ds`` in the order of ``labels`` (FER2013's 7 or FER+'s 8 emotions):
+    (majority int64 [N], -1 where a face has none; vote shares float32 [N,len(labels)]).
+
+    The majority is the most-voted column, as the FER+ paper scores faces: a face whose most-voted column is not in
+    ``labels`` (contempt for the 7, unknown, not-a-face) or is tied, or whose row position in the file is
+    uncertain, has none. The shares are the votes over ``labels`` alone, normalised (zero where there are none)."""
+    votes = _ferplus_vote_table(csv_path, ds)
+    top, winner = votes.max(1), votes.argmax(1)
     unique = (votes == top[:, None]).sum(1) == 1
-    ours = np.array([FERPLUS_COLUMNS.get(c) for c in FERPLUS_ALL], object)
-    keep = (ds.usage == split) & _row_position_known(ds) & unique & (top > 0) & np.array([ours[w] is not None for w in winner])
-    in_split = np.flatnonzero(ds.usage == split)
-    position = {row: i for i, row in enumerate(in_split)}
-    rows_kept = np.flatnonzero(keep)
-    labels = np.array([EMOTIONS.index(ours[winner[r]]) for r in rows_kept], np.int64)
-    return np.array([position[r] for r in rows_kept], np.int64), labels
+    ours = [FERPLUS_NAMES.get(c) for c in FERPLUS_ALL]
+    to_label = np.array([labels.index(n) if n in labels else -1 for n in ours], np.int64)
+    majority = np.where(unique & (top > 0) & _row_position_known(ds), to_label[winner], -1)
+    shares = np.zeros((len(votes), len(labels)), np.float32)
+    for column, label in enumerate(to_label):
+        if label >= 0:
+            shares[:, label] = votes[:, column]
+    total = shares.sum(1, keepdims=True)
+    return majority, np.divide(shares, total, out=np.zeros_like(shares), where=total > 0)
+
+
+def ferplus_majority(csv_path: str | os.PathLike, ds: FaceDataset, split: str,
+                     labels: tuple[str, ...] = EMOTIONS) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices into ``split``, majority labels in the order of ``labels``) of the ``split`` faces that have a
+    FER+ majority among ``labels`` (``ferplus_labels``)."""
+    majority = ferplus_labels(csv_path, ds, labels)[0][ds.usage == split]
+    rows = np.flatnonzero(majority >= 0)
+    return rows, majority[rows]
 
 
 def _row_position_known(ds: FaceDataset) -> np.ndarray:

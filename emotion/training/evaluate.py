@@ -51,8 +51,9 @@ def evaluate(classifier: _Predictor, images: np.ndarray, labels: np.ndarray, bat
         t = time.perf_counter()
         probs.append(classifier.predict(images[i:i + batch_size]))
         elapsed += time.perf_counter() - t
-    p = np.concatenate(probs) if probs else np.zeros((0, len(EMOTIONS)), np.float32)
-    out = summarize(labels, p)
+    names = tuple(getattr(classifier, "labels", EMOTIONS))
+    p = np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32)
+    out = summarize(labels, p, names)
     out["ms_per_face_batched"] = 1000.0 * elapsed / max(len(images), 1)
     out["batch_size"] = batch_size
     return out
@@ -64,7 +65,7 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
                      ferplus: str | os.PathLike | None = None, about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate one split of a FER2013-style dataset (``limit``: a fixed random sample, seed 0); write JSON/PNG.
     With ``ferplus`` (fer2013new.csv) the labels are the FER+ annotators' majority, on the faces that have one
-    among the 7 emotions (``data.ferplus_majority``). ``about``: what the caller adds to the record (how the model
+    among the classifier's emotions (``data.ferplus_majority``: FER2013's 7, or FER+'s 8). ``about``: what the caller adds to the record (how the model
     ran)."""
     import json
 
@@ -80,8 +81,9 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
     if ferplus:
         from mien.emotion.training.data import ferplus_majority
 
-        rows, y = ferplus_majority(ferplus, ds, split)
-        x, labels = x[rows], "ferplus-majority-7"
+        names = tuple(getattr(classifier, "labels", EMOTIONS))
+        rows, y = ferplus_majority(ferplus, ds, split, names)
+        x, labels = x[rows], f"ferplus-majority-{len(names)}"
     if limit:
         keep = np.sort(np.random.default_rng(0).choice(len(y), size=min(limit, len(y)), replace=False))
         x, y = x[keep], y[keep]
@@ -94,7 +96,7 @@ def evaluate_dataset(classifier: _Predictor, data_path: str | os.PathLike, split
             json.dump(out, f, indent=1)
         os.replace(tmp, json_path)
     if png_path:
-        save_confusion_png(out["confusion_matrix"], png_path,
+        save_confusion_png(out["confusion_matrix"], png_path, out["labels"],
                            title=f"{split}: accuracy {out['accuracy']:.3f} ({out['model']})")
     return out
 

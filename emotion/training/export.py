@@ -61,6 +61,18 @@ def state_at_best_epoch(run: Path) -> dict[str, Any]:
             "history": [h for h in state["history"] if h["epoch"] <= best]}
 
 
+def _split_faces(ds, split: str, labels: tuple[str, ...], train_args: dict[str, Any]):
+    """The faces and labels of ``split`` a model of ``labels`` is scored on: FER2013's, or for FER+'s 8 emotions
+    the FER+ majority labels of the run's vote file (faces without one among the 8 left out)."""
+    x, y = ds.split(split)
+    if tuple(labels) == EMOTIONS:
+        return x, y
+    from mien.emotion.training.data import ferplus_majority
+
+    rows, y = ferplus_majority(train_args["ferplus"], ds, split, tuple(labels))
+    return x[rows], y
+
+
 def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emotion", data: str | None = None,
                force: bool = False, limit_eval: int = 0, views: str = DEFAULT_PRESET) -> dict[str, Any]:
     """Write float16 weights + model.json + metrics.json (+ PNGs) from ``run_dir`` into ``dest`` if better;
@@ -87,7 +99,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         size = (tmp / weights_name).stat().st_size
         if size > MAX_BYTES:
             raise TrainingError(f"exported weights are {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB limit")
-        meta = {"config": config.to_dict(), "tta": PRESETS[views].to_meta(), "labels": list(EMOTIONS),
+        meta = {"config": config.to_dict(), "tta": PRESETS[views].to_meta(), "labels": run_meta.get("labels", list(EMOTIONS)),
                 "weights_file": weights_name, "weights_sha256": file_sha256(tmp / weights_name),
                 "weights_dtype": "float16", "input": "grayscale face, 48x48, uint8 0..255 (FER2013 framing)",
                 "source_run": str(run), "best_epoch": run_metrics.get("best_epoch")}
@@ -95,7 +107,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
         clf = EmotionClassifier.load(tmp / weights_name)
         results = {}
         for split in ("PublicTest", "PrivateTest"):
-            x, y = ds.split(split)
+            x, y = _split_faces(ds, split, clf.labels, run_metrics["train_args"])
             if limit_eval:
                 x, y = x[:limit_eval], y[:limit_eval]
             results[split] = evaluate(clf, x, y)
@@ -114,7 +126,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike = "models/emo
                               "version": clf.version,
                               "public_test": results["PublicTest"], "private_test": results["PrivateTest"]}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        save_confusion_png(results["PrivateTest"]["confusion_matrix"], tmp / "confusion_matrix.png",
+        save_confusion_png(results["PrivateTest"]["confusion_matrix"], tmp / "confusion_matrix.png", clf.labels,
                            title=f"PrivateTest (shipped {clf.version}), acc {results['PrivateTest']['accuracy']:.3f}")
         (tmp / TRAIN_STATE).write_text(json.dumps(state_at_best_epoch(run), indent=1))
         if (run / "training_curves.png").exists():

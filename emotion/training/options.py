@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fer2013new.csv: mix the FER+ annotators' votes into the targets of Training faces")
     p.add_argument("--ferplus-weight", type=float, default=0.3,
                    help="with --ferplus: targets = (1 - w) x FER2013 label + w x FER+ vote shares")
+    p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013",
+                   help="the label set learnt: FER2013's 7 emotions, or FER+'s 8 (contempt added; needs --ferplus) on "
+                        "the faces whose FER+ majority is one of them, every split (start it from a 7-class export with "
+                        "--init-from: all but the classifier's contempt column is carried over)")
+    p.add_argument("--ferplus-target", choices=("majority", "probability"), default="majority",
+                   help="with --labels ferplus: train on each face's majority emotion (one-hot) or on its annotators' "
+                        "vote shares (the FER+ paper's probability scheme); both are scored on majority labels")
     p.add_argument("--tune", type=int, default=0, metavar="N",
                    help="run an Optuna study of N trials over the recipe (learning rate, weight decay, label smoothing, "
                         "dropout, augmentation, mixup, random erasing), each trial a run of --epochs in OUT/trials/; "

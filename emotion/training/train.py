@@ -30,11 +30,11 @@ from mien.emotion.errors import TrainingError
 from mien.emotion.training.augment import AugmentConfig, augment_batch, mixup
 from mien.emotion.training.options import AUGMENT_PRESETS, add_arguments, finish_args, trainer_options
 from mien.emotion.backbone import load_vggface_weights
-from mien.emotion.training.data import load_dataset, load_ferplus_votes, validation_split
+from mien.emotion.training.data import ferplus_labels, load_dataset, load_ferplus_votes, validation_split
 from mien.emotion.training.evaluate import save_confusion_png, save_curves_png, summarize
 from mien.emotion.inference import make_forward, predict_proba
 from mien.emotion.views import MIRROR, NONE
-from mien.emotion.labels import EMOTIONS, NUM_CLASSES
+from mien.emotion.labels import EMOTIONS, LABEL_SETS, NUM_CLASSES
 from mien.emotion.model import ModelConfig, build_model
 
 CKPT = "ckpt"
@@ -55,7 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "ema", "no_class_weights",
-                 "no_tta", "patience", "ferplus", "ferplus_weight", "teacher", "kd_weight", "temperature")
+                 "no_tta", "patience", "ferplus", "ferplus_weight", "teacher", "kd_weight", "temperature", "labels",
+                 "ferplus_target")
 TRAIN_STATE = "train_state.json"
 
 
@@ -95,6 +96,39 @@ def load_init_weights(model: keras.Model, init_dir: Path) -> str:
         raise TrainingError(f"{weights}: sha256 does not match {init_dir / MODEL_JSON}; restore it with git checkout")
     load_weights_f16(model, weights)
     return str(weights)
+
+
+def transfer_weights(model: keras.Model, init_dir: Path, labels: tuple[str, ...]) -> str:
+    """Start a model over another label set (FER+'s 8) from an exported one (FER2013's 7): every layer is copied
+    but the classifier, whose columns of the emotions both sets share are copied too; the new ones (contempt) keep
+    their fresh initialisation. Returns the weights file's name."""
+    from mien.emotion.classifier import MODEL_JSON
+
+    meta = json.loads((init_dir / MODEL_JSON).read_text())
+    source = build_model(ModelConfig.from_dict(meta["config"]), policy="float32")
+    weights = load_init_weights(source, init_dir)
+    for layer in model.layers:
+        if layer.name == "emotion_probs" or not layer.weights:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        try:
+            theirs = source.get_layer(layer.name)
+        except ValueError:
+            theirs = None
+        if theirs is None or [tuple(w.shape) for w in theirs.weights] != shapes:
+            raise TrainingError(f"{init_dir}: its layer {layer.name} differs from this run's; train with its "
+                                f"architecture ({meta['config']})")
+        layer.set_weights(theirs.get_weights())
+    kernel, bias = model.get_layer("emotion_probs").get_weights()
+    their_kernel, their_bias = source.get_layer("emotion_probs").get_weights()
+    their_labels = list(meta.get("labels", EMOTIONS))
+    for j, name in enumerate(labels):
+        if name in their_labels:
+            kernel[:, j], bias[j] = their_kernel[:, their_labels.index(name)], their_bias[their_labels.index(name)]
+    model.get_layer("emotion_probs").set_weights([kernel, bias])
+    shared = [n for n in labels if n in their_labels]
+    _log(f"carried over {weights}: all layers, and the classifier of {len(shared)} of {len(labels)} emotions")
+    return weights
 
 
 @keras.saving.register_keras_serializable("mien")
@@ -158,10 +192,11 @@ def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: float = 0.0) -> np.ndarray:
-    """Training targets float32 [N,7]: the one-hot FER2013 label, mixed as (1 - weight) x one-hot + weight x the
-    FER+ vote shares where a face has votes (``load_ferplus_votes``: Training rows only)."""
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: float = 0.0,
+                  k: int = NUM_CLASSES) -> np.ndarray:
+    """Training targets float32 [N,k]: the one-hot label, mixed as (1 - weight) x one-hot + weight x the FER+ vote
+    shares where a face has votes (``load_ferplus_votes``: Training rows only)."""
+    onehot = np.eye(k, dtype=np.float32)[labels]
     if votes is None or not weight:
         return onehot
     has = votes.sum(1) > 0
@@ -238,15 +273,16 @@ def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def _subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    return (x[:n], y[:n]) if n else (x, y)
+def _subset(*arrays: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """The first ``n`` rows of each array (all of them for n=0)."""
+    return tuple(a[:n] for a in arrays) if n else arrays
 
 
-def eval_split(forward, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], float]:
+def eval_split(forward, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...] = EMOTIONS) -> tuple[dict[str, Any], float]:
     """Summary + plain cross-entropy of the model on one split."""
     probs = predict_proba(forward, x)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))) if len(y) else float("nan")
-    return summarize(y, probs), loss
+    return summarize(y, probs, labels), loss
 
 
 def write_metrics(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +330,7 @@ class _Faces:
     x_te: np.ndarray
     y_te: np.ndarray
     record: dict[str, Any]  # what metrics.json says of the data
+    labels: tuple[str, ...] = EMOTIONS  # the label set learnt (LABEL_SETS)
     teacher_version: str | None = None
 
 
@@ -307,13 +344,14 @@ def _start_state(args: argparse.Namespace, out: Path, ckpt: Path | None, init_di
                              "status": "running"}
     if ckpt is not None:
         state = json.loads((ckpt / "state.json").read_text())
-    elif init_dir is not None and (continued := continued_state(init_dir)) is not None:
+    elif init_dir is not None and _same_labels(init_dir, args.labels) and (continued := continued_state(init_dir)):
         state = continued
     elif args.resume:
         _log(f"--resume: no checkpoint in {out}, starting a new run")
     # A run recorded before a knob existed had that knob's default then (the ResNet50, no erasing, mixup or EMA).
     if "args" in state:
-        state["args"] = {"arch": "resnet50", "random_erasing": 0.0, "mixup": 0.0, "ema": 0.0, **state["args"]}
+        state["args"] = {"arch": "resnet50", "random_erasing": 0.0, "mixup": 0.0, "ema": 0.0, "labels": "fer2013",
+                         "ferplus_target": "majority", **state["args"]}
     for key in SCHEDULE_ARGS:
         if key == "epochs" and state.get("args", {}).get("cycle_epochs"):
             continue  # with cosine cycles the run's length does not shape the schedule: it may be extended
@@ -326,15 +364,16 @@ def _start_state(args: argparse.Namespace, out: Path, ckpt: Path | None, init_di
 def _load_faces(args: argparse.Namespace, out: Path) -> _Faces:
     """The splits, class weights and training targets (FER+ votes and a teacher's soft targets mixed in)."""
     data = validation_split(load_dataset(args.data), seed=args.seed)
-    x_tr, y_tr = _subset(*data.split("Training"), args.limit_train)
-    x_va, y_va = _subset(*data.split("PublicTest"), args.limit_eval)
-    x_te, y_te = _subset(*data.split("PrivateTest"), args.limit_eval)
-    if len(x_tr) < args.batch_size:
-        raise TrainingError(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
+    if args.labels == "ferplus":
+        return _load_ferplus_faces(args, data)
+    x_tr, y_tr = _subset(*data.split("Training"), n=args.limit_train)
+    x_va, y_va = _subset(*data.split("PublicTest"), n=args.limit_eval)
+    x_te, y_te = _subset(*data.split("PrivateTest"), n=args.limit_eval)
+    _check_size(args, x_tr)
     cw = np.ones(NUM_CLASSES, np.float32) if args.no_class_weights else class_weights(y_tr)
     votes = None
     if args.ferplus:
-        votes = _subset(load_ferplus_votes(args.ferplus, data)[data.usage == "Training"], y_tr, args.limit_train)[0]
+        votes = _subset(load_ferplus_votes(args.ferplus, data)[data.usage == "Training"], n=args.limit_train)[0]
         _log(f"FER+ votes {args.ferplus}: {int((votes.sum(1) > 0).sum())} Training faces mixed "
              f"{1 - args.ferplus_weight:.2f} x label + {args.ferplus_weight:.2f} x votes")
     t_tr = mixed_targets(y_tr, votes, args.ferplus_weight)
@@ -346,18 +385,71 @@ def _load_faces(args: argparse.Namespace, out: Path) -> _Faces:
         _log(f"distilling {teacher_version} (Training accuracy {float((probs.argmax(1) == y_tr).mean()):.4f}): "
              f"loss = {1 - args.kd_weight:.2f} x CE(label) + {args.kd_weight:.2f} x T^2 x CE(teacher, T={args.temperature})")
         t_tr = distill.distillation_targets(t_tr, probs, args.temperature)
-    _log(f"data {data.source} sha256={data.sha256[:12]} train={len(x_tr)} public={len(x_va)} private={len(x_te)} "
-         f"steps/epoch={len(x_tr) // args.batch_size} class weights={np.round(cw, 2).tolist()}")
-    record = {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(),
-              "train_used": len(x_tr), "eval_used": [len(x_va), len(x_te)]}
-    return _Faces(x_tr, y_tr, t_tr, cw, x_va, y_va, x_te, y_te, record, teacher_version)
+    faces = _Faces(x_tr, y_tr, t_tr, cw, x_va, y_va, x_te, y_te, _data_record(data, x_tr, x_va, x_te),
+                   teacher_version=teacher_version)
+    _log_faces(data, faces)
+    return faces
+
+
+def _load_ferplus_faces(args: argparse.Namespace, data) -> _Faces:
+    """FER+'s 8 emotions: every split's faces that have a FER+ majority among them, labelled with it; the Training
+    targets are that majority (one-hot) or the annotators' vote shares (--ferplus-target)."""
+    if not args.ferplus:
+        raise TrainingError("--labels ferplus needs the FER+ votes: --ferplus fer2013new.csv")
+    if args.teacher:
+        raise TrainingError("--teacher distils a 7-class model; it does not combine with --labels ferplus")
+    labels = LABEL_SETS["ferplus"]
+    majority, shares = ferplus_labels(args.ferplus, data, labels)
+
+    def split(name: str, n: int) -> tuple[np.ndarray, ...]:
+        rows = np.flatnonzero((data.usage == name) & (majority >= 0))
+        return _subset(data.images[rows], majority[rows], shares[rows], n=n)
+
+    x_tr, y_tr, s_tr = split("Training", args.limit_train)
+    x_va, y_va, _ = split("PublicTest", args.limit_eval)
+    x_te, y_te, _ = split("PrivateTest", args.limit_eval)
+    _check_size(args, x_tr)
+    cw = np.ones(len(labels), np.float32) if args.no_class_weights else class_weights(y_tr, len(labels))
+    t_tr = np.eye(len(labels), dtype=np.float32)[y_tr] if args.ferplus_target == "majority" else s_tr
+    record = {**_data_record(data, x_tr, x_va, x_te), "labels": "ferplus", "ferplus": str(args.ferplus),
+              "ferplus_target": args.ferplus_target}
+    faces = _Faces(x_tr, y_tr, t_tr, cw, x_va, y_va, x_te, y_te, record, labels)
+    _log(f"FER+ {args.ferplus}: {len(labels)} emotions, {args.ferplus_target} targets; faces without a FER+ majority "
+         f"among them left out: {int(((data.usage == 'Training') & (majority < 0)).sum())} of Training")
+    _log_faces(data, faces)
+    return faces
+
+
+def _check_size(args: argparse.Namespace, x_tr: np.ndarray) -> None:
+    if len(x_tr) < args.batch_size:
+        raise TrainingError(f"only {len(x_tr)} training faces, fewer than --batch-size {args.batch_size}")
+
+
+def _data_record(data, x_tr: np.ndarray, x_va: np.ndarray, x_te: np.ndarray) -> dict[str, Any]:
+    """What metrics.json says of the data a run used."""
+    return {"path": str(data.source), "sha256": data.sha256, "counts": data.counts(), "train_used": len(x_tr),
+            "eval_used": [len(x_va), len(x_te)]}
+
+
+def _log_faces(data, faces: _Faces) -> None:
+    _log(f"data {data.source} sha256={data.sha256[:12]} train={len(faces.x_tr)} public={len(faces.x_va)} "
+         f"private={len(faces.x_te)} class weights={np.round(faces.cw, 2).tolist()}")
+
+
+def _same_labels(init_dir: Path, labels: str) -> bool:
+    """Whether the exported model in ``init_dir`` has the label set ``labels`` (else a run starts from its trunk)."""
+    from mien.emotion.classifier import MODEL_JSON
+
+    meta = json.loads((init_dir / MODEL_JSON).read_text())
+    return tuple(meta.get("labels", EMOTIONS)) == LABEL_SETS[labels]
 
 
 def _compiled_model(args: argparse.Namespace, steps_per_epoch: int):
     """The network, its learning-rate schedule and optimizer, compiled with the run's loss."""
     head = tuple(int(u) for u in args.head_units.split(","))
     cfg = ModelConfig(arch=args.arch, head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
-                      preprocess="vggface" if args.backbone_weights else "standardize")
+                      preprocess="vggface" if args.backbone_weights else "standardize",
+                      num_classes=len(LABEL_SETS[args.labels]))
     model = build_model(cfg)
     cycle_epochs = args.cycle_epochs or args.epochs
     schedule = WarmupCosine(args.lr, cycle_epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
@@ -388,7 +480,10 @@ def _restore(args, out: Path, state: dict[str, Any], ckpt: Path | None, init_dir
         _log(f"resumed from {ckpt}: epoch {state['epoch'] + 1} step {state['step']} "
              f"(optimizer step {int(opt.iterations.numpy())}), best PublicTest {state['best_val_acc']:.4f}")
     elif init_dir is not None:
-        state["init_from"] = load_init_weights(model, init_dir)
+        if _same_labels(init_dir, args.labels):
+            state["init_from"] = load_init_weights(model, init_dir)
+        else:
+            state["init_from"] = transfer_weights(model, init_dir, LABEL_SETS[args.labels])
         # The schedule is a function of the step: put the fresh optimizer where the continued epoch counter is.
         opt.iterations.assign(state["epoch"] * steps_per_epoch)
         if state["best_epoch"] is not None:  # the exported weights are the continued run's best so far
@@ -460,7 +555,7 @@ def _end_epoch(args, out: Path, state: dict[str, Any], faces: _Faces, model: ker
     t_eval = time.time()
     with _AveragedWeights(model, opt):
         recalibrate_batchnorm(model, faces.x_tr, args.bn_recalibration_batches, seed=args.seed + epoch)
-        val, val_loss = eval_split(forward, faces.x_va, faces.y_va)
+        val, val_loss = eval_split(forward, faces.x_va, faces.y_va, faces.labels)
         improved = val["accuracy"] > state["best_val_acc"]
         if improved:
             model.save_weights(out / (BEST + ".tmp.weights.h5"))
@@ -491,11 +586,11 @@ def _final_report(out: Path, state: dict[str, Any], faces: _Faces, model: keras.
     model.load_weights(out / BEST)
     if state["status"] == "running":
         state["status"] = "finished"
-    pub, _ = eval_split(forward, faces.x_va, faces.y_va)
-    priv, _ = eval_split(forward, faces.x_te, faces.y_te)
+    pub, _ = eval_split(forward, faces.x_va, faces.y_va, faces.labels)
+    priv, _ = eval_split(forward, faces.x_te, faces.y_te, faces.labels)
     extra.update(public_test=pub, private_test=priv, evaluated_on=f"best epoch {state['best_epoch']} weights")
     metrics = write_metrics(out, state, extra)
-    save_confusion_png(priv["confusion_matrix"], out / "confusion_matrix.png",
+    save_confusion_png(priv["confusion_matrix"], out / "confusion_matrix.png", faces.labels,
                        title=f"PrivateTest, acc {priv['accuracy']:.3f} (best epoch {state['best_epoch']})")
     (find_checkpoint(out) / "state.json").write_text(json.dumps(state, indent=1))
     _log(f"final (best epoch {state['best_epoch']}): PublicTest {pub['accuracy']:.4f} PrivateTest {priv['accuracy']:.4f}")
@@ -519,9 +614,9 @@ def _train(args: argparse.Namespace, on_epoch=None) -> dict[str, Any]:
     _restore(args, out, state, ckpt, init_dir, model, opt, schedule, steps_per_epoch)
     state["args"] = {k: v for k, v in trainer_options(args).items() if k != "resume"}
     (out / "model.json").write_text(json.dumps({"config": cfg.to_dict(), "tta": not args.no_tta,
-                                                "labels": list(EMOTIONS)}, indent=1))
+                                                "labels": list(faces.labels)}, indent=1))
     extra = {"config": cfg.to_dict(), "train_args": state["args"], "tta": not args.no_tta,
-             "precision": args.precision, "class_weights": dict(zip(EMOTIONS, map(float, faces.cw))),
+             "precision": args.precision, "class_weights": dict(zip(faces.labels, map(float, faces.cw))),
              "data": faces.record, "teacher": faces.teacher_version, "versions": library_versions()}
     aug = dataclasses.replace(AUGMENTS[args.augment], erase_prob=args.random_erasing)
     steps_run = 0
