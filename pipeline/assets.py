@@ -65,7 +65,9 @@ def weights_dir() -> Path:
 # The shipped emotion model, relative to models/: an ensemble of the VGGFace-ResNet50 (models/emotion/) and the vgg48
 # network (models/emotion-vgg48/), 0.3/0.7, each averaged with its mirror image (issue 27: PublicTest 70.47 %,
 # PrivateTest 70.88 %, against 67.57 / 68.04 % for the ResNet50 alone with 10 views, at a seventh of the cost).
-SHIPPED_EMOTION = Path("emotion-ensemble") / "model.json"
+# FER+'s 8 emotions (contempt added; issue 24): the vgg48 network fine-tuned on the FER+ annotators' labels.
+SHIPPED_EMOTION: dict[str, Path] = {"fer2013": Path("emotion-ensemble") / "model.json",
+                                    "ferplus": Path("emotion-ferplus") / "emotion_vgg48.weights.h5"}
 
 
 def shipped_models_dir() -> Path:
@@ -74,12 +76,16 @@ def shipped_models_dir() -> Path:
     return SOURCE_ROOT / "models"
 
 
-def emotion_weights_path() -> Path:
-    """``$MIEN_EMOTION_WEIGHTS`` if set, else the shipped emotion model (a weights file, or an ensemble's model.json
-    naming its members' weights; every checksum is checked on load)."""
+def emotion_weights_path(label_set: str = "fer2013") -> Path:
+    """The shipped emotion model of ``label_set`` (fer2013 | ferplus: a weights file, or an ensemble's model.json
+    naming its members' weights; every checksum is checked on load); ``$MIEN_EMOTION_WEIGHTS`` replaces the default
+    fer2013 one."""
     from mien.pipeline import settings
 
-    return settings.emotion_weights() or shipped_models_dir() / SHIPPED_EMOTION
+    if label_set not in SHIPPED_EMOTION:
+        raise ValueError(f"emotion model must be one of {sorted(SHIPPED_EMOTION)}, got {label_set!r}")
+    return (settings.emotion_weights() if label_set == "fer2013" else None) or \
+        shipped_models_dir() / SHIPPED_EMOTION[label_set]
 
 
 def _verified(path: Path, expected: str) -> bool:

@@ -24,18 +24,24 @@ def build_facenet(runtime: str = "openvino", precision: str = "auto") -> Embedde
 
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
-                       views=None, precision: str = "auto"):
-    """The emotion model at ``path`` (a weights file, or an ensemble's model.json) run by ``runtime`` (openvino |
-    tensorflow) in ``precision``, or None (with one warning) when it is missing or incompatible; ``views``
-    (emotion.views.TestTimeViews) overrides model.json's test-time views."""
+                       views=None, precision: str = "auto", label_set: str = "fer2013"):
+    """The emotion model at ``path`` (a weights file, or an ensemble's model.json; default: the shipped model of
+    ``label_set``, fer2013 | ferplus; a file given is used whatever its labels) run by ``runtime`` (openvino | tensorflow) in ``precision``, or None (with one
+    warning) when it is missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's
+    test-time views."""
     from mien.emotion import EmotionClassifier, EmotionModelError
     from mien.emotion.ensemble import EmotionEnsemble, is_ensemble
 
-    path = Path(path) if path else emotion_weights_path()
+    chosen = path is None  # a shipped model by label set (else the file is whatever model it is)
+    path = Path(path) if path else emotion_weights_path(label_set)
     kind = EmotionEnsemble if is_ensemble(path) else EmotionClassifier  # a model.json of members, or one network
     try:
-        return kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision), views=views,
-                         views_per_call=views_per_call_for(runtime))
+        model = kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision), views=views,
+                          views_per_call=views_per_call_for(runtime))
+        if chosen and model.label_set != label_set:
+            raise EmotionModelError(f"{path} is a {model.label_set} model ({len(model.labels)} emotions), not the "
+                                    f"{label_set} one asked for; choose --emotion-model {model.label_set}")
+        return model
     except EmotionModelError as exc:
         if required:
             raise
@@ -43,8 +49,9 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
         return None
 
 
-def openvino_models_cached(emotion_views: str | None = "model") -> bool:
-    """Whether FaceNet and the shipped emotion model (every member of an ensemble) with ``emotion_views`` ("model":
+def openvino_models_cached(emotion_views: str | None = "model", label_set: str = "fer2013") -> bool:
+    """Whether FaceNet and the shipped emotion model of ``label_set`` (every member of an ensemble) with
+    ``emotion_views`` ("model":
     model.json's views, a preset name of emotion.views.PRESETS, None: no emotion) are already converted: then
     recognition never imports TensorFlow. Reads only model.json files, never the weights."""
     from mien.emotion.ensemble import members_of
@@ -55,7 +62,7 @@ def openvino_models_cached(emotion_views: str | None = "model") -> bool:
     if emotion_views is None:
         return True
     try:
-        members = members_of(emotion_weights_path())
+        members = members_of(emotion_weights_path(label_set))
     except FileNotFoundError:
         return True  # no emotion model: nothing to convert (recognition warns about it)
     except (OSError, ValueError, KeyError):

@@ -18,5 +18,6 @@ class Options:
     distance_threshold: float | None = None
     probability_threshold: float | None = None
     emotion_threshold: float = 0.0
+    emotion_model: str = "fer2013"  # which shipped emotion model: fer2013 (7 emotions) | ferplus (8, with contempt)
     emotion_views: str = "model"  # test-time views per face: model (as model.json says) or an emotion.views preset
     matcher: str = "auto"  # svm | knn | auto (svm for small galleries, nearest neighbours for large ones)

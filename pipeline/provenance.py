@@ -24,6 +24,7 @@ def model_versions(recognizer) -> dict[str, str | None]:
         "embedder": recognizer.embedder.version,
         "classifier": classifier_fingerprint(recognizer.classifier),
         "emotion": recognizer.emotion_model.version if recognizer.emotion_model else None,
+        "emotion_labels": recognizer.emotion_model.label_set if recognizer.emotion_model else None,
         "precision": recognizer.precision,
     }
 

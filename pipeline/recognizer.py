@@ -51,6 +51,11 @@ class _StageClock:
         return ", ".join(f"{k} {v:.1f} ms" for k, v in self.ms.items())
 
 
+# Options the models are built with (a view cannot change them: the networks are shared, not rebuilt).
+LOAD_TIME_OPTIONS = frozenset({"runtime", "precision", "detector", "min_face_size", "detection_threshold",
+                               "proposal_threshold", "refine_threshold", "emotion_model", "emotion_views"})
+
+
 class Recognizer:
     """Detector + FaceNet embedder + identity matcher (from the gallery) + emotion model, loaded once."""
 
@@ -111,7 +116,7 @@ class Recognizer:
         if views != "model" and views not in PRESETS:
             raise ValueError(f"emotion_views must be 'model' or one of {sorted(PRESETS)}, got {views!r}")
         return models.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views],
-                                         precision=self.options.precision)
+                                         precision=self.options.precision, label_set=self.options.emotion_model)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
         """Run every loaded model once per batch size on blank input, so a first real request pays neither
@@ -149,6 +154,9 @@ class Recognizer:
             unknown = set(changes) - {f.name for f in dataclasses.fields(Options)}
             if unknown:
                 raise TypeError(f"not recognizer options: {sorted(unknown)}")
+            built = sorted(k for k in set(changes) & LOAD_TIME_OPTIONS if changes[k] != getattr(self.options, k))
+            if built:
+                raise TypeError(f"{built} are chosen when the models load: build a Recognizer with them instead")
             view.options = dataclasses.replace(self.options, **changes)
         return view
 

@@ -12,7 +12,7 @@ RESULTS_FORMAT_VERSION = 1
 
 @dataclass
 class EmotionResult:
-    """The emotion decision for one face: label (or ``uncertain``), its probability and all 7 scores."""
+    """The emotion decision for one face: label (or ``uncertain``), its probability and every emotion's score (7, or FER+'s 8)."""
 
     label: str
     confidence: float

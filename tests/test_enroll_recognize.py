@@ -293,3 +293,5 @@ def test_with_options_is_a_view_that_leaves_the_recognizer_alone(recognizer, enr
     assert recognizer.with_options(matcher=None).classifier is None and recognizer.classifier is not None
     with pytest.raises(TypeError, match="not recognizer options"):
         recognizer.with_options(colour="blue")
+    with pytest.raises(TypeError, match="emotion_model.*chosen when the models load"):
+        recognizer.with_options(emotion_model="ferplus")  # the loaded emotion network would not change

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # One colour per emotion everywhere (the stacked areas, the dominant-emotion bands and the combined timeline).
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd", "happy": "#f5c400",
-                  "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#a8a8a8", "uncertain": "#e4e4e4"}
+                  "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#a8a8a8", "contempt": "#e377c2",
+                  "uncertain": "#e4e4e4"}
 ON_SCREEN_COLOR = "#5b7083"  # spans of a person when no emotion model is loaded
 OFF_SCREEN_COLOR = "#f4f4f4"
 

@@ -23,11 +23,11 @@ class Identity(BaseModel):
 
 
 class Emotion(BaseModel):
-    """The emotion of a face: its label (or ``uncertain``), that label's probability and all 7 scores."""
+    """The emotion of a face: its label (or ``uncertain``), that label's probability and every emotion's score."""
 
     label: str = Field(description="the most probable emotion, or 'uncertain' below the emotion threshold")
     confidence: float = Field(description="probability of the most probable emotion")
-    scores: dict[str, float] = Field(description="probability of each of the 7 emotions")
+    scores: dict[str, float] = Field(description="probability of each emotion: FER2013's 7, or FER+'s 8 (contempt added)")
 
 
 class Face(BaseModel):
@@ -50,6 +50,8 @@ class ModelVersions(BaseModel):
     embedder: str = Field(description="FaceNet weights version")
     classifier: str | None = Field(description="fingerprint of the enrolled people; null while nobody is enrolled")
     emotion: str | None = Field(description="emotion model version; null when none is available")
+    emotion_labels: str | None = Field(default=None, description="its label set: fer2013 (7 emotions) or ferplus "
+                                                                 "(8, contempt added); null without emotion")
     precision: dict[str, str | None] = Field(description="the arithmetic each network ran in (detector, embedder, "
                                                          "emotion): fp32 or bf16")
 

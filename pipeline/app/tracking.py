@@ -53,7 +53,7 @@ class IdentityVote:
 
 
 class EmotionSmoother:
-    """Exponential moving average of the 7 emotion scores: ``s = alpha * p + (1 - alpha) * s``."""
+    """Exponential moving average of the emotion scores (7, or FER+'s 8): ``s = alpha * p + (1 - alpha) * s``."""
 
     def __init__(self, alpha: float = 0.3):
         if not 0 < alpha <= 1:

@@ -1,13 +1,14 @@
 """The rows ``mien batch`` writes: one per face, or one per image without a face (its reason says why).
 
 The Parquet schema is fixed here (every shard has exactly these columns and types, whatever its batch held),
-so shards concatenate and query as one table.
+so shards concatenate and query as one table: a score column per FER+ emotion, `emotion_contempt` null under the
+7-emotion FER2013 model (`emotion_labels` says which ran).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from mien.emotion.labels import EMOTIONS
+from mien.emotion.labels import FERPLUS_EMOTIONS
 from mien.pipeline.detection import LANDMARK_NAMES
 
 STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "face", "no_face", "error"
@@ -24,8 +25,8 @@ def schema():
         ("bbox_x", i32), ("bbox_y", i32), ("bbox_w", i32), ("bbox_h", i32),
         ("detection_confidence", f32), ("detection_scale", f32), ("landmarks", pa.list_(f32, 2 * len(LANDMARK_NAMES))),
         ("name", s), ("identity_confidence", f32), ("distance", f32),
-        ("emotion", s), ("emotion_confidence", f32), *((f"emotion_{label}", f32) for label in EMOTIONS),
-        ("detector", s), ("embedder", s), ("classifier", s), ("emotion_model", s),
+        ("emotion", s), ("emotion_confidence", f32), *((f"emotion_{label}", f32) for label in FERPLUS_EMOTIONS),
+        ("detector", s), ("embedder", s), ("classifier", s), ("emotion_model", s), ("emotion_labels", s),
         ("distance_threshold", f32), ("probability_threshold", f32), ("emotion_threshold", f32),
         ("recognized_at", pa.timestamp("ms", tz="UTC")),
     ])
@@ -56,7 +57,7 @@ def image_rows(record, sha256: str | None, mtime: float | None, provenance: dict
                        distance=face.identity.distance)
         if face.emotion:
             row.update(emotion=face.emotion.label, emotion_confidence=face.emotion.confidence,
-                       **{f"emotion_{label}": face.emotion.scores[label] for label in EMOTIONS})
+                       **{f"emotion_{label}": score for label, score in face.emotion.scores.items()})
         rows.append(row)
     return rows
 
@@ -76,7 +77,8 @@ def provenance(recognizer) -> dict:
     versions, th = model_versions(recognizer), thresholds_used(recognizer)
     identity = th["identity"] or {}
     return {"detector": versions["detector"], "embedder": versions["embedder"], "classifier": versions["classifier"],
-            "emotion_model": versions["emotion"], "distance_threshold": identity.get("distance"),
+            "emotion_model": versions["emotion"], "emotion_labels": versions["emotion_labels"],
+            "distance_threshold": identity.get("distance"),
             "probability_threshold": identity.get("probability"), "emotion_threshold": th["emotion"]}
 
 

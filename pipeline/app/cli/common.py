@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
+from mien.emotion.labels import LABEL_SETS
 from mien.emotion.views import PRESETS
 from mien.pipeline.options import Options
 
@@ -191,6 +192,9 @@ def add_emotion_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("emotion")
     g.add_argument("--emotion-threshold", type=unit_interval, default=DEFAULTS.emotion_threshold,
                    help="below this probability the emotion is 'uncertain'")
+    g.add_argument("--emotion-model", choices=tuple(LABEL_SETS), default=DEFAULTS.emotion_model,
+                   help="which emotions: fer2013 (FER2013's 7, the ensemble of two networks) or ferplus (FER+'s 8: "
+                        "contempt added, one network trained on the FER+ annotators' labels)")
     g.add_argument("--emotion-views", choices=("model", *PRESETS), default=DEFAULTS.emotion_views,
                    help="test-time views averaged per face by each network: model (as the model ships: the face "
                         "and its mirror image), mirror (the same, whatever model.json says), mirror+shift3 (3-px "
@@ -219,7 +223,7 @@ def build_recognizer(args: argparse.Namespace, *, emotion: bool = True, identity
     options = options_from(args)
     with_emotion = emotion and not getattr(args, "no_emotion", False)
     if options.runtime == "tensorflow" or options.detector == "mtcnn-keras" \
-            or not openvino_models_cached(options.emotion_views if with_emotion else None):
+            or not openvino_models_cached(options.emotion_views if with_emotion else None, options.emotion_model):
         quiet_tensorflow(getattr(args, "verbose", 0))
     from mien.pipeline.recognizer import Recognizer
 

@@ -45,11 +45,15 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
                        description="Accuracy, per-class accuracy and confusion matrix of the shipped emotion model.")
     add_evaluate_arguments(ee)
+    from mien.emotion.labels import LABEL_SETS
     from mien.pipeline.runtime import PRECISIONS
 
     ee.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
                     help="OpenVINO's arithmetic, as for recognition (auto: the emotion networks in bf16 where the CPU "
                          "has it)")
+    ee.add_argument("--emotion-model", choices=tuple(LABEL_SETS), default=DEFAULTS.emotion_model,
+                    help="which shipped model, without --weights: fer2013 (7 emotions) or ferplus (8, scored with "
+                         "--labels ferplus)")
     ee.set_defaults(run=run_emotion)
 
 
@@ -149,7 +153,10 @@ def run_emotion(args: argparse.Namespace) -> int:
         raise UsageError("--labels ferplus needs --ferplus fer2013new.csv (the FER+ votes)")
     from mien.pipeline.runtime import network_precision
 
-    model = load_emotion_model(args.weights, required=True, precision=args.precision)
+    model = load_emotion_model(args.weights, required=True, precision=args.precision, label_set=args.emotion_model)
+    if model.label_set == "ferplus" and args.labels != "ferplus":
+        raise UsageError(f"{model.version} knows FER+'s 8 emotions: score it on FER+'s labels with --labels ferplus "
+                         "--ferplus fer2013new.csv")
     result = evaluate_dataset(model, args.data, args.split, args.json, args.confusion, args.limit,
                               progress=lambda batches: progress(batches, "evaluate", unit="batch"),
                               ferplus=args.ferplus if args.labels == "ferplus" else None,
