@@ -1,7 +1,7 @@
 """Emotion ensembles: each member's accuracy on a FER2013 split, the weighted average's, and what it costs per face.
 
     python benchmarks/emotion_ensemble.py MEMBER [MEMBER ...] [--data FER2013.npz] [--split PublicTest]
-                                          [--weights 0.5,0.5] [--json FILE]
+                                          [--ferplus fer2013new.csv] [--weights 0.5,0.5] [--json FILE]
 
     MEMBER = WEIGHTS_FILE[@VIEWS]   (VIEWS: a preset of emotion.views, e.g. mirror or mirror+shift3; default: the
                                      member's model.json)
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("members", nargs="+", help="WEIGHTS_FILE[@VIEWS]")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"))
     ap.add_argument("--split", default="PublicTest", choices=("PublicTest", "PrivateTest"))
+    ap.add_argument("--ferplus", help="fer2013new.csv: score on the FER+ majority labels of the members' label set "
+                                      "(FER2013's 7 or FER+'s 8; faces without a majority among them left out)")
     ap.add_argument("--weights", help="comma-separated member weights (default: equal)")
     ap.add_argument("--grid", help="more weight vectors to score, ';'-separated (e.g. '0.3,0.7,0;0.2,0.4,0.4')")
     ap.add_argument("--runtime", default="openvino", choices=("openvino", "tensorflow"))
@@ -39,21 +41,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from mien.emotion.labels import EMOTIONS
-    from mien.emotion.training.data import load_dataset
+    from mien.emotion.training.data import ferplus_majority, load_dataset
     from mien.emotion.training.evaluate import summarize
     from mien.emotion.views import PRESETS
     from mien.pipeline.models import load_emotion_model
 
-    x, y = load_dataset(args.data).split(args.split)
-    members, probs, report = [], [], {"split": args.split, "faces": int(len(y)), "members": []}
+    data = load_dataset(args.data)
+    x, y = data.split(args.split)
+    members, probs, report = [], [], {"split": args.split, "members": []}
     for spec in args.members:
         path, _, views = spec.partition("@")
         clf = load_emotion_model(path, required=True, runtime=args.runtime, views=PRESETS[views] if views else None)
+        if members and clf.labels != members[0].labels:
+            raise SystemExit(f"{path}: its labels differ from the first member's")
+        if not members and args.ferplus:
+            rows, y = ferplus_majority(args.ferplus, data, args.split, clf.labels)
+            x = x[rows]
+        report.update(faces=int(len(y)), labels=list(clf.labels))
         clf.predict(x[:2])  # warm-up: a first call converts or traces
         start = time.perf_counter()
         p = np.concatenate([clf.predict(x[i:i + 512]) for i in range(0, len(x), 512)])
-        result = summarize(y, p)
+        result = summarize(y, p, clf.labels)
         result["ms_per_face_batched"] = 1000 * (time.perf_counter() - start) / len(y)
         members.append(clf)
         probs.append(p)
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def scored(ws: list[float]) -> dict:
         avg = sum(w * p for w, p in zip(ws, probs)) / sum(ws)
-        s = summarize(y, avg)
+        s = summarize(y, avg, members[0].labels)
         right = avg.argmax(1) == y
         return {"weights": [round(w / sum(ws), 3) for w in ws], "accuracy": s["accuracy"],
                 "per_class_recall": s["per_class_accuracy"],
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     e = report["ensemble"]
     print(f"ensemble {e['weights']}: {e['accuracy']:.4f} ({e['wrong_to_right_vs_best_member']} wrong->right, "
           f"{e['right_to_wrong_vs_best_member']} right->wrong vs the best member), {report['ms_per_face_batched']:.2f} "
-          f"ms/face; recall " + " ".join(f"{k} {v:.2f}" for k, v in zip(EMOTIONS, e["per_class_recall"].values())))
+          f"ms/face; recall " + " ".join(f"{k} {v:.2f}" for k, v in e["per_class_recall"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return report

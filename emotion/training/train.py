@@ -192,11 +192,10 @@ def class_weights(labels: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: float = 0.0,
-                  k: int = NUM_CLASSES) -> np.ndarray:
-    """Training targets float32 [N,k]: the one-hot label, mixed as (1 - weight) x one-hot + weight x the FER+ vote
-    shares where a face has votes (``load_ferplus_votes``: Training rows only)."""
-    onehot = np.eye(k, dtype=np.float32)[labels]
+def mixed_targets(labels: np.ndarray, votes: np.ndarray | None = None, weight: float = 0.0) -> np.ndarray:
+    """Training targets float32 [N,7]: the one-hot FER2013 label, mixed as (1 - weight) x one-hot + weight x the
+    FER+ vote shares where a face has votes (``load_ferplus_votes``: Training rows only)."""
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     if votes is None or not weight:
         return onehot
     has = votes.sum(1) > 0
