@@ -88,28 +88,3 @@ def test_the_server_and_batch_rows_carry_the_ferplus_label_set(recognizer, enrol
     assert "is a ferplus model (8 emotions), not the fer2013 one" in caplog.text
     assert np.isfinite(rec.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))).all()
 
-
-def test_the_page_draws_all_8_emotions_of_a_ferplus_server(browser, recognizer, enrolled, mien_home, demo_photos,
-                                                           tmp_path):
-    """`mien serve --emotion-model ferplus`: the Photos tab shows every one of the model's emotions as a bar."""
-    from conftest import home_copy
-    from test_server import TOKEN
-
-    from mien.pipeline import Recognizer
-    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
-    from mien.pipeline.options import Options
-
-    rec = Recognizer(Options(emotion_model="ferplus"), detector=recognizer.detector, embedder=recognizer.embedder)
-    app = create_app(rec, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home")))
-    photo = sorted((demo_photos[1] / "elton_john").iterdir())[0]
-    with BackgroundServer(app) as url:
-        page = browser.new_page(viewport={"width": 1000, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(url + "/")
-        page.set_input_files("#photo", str(photo))
-        page.click("#recognize-button")
-        page.wait_for_selector("#faces tbody tr.face")
-        names = page.locator("#faces tbody tr.face .bars > span:not(.bar)").all_inner_texts()
-        assert set(FERPLUS_EMOTIONS) <= set(names) and page.locator("#faces tbody tr.face .bars .bar").count() == 8
-        page.screenshot(path=str(tmp_path / "ferplus.png"), full_page=True)
-        page.close()

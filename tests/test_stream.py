@@ -121,6 +121,7 @@ def test_a_client_that_never_reads_its_answers_is_closed(monkeypatch):
     """A client that keeps sending frames but never takes an answer (its buffers full, so each send waits) is closed
     with 1008 after SEND_TIMEOUT_S instead of holding its stream (and its slot) for ever."""
     import asyncio
+    import threading
     import time
     from types import SimpleNamespace
 
@@ -146,7 +147,10 @@ def test_a_client_that_never_reads_its_answers_is_closed(monkeypatch):
 
     client = StuckClient()
     began = time.perf_counter()
-    asyncio.run(stream._run(client, None, SimpleNamespace(frame=1), idle_s=30))
+    # in a thread of its own: a session's headless browser (Playwright) keeps an event loop in this one
+    worker = threading.Thread(target=lambda: asyncio.run(stream._run(client, None, SimpleNamespace(frame=1), idle_s=30)))
+    worker.start()
+    worker.join(30)
     assert client.closed is not None and client.closed[0] == 1008 and "not read" in client.closed[1]
     assert time.perf_counter() - began < 5 and client.frames > 1
 

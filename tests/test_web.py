@@ -255,3 +255,35 @@ def test_the_video_tab_processes_an_upload_and_plays_it_with_timelines(browser, 
         assert page.eval_on_selector_all("#video-people img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
         page.close()
+
+
+def test_the_page_draws_all_8_emotions_of_a_ferplus_server(browser, recognizer, enrolled, mien_home, demo_photos,
+                                                           tmp_path):
+    """`mien serve --emotion-model ferplus` (issue 24): the Recognize tab shows every one of the model's 8 emotions
+    as a bar."""
+    from conftest import home_copy
+    from test_emotion_ferplus import SHIPPED
+    from test_server import TOKEN
+
+    if not (SHIPPED / "model.json").is_file():
+        pytest.skip(f"no FER+ model at {SHIPPED}")
+
+    from mien.emotion.labels import FERPLUS_EMOTIONS
+    from mien.pipeline import Recognizer
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.options import Options
+
+    rec = Recognizer(Options(emotion_model="ferplus"), detector=recognizer.detector, embedder=recognizer.embedder)
+    app = create_app(rec, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home")))
+    photo = sorted((demo_photos[1] / "elton_john").iterdir())[0]
+    with BackgroundServer(app) as url:
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(url + "/")
+        page.set_input_files("#photo", str(photo))
+        page.click("#recognize-button")
+        page.wait_for_selector("#faces tbody tr.face")
+        names = page.locator("#faces tbody tr.face .bars > span:not(.bar)").all_inner_texts()
+        assert set(FERPLUS_EMOTIONS) <= set(names) and page.locator("#faces tbody tr.face .bars .bar").count() == 8
+        page.screenshot(path=str(tmp_path / "ferplus.png"), full_page=True)
+        page.close()
