@@ -191,29 +191,10 @@ FERPLUS_COLUMNS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happ
 def load_ferplus_votes(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndarray:
     """FER+ annotators' vote shares over the 7 FER2013 classes, float32 [N,7] aligned with ``ds``'s rows, for
     **Training rows only**: test rows are all zero (their votes would leak the test labels into training), as are
-    rows without FER+ votes or whose row position is uncertain (the npz's ``row_position_known``).
-
-    fer2013new.csv lists FER2013's rows in the original order; its Usage column must agree with ``ds``'s."""
-    path = Path(csv_path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = [c for c in ("Usage", *FERPLUS_COLUMNS) if rows and c not in rows[0]]
-    if not rows or missing:
-        raise DataFormatError(f"{path}: not a FER+ vote file (fer2013new.csv); missing columns {missing or 'all'}")
-    if len(rows) != len(ds.usage):
-        raise DataFormatError(f"{path}: {len(rows)} rows, but the dataset {ds.source} has {len(ds.usage)}")
-    usage = np.array([r["Usage"] for r in rows])
-    bad = np.flatnonzero(usage != ds.usage)
-    if bad.size:
-        raise DataFormatError(f"{path}: row {bad[0]} is {str(usage[bad[0]])!r} but {str(ds.usage[bad[0]])!r} in {ds.source}: "
-                              "the files are not in the same row order")
-    order = [EMOTIONS.index(FERPLUS_COLUMNS[c]) for c in FERPLUS_COLUMNS]
-    votes = np.zeros((len(rows), len(EMOTIONS)), np.float32)
-    votes[:, order] = np.array([[float(r[c] or 0) for c in FERPLUS_COLUMNS] for r in rows], np.float32)
-    keep = (ds.usage == "Training") & _row_position_known(ds)
-    votes[~keep] = 0.0
-    total = votes.sum(1, keepdims=True)
-    return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+    rows without FER+ votes or whose row position is uncertain (the npz's ``row_position_known``)."""
+    shares = ferplus_labels(csv_path, ds)[1]
+    shares[~((ds.usage == "Training") & _row_position_known(ds))] = 0.0
+    return shares
 
 
 FERPLUS_ALL = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
@@ -222,7 +203,8 @@ FERPLUS_NAMES = {**FERPLUS_COLUMNS, "contempt": "contempt"}
 
 
 def _ferplus_vote_table(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndarray:
-    """The FER+ vote counts float32 [N,10] in FERPLUS_ALL order, aligned with ``ds``'s rows (checked by length)."""
+    """The FER+ vote counts float32 [N,10] in FERPLUS_ALL order, aligned with ``ds``'s rows: fer2013new.csv lists
+    FER2013's rows in the original order, so its length and Usage column must agree with ``ds``'s."""
     path = Path(csv_path)
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -230,6 +212,11 @@ def _ferplus_vote_table(csv_path: str | os.PathLike, ds: FaceDataset) -> np.ndar
     if not rows or missing or len(rows) != len(ds.usage):
         raise DataFormatError(f"{path}: not the FER+ vote file of {ds.source} (missing columns {missing or 'none'}, "
                               f"{len(rows)} rows for {len(ds.usage)})")
+    usage = np.array([r["Usage"] for r in rows])
+    bad = np.flatnonzero(usage != ds.usage)
+    if bad.size:
+        raise DataFormatError(f"{path}: row {bad[0]} is {str(usage[bad[0]])!r} but {str(ds.usage[bad[0]])!r} in "
+                              f"{ds.source}: the files are not in the same row order")
     return np.array([[float(r[c] or 0) for c in FERPLUS_ALL] for r in rows], np.float32)
 
 
