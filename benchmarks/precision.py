@@ -34,24 +34,13 @@ DATA = REPO.parent / "shared" / "data"
 GATES = {"lfw_points": 0.1, "fer_points": 0.3}
 
 
-def _median_ms(fn, reps: int) -> float:
-    import numpy as np
-
-    fn()  # warm: a runtime's first sight of a shape
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
-
-
 def measure(precision: str, demo_val: Path, enroll: Path, lfw_pairs, strangers: list[str], fer) -> dict:
     import numpy as np
 
     from mien.pipeline import Options, Recognizer
     from mien.pipeline.images import load_image
     from mien.pipeline.verification import embed_subjects, pair_distances, score_pairs
+    from workspace import median_ms
 
     rec = Recognizer(Options(precision=precision))
     r: dict = {"precision": rec.precision}
@@ -61,10 +50,10 @@ def measure(precision: str, demo_val: Path, enroll: Path, lfw_pairs, strangers: 
     crops = [rec.identity_crop(img, f[0]) for img, f in zip(images, faces) if f]
     gray = np.stack([rec.emotion_crop(img, f[0]) for img, f in zip(images, faces) if f])
     batch = crops[:8]
-    r["detect_ms_per_photo"] = sum(_median_ms(lambda img=img: rec.detect(img), 5) for img in images) / len(images)
-    r["facenet_ms_per_face"] = _median_ms(lambda: rec.embed_crops(batch), 10) / len(batch)
-    r["emotion_ms_per_face"] = _median_ms(lambda: rec.emotions(list(gray)), 10) / len(gray)
-    r["who_emotion_ms_per_photo"] = _median_ms(lambda: [rec.recognize(img) for img in images], 3) / len(images)
+    r["detect_ms_per_photo"] = sum(median_ms(lambda img=img: rec.detect(img), 5) for img in images) / len(images)
+    r["facenet_ms_per_face"] = median_ms(lambda: rec.embed_crops(batch), 10) / len(batch)
+    r["emotion_ms_per_face"] = median_ms(lambda: rec.emotions(list(gray)), 10) / len(gray)
+    r["who_emotion_ms_per_photo"] = median_ms(lambda: [rec.recognize(img) for img in images], 3) / len(images)
     records = [rec.recognize(img) for img in images]
     r["demo_named"] = sum(1 for p, rc in zip(demo, records) if any(f.identity and f.identity.name == p.parent.name
                                                                    for f in rc.faces))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -34,3 +35,17 @@ def finish(work: Path, results: dict, json_path: str | None) -> dict:
         Path(json_path).write_text(json.dumps(results, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def median_ms(fn, reps: int) -> float:
+    """Median wall milliseconds of ``fn()`` over ``reps`` calls, after one untimed warm-up call (a runtime's first
+    sight of a shape)."""
+    import numpy as np
+
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
