@@ -30,7 +30,7 @@ RUNTIMES = ("openvino", "tensorflow")
 # in bf16 (1.8x faster, FER2013 PublicTest -0.08 point, gate 0.3); FaceNet in fp32 (bf16 was 2.0x faster but cost
 # 0.22 point on the LFW dev folds, gate 0.1); MTCNN in fp32 (bf16 gained 3 % and moved 3 of 453 faces).
 # "int8": FaceNet quantized to INT8 by NNCF (pipeline.quantize; ~3x faster per face, LFW dev folds -0.2 point like
-# bf16, outside the 0.1 gate, so not in auto), the others as auto (the emotion networks lost 1.2 points in INT8).
+# bf16, outside the 0.1 gate, so not in auto), the others as auto (the emotion ensemble lost 1.3 points in INT8).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AUTO_PRECISION = {"mtcnn": "fp32", "facenet": "fp32", "emotion": "bf16"}
 PER_NETWORK = {"auto": AUTO_PRECISION, "int8": {**AUTO_PRECISION, "facenet": "int8"}}
