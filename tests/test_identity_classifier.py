@@ -43,3 +43,28 @@ def test_a_tiny_gallery_with_a_one_photo_person_is_fitted_and_names_them(per_per
     keep = [i for p, n in enumerate(per_person) for i in range(p * 8, p * 8 + n)]
     clf = IdentityClassifier(x[keep], [y[i] for i in keep], "facenet-test", Thresholds(distance=0.9, probability=0.0))
     assert [m.name for m in clf.predict(l2_normalize(centres + 0.02))] == ["person 0", "person 1"]
+
+
+@pytest.mark.parametrize("n_people, per", [(2, 6), (3, 6), (6, 4)])
+def test_the_numpy_probabilities_are_scikit_learns(n_people, per):
+    """identity.svm_proba replaces scikit-learn's predict_proba only where it gives the same numbers: two people
+    (binary), several (one-vs-one votes), a one-photo person (the frozen SVM), on faces near and far from anyone."""
+    _, x, y = _clusters(n_people=n_people, per=per)
+    x, y = np.concatenate([x, x[:1]]), y + ["one photo"]
+    clf = IdentityClassifier(x, y, "facenet-test")
+    assert clf._proba.__module__ == "mien.identity.svm_proba"  # the NumPy form is the one used
+    queries = l2_normalize(np.random.default_rng(3).normal(size=(40, 128))).astype(np.float32)
+    for q in (queries, x):
+        np.testing.assert_allclose(clf._proba(q), clf.svm.predict_proba(q), rtol=0, atol=1e-9)
+
+
+def test_a_model_the_numpy_form_does_not_reproduce_keeps_scikit_learns():
+    """A calibrator it does not know (isotonic) is not replaced: scikit-learn's predict_proba stays."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    from mien.identity.svm_proba import fast_predict_proba
+
+    _, x, y = _clusters()
+    model = CalibratedClassifierCV(SVC(kernel="linear"), method="isotonic", ensemble=False, cv=3).fit(x, y)
+    assert fast_predict_proba(model, x) is None
