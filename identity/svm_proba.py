@@ -8,11 +8,7 @@ model's own probabilities on the gallery's embeddings; otherwise the caller keep
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
-
-Proba = Callable[[np.ndarray], np.ndarray]
 
 
 def _ovr(decision: np.ndarray, n_classes: int) -> np.ndarray:
@@ -31,7 +27,23 @@ def _ovr(decision: np.ndarray, n_classes: int) -> np.ndarray:
     return votes + confidence / (3 * (np.abs(confidence) + 1))
 
 
-def fast_predict_proba(model, check: np.ndarray) -> Proba | None:
+class LinearSVMProba:
+    """The probabilities of a calibrated linear SVM from its arrays (picklable, like the model it stands for)."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, a: np.ndarray, b: np.ndarray, n_classes: int):
+        self.coef, self.intercept, self.a, self.b, self.n_classes = coef, intercept, a, b, n_classes
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        decision = np.asarray(x, np.float64) @ self.coef.T + self.intercept
+        scores = decision if self.n_classes == 2 else _ovr(decision, self.n_classes)
+        p = 1.0 / (1.0 + np.exp(self.a * scores + self.b))  # each class's sigmoid calibration
+        if self.n_classes == 2:
+            return np.column_stack([1.0 - p[:, 0], p[:, 0]])
+        total = p.sum(axis=1, keepdims=True)
+        return np.clip(np.where(total > 0, p / np.where(total > 0, total, 1), 1.0 / self.n_classes), 0.0, 1.0)
+
+
+def fast_predict_proba(model, check: np.ndarray) -> LinearSVMProba | None:
     """``model.predict_proba`` (a fitted ``CalibratedClassifierCV`` over a linear ``SVC``, sigmoid method, one
     calibrated classifier) in NumPy, or None when the model is not that or the result differs from scikit-learn's
     on ``check`` (the training embeddings) by more than 1e-6."""
@@ -40,24 +52,10 @@ def fast_predict_proba(model, check: np.ndarray) -> Proba | None:
         svc = getattr(calibrated.estimator, "estimator", calibrated.estimator)  # a FrozenEstimator wraps it
         if calibrated.method != "sigmoid" or svc.kernel != "linear" or list(svc.classes_) != list(model.classes_):
             return None
-        coef, intercept = np.asarray(svc.coef_, np.float64), np.asarray(svc.intercept_, np.float64)
-        a = np.array([c.a_ for c in calibrated.calibrators], np.float64)
-        b = np.array([c.b_ for c in calibrated.calibrators], np.float64)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    n_classes = len(svc.classes_)
-
-    def proba(x: np.ndarray) -> np.ndarray:
-        decision = np.asarray(x, np.float64) @ coef.T + intercept
-        scores = decision if n_classes == 2 else _ovr(decision, n_classes)
-        p = 1.0 / (1.0 + np.exp(a * scores + b))  # each class's sigmoid calibration
-        if n_classes == 2:
-            return np.column_stack([1.0 - p[:, 0], p[:, 0]])
-        total = p.sum(axis=1, keepdims=True)
-        return np.clip(np.where(total > 0, p / np.where(total > 0, total, 1), 1.0 / n_classes), 0.0, 1.0)
-
-    try:
+        proba = LinearSVMProba(np.asarray(svc.coef_, np.float64), np.asarray(svc.intercept_, np.float64),
+                               np.array([c.a_ for c in calibrated.calibrators], np.float64),
+                               np.array([c.b_ for c in calibrated.calibrators], np.float64), len(svc.classes_))
         same = np.allclose(proba(check), model.predict_proba(check), rtol=0, atol=1e-6)
-    except (ValueError, FloatingPointError):
-        same = False
+    except (AttributeError, TypeError, ValueError, FloatingPointError):
+        return None
     return proba if same else None

@@ -19,8 +19,13 @@ log = logging.getLogger(__name__)
 def build_facenet(runtime: str = "openvino", precision: str = "auto") -> Embedder:
     """The FaceNet embedder (128-d, 160x160 RGB) on ``runtime`` (openvino | tensorflow) in ``precision``, weights
     verified."""
-    return build_embedder("facenet", resolve("facenet"), weights_sha256=FACENET.sha256,
-                          compile_forward=compile_forward_for(runtime, "facenet", precision))
+    if runtime == "openvino" and network_precision(precision, "facenet") == "int8":
+        from mien.pipeline.quantize import int8_forward  # NNCF's INT8 model, made once and cached
+
+        compile_forward = int8_forward
+    else:
+        compile_forward = compile_forward_for(runtime, "facenet", precision)
+    return build_embedder("facenet", resolve("facenet"), weights_sha256=FACENET.sha256, compile_forward=compile_forward)
 
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",

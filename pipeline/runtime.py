@@ -208,10 +208,8 @@ def compile_forward_for(runtime: str, network: str, precision: str = "auto"):
     if runtime != "openvino":
         return None
     chosen = network_precision(precision, network)
-    if chosen == "int8":
-        from mien.pipeline.quantize import int8_forward
-
-        return int8_forward
+    if chosen == "int8":  # an INT8 model is quantized, not just compiled: models.build_facenet takes it from quantize
+        raise ValueError(f"{network} has no INT8 form here; pipeline.quantize makes INT8 models")
     return lambda name, sha, tf_function: openvino_forward(name, sha, tf_function, chosen)
 
 

@@ -52,7 +52,9 @@ def test_the_numpy_probabilities_are_scikit_learns(n_people, per):
     _, x, y = _clusters(n_people=n_people, per=per)
     x, y = np.concatenate([x, x[:1]]), y + ["one photo"]
     clf = IdentityClassifier(x, y, "facenet-test")
-    assert clf._proba.__module__ == "mien.identity.svm_proba"  # the NumPy form is the one used
+    from mien.identity.svm_proba import LinearSVMProba
+
+    assert isinstance(clf._proba, LinearSVMProba)  # the NumPy form is the one used
     queries = l2_normalize(np.random.default_rng(3).normal(size=(40, 128))).astype(np.float32)
     for q in (queries, x):
         np.testing.assert_allclose(clf._proba(q), clf.svm.predict_proba(q), rtol=0, atol=1e-9)
