@@ -66,6 +66,7 @@ def test_batch_gives_recognize_answers_and_resume_does_nothing_twice(recognizer,
         assert got[0]["embedder"].startswith("facenet-taniai-") and got[0]["detector"].startswith("mtcnn-openvino-")
         # the FER2013 model's 7 scores, and FER+'s contempt column left empty (issue 24)
         assert got[0]["emotion_labels"] == "fer2013" and got[0]["emotion_contempt"] is None
+        assert {k: got[0][f"precision_{k}"] for k in ("detector", "embedder", "emotion")} == recognizer.precision
         assert got[0]["emotion_happy"] == pytest.approx(expected[0].emotion.scores["happy"], abs=1e-6)
     [broken] = by_file[str((src / "broken.jpg").resolve())]
     assert broken["status"] == "error" and "broken.jpg" in broken["reason"] and broken["face_index"] is None

@@ -2,7 +2,8 @@
 
 The Parquet schema is fixed here (every shard has exactly these columns and types, whatever its batch held),
 so shards concatenate and query as one table: a score column per FER+ emotion, `emotion_contempt` null under the
-7-emotion FER2013 model (`emotion_labels` says which ran).
+7-emotion FER2013 model (`emotion_labels` says which ran), and the arithmetic each network ran in
+(`precision_detector`, `precision_embedder`, `precision_emotion`: fp32, bf16 or int8).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from mien.emotion.labels import FERPLUS_EMOTIONS
 from mien.pipeline.detection import LANDMARK_NAMES
 
 STATUS_FACE, STATUS_NO_FACE, STATUS_ERROR = "face", "no_face", "error"
+PRECISION_OF = ("detector", "embedder", "emotion")  # the arithmetic each ran in (--precision): precision_* columns
 
 
 def schema():
@@ -27,6 +29,7 @@ def schema():
         ("name", s), ("identity_confidence", f32), ("distance", f32),
         ("emotion", s), ("emotion_confidence", f32), *((f"emotion_{label}", f32) for label in FERPLUS_EMOTIONS),
         ("detector", s), ("embedder", s), ("classifier", s), ("emotion_model", s), ("emotion_labels", s),
+        *((f"precision_{network}", s) for network in PRECISION_OF),
         ("distance_threshold", f32), ("probability_threshold", f32), ("emotion_threshold", f32),
         ("recognized_at", pa.timestamp("ms", tz="UTC")),
     ])
@@ -78,6 +81,7 @@ def provenance(recognizer) -> dict:
     identity = th["identity"] or {}
     return {"detector": versions["detector"], "embedder": versions["embedder"], "classifier": versions["classifier"],
             "emotion_model": versions["emotion"], "emotion_labels": versions["emotion_labels"],
+            **{f"precision_{network}": versions["precision"].get(network) for network in PRECISION_OF},
             "distance_threshold": identity.get("distance"),
             "probability_threshold": identity.get("probability"), "emotion_threshold": th["emotion"]}
 
