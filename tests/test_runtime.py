@@ -144,14 +144,14 @@ def test_precision_resolves_per_network_and_is_recorded(recognizer, demo_photos)
     from mien.pipeline import Options, Recognizer
     from mien.pipeline.models import build_facenet
     from mien.pipeline.provenance import model_versions
-    from mien.pipeline.runtime import AUTO_PRECISION, core, network_precision
+    from mien.pipeline.runtime import AUTO_PRECISION, has_bf16, network_precision
 
-    has_bf16 = "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    bf16 = has_bf16()
     assert AUTO_PRECISION == {"mtcnn": "fp32", "facenet": "fp32", "emotion": "bf16"}
-    assert recognizer.precision == {"detector": "fp32", "embedder": "fp32", "emotion": "bf16" if has_bf16 else "fp32"}
+    assert recognizer.precision == {"detector": "fp32", "embedder": "fp32", "emotion": "bf16" if bf16 else "fp32"}
     assert model_versions(recognizer)["precision"] == recognizer.precision
     assert network_precision("fp32", "emotion") == "fp32"
-    assert network_precision("bf16", "facenet") == ("bf16" if has_bf16 else "fp32")
+    assert network_precision("bf16", "facenet") == ("bf16" if bf16 else "fp32")
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
         Recognizer(Options(precision="int4"), emotion=False, identity=False)
     _, images = _val_images(demo_photos)
