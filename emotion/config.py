@@ -9,8 +9,9 @@ from mien.emotion.labels import NUM_CLASSES
 
 PREPROCESS_MODES = ("standardize", "vggface")
 # The trunks an emotion model can be built on (emotion.model.TRUNKS builds them): the design's VGGFace-layout
-# ResNet50, and vgg48, a compact CNN that keeps 48 px through its first stage (the diverse second network).
-ARCHITECTURES = ("resnet50", "vgg48")
+# ResNet50, vgg48, a compact CNN that keeps 48 px through its first stage (the diverse second network), and facenet,
+# FaceNet's InceptionResNetV1 trunk fine-tuned from its face-recognition weights (a network that learned faces first).
+ARCHITECTURES = ("resnet50", "vgg48", "facenet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,9 @@ class ModelConfig:
     stem_pool: bool = True
     # which trunk (ARCHITECTURES); a model.json written before there was a choice names none: resnet50
     arch: str = "resnet50"
+    # > 0: the face is resized in the graph to this many pixels before the trunk (a pretrained trunk sees faces at
+    # the scale it learned them: FaceNet's 160 px); 0: the trunk sees input_size
+    upscale_to: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the config."""

@@ -1,4 +1,4 @@
-"""Full emotion model: grayscale 48x48 face -> in-graph preprocessing -> a trunk (VGGFace ResNet50 or vgg48) -> head."""
+"""Full emotion model: grayscale 48x48 face -> in-graph preprocessing -> a trunk (VGGFace ResNet50, vgg48 or FaceNet) -> head."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from keras import layers, ops
 from mien.emotion.backbone import resnet50_features
 from mien.emotion.config import PREPROCESS_MODES, ModelConfig  # noqa: F401 (ModelConfig re-exported)
 from mien.emotion.vgg48 import vgg48_features
+from mien.nets.inception_resnet_v1 import inception_resnet_v1_features
 
 # keras-vggface RESNET50 (version 2) channel means, BGR; used only with pretrained VGGFace weights.
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -44,6 +45,7 @@ class FacePreprocess(layers.Layer):
 TRUNKS = {
     "resnet50": lambda x, config: resnet50_features(x, stem_pool=config.stem_pool),
     "vgg48": lambda x, config: vgg48_features(x),
+    "facenet": lambda x, config: inception_resnet_v1_features(x),
 }
 
 
@@ -61,7 +63,11 @@ def build_model(config: ModelConfig = ModelConfig(), policy: str | None = None) 
             keras.mixed_precision.set_global_policy(previous)
     s = config.input_size
     inputs = keras.Input(shape=(s, s, 1), name="face_gray")
-    x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(inputs)
+    x = inputs
+    if config.upscale_to:
+        x = layers.Resizing(config.upscale_to, config.upscale_to, interpolation="bilinear", name="upscale",
+                            dtype="float32")(x)
+    x = FacePreprocess(config.preprocess, name="preprocess", dtype="float32")(x)
     x = TRUNKS[config.arch](x, config)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     for i, units in enumerate(config.head_units, start=1):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INPUT_SIZE = 160
-EMBEDDING_DIM = 128
+from mien.nets import FACENET_EMBEDDING_DIM as EMBEDDING_DIM, FACENET_INPUT_SIZE as INPUT_SIZE  # noqa: F401
 
 
 def prewhiten(faces: np.ndarray) -> np.ndarray:

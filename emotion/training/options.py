@@ -88,8 +88,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --teacher: loss = (1 - w) x CE(label) + w x T^2 x CE(teacher's softened distribution)")
     p.add_argument("--temperature", type=float, default=3.0, help="with --teacher: the softening temperature T")
     p.add_argument("--arch", choices=ARCHITECTURES, default="resnet50",
-                   help="the trunk: resnet50 (the design's VGGFace layout) or vgg48 (a compact CNN that keeps 48 px "
-                        "through its first stage, the diverse second network of the ensemble)")
+                   help="the trunk: resnet50 (the design's VGGFace layout), vgg48 (a compact CNN that keeps 48 px "
+                        "through its first stage, the diverse second network of the ensemble) or facenet (FaceNet's "
+                        "InceptionResNetV1 from its face-recognition weights, --backbone-weights)")
+    p.add_argument("--upscale-to", type=int, default=None, metavar="PX",
+                   help="resize the 48 px face to PX in the graph before the trunk (default: facenet 112, else none)")
+    p.add_argument("--layer-decay", type=float, default=1.0,
+                   help="layer-wise rates of a pretrained trunk: a block k levels below the head learns at lr x D^k "
+                        "(1: every layer at lr)")
+    p.add_argument("--freeze-epochs", type=float, default=0.0,
+                   help="head first: a pretrained trunk learns nothing for this many epochs, then follows the schedule")
     p.add_argument("--head-units", default="512,256,128", help="comma-separated widths of the 3 Dense+ReLU layers")
     p.add_argument("--dropout", type=float, default=0.3, help="dropout after each head layer")
     p.add_argument("--no-stem-pool", action="store_true",
@@ -100,7 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                    help="compute dtype while training (float32 measured 15%% faster than bf16 on 2-core AVX-512 CPUs)")
     p.add_argument("--ckpt-every", type=int, default=50, help="also checkpoint every N steps inside an epoch")
-    p.add_argument("--backbone-weights", default=None, help="Keras-2 VGGFace notop ResNet50 .h5 to start from")
+    p.add_argument("--backbone-weights", default=None,
+                   help="pretrained trunk to start from: a Keras-2 VGGFace notop ResNet50 .h5 (resnet50) or FaceNet's "
+                        "facenet_keras.h5 (facenet; `mien train emotion` finds the one `mien models fetch` keeps)")
     p.add_argument("--no-tta", action="store_true", help="evaluate without horizontal-flip averaging")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N Training faces (tests)")
@@ -120,8 +130,14 @@ def trainer_options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+# The input size a pretrained trunk sees by default (--upscale-to): FaceNet's measured choice (docs/training.md).
+UPSCALE_DEFAULTS: dict[str, int] = {"facenet": 112}
+
+
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the per-optimizer defaults (learning rate, weight decay) left unset on the command line."""
+    """Fill the per-optimizer and per-architecture defaults left unset on the command line."""
+    if args.upscale_to is None:
+        args.upscale_to = UPSCALE_DEFAULTS.get(args.arch, 0)
     defaults = OPTIMIZERS[args.optimizer]
     args.lr = defaults["lr"] if args.lr is None else args.lr
     args.weight_decay = defaults["weight_decay"] if args.weight_decay is None else args.weight_decay

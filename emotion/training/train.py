@@ -54,22 +54,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # Arguments that define the model and the schedule: a continued run takes them from the state it continues.
 SCHEDULE_ARGS = ("epochs", "cycle_epochs", "clipnorm", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
+                 "upscale_to", "layer_decay", "freeze_epochs",
                  "label_smoothing", "arch", "head_units", "dropout", "no_stem_pool", "seed", "precision", "augment", "random_erasing", "mixup", "ema", "no_class_weights",
                  "no_tta", "patience", "ferplus", "ferplus_weight", "teacher", "kd_weight", "temperature", "labels",
                  "ferplus_target")
 TRAIN_STATE = "train_state.json"
 
 
-def make_optimizer(args: argparse.Namespace, schedule) -> keras.optimizers.Optimizer:
+def make_optimizer(args: argparse.Namespace, schedule, model: keras.Model | None = None,
+                   steps_per_epoch: int = 0) -> keras.optimizers.Optimizer:
     """The configured optimizer, with weight decay off for BatchNorm parameters and biases (and keeping a moving
-    average of the weights with --ema)."""
+    average of the weights with --ema); a pretrained FaceNet trunk gets layer-wise rates and a head-first stage."""
     ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
+    common = {"learning_rate": schedule, "weight_decay": args.weight_decay, "global_clipnorm": args.clipnorm or None,
+              **ema}
+    sgd, adamw = keras.optimizers.SGD, keras.optimizers.AdamW
+    if getattr(args, "arch", None) == "facenet" and model is not None:
+        from mien.emotion.training import layer_rates
+        from mien.nets.inception_resnet_v1 import TRUNK_BLOCKS, trunk_block
+
+        scales = layer_rates.variable_scales(model, trunk_block, len(TRUNK_BLOCKS), args.layer_decay)
+        freeze = int(round(args.freeze_epochs * steps_per_epoch))
+        common.update(scales=scales, freeze_steps=freeze)
+        sgd, adamw = layer_rates.with_layer_rates(sgd), layer_rates.with_layer_rates(adamw)
+        _log(layer_rates.describe(scales, freeze))
     if args.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum, nesterov=True,
-                                   weight_decay=args.weight_decay, global_clipnorm=args.clipnorm or None, **ema)
+        opt = sgd(momentum=args.momentum, nesterov=True, **common)
     else:
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay,
-                                     global_clipnorm=args.clipnorm or None, **ema)
+        opt = adamw(**common)
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
@@ -447,13 +459,13 @@ def _compiled_model(args: argparse.Namespace, steps_per_epoch: int):
     """The network, its learning-rate schedule and optimizer, compiled with the run's loss."""
     head = tuple(int(u) for u in args.head_units.split(","))
     cfg = ModelConfig(arch=args.arch, head_units=head, head_dropout=args.dropout, stem_pool=not args.no_stem_pool,
-                      preprocess="vggface" if args.backbone_weights else "standardize",
-                      num_classes=len(LABEL_SETS[args.labels]))
+                      preprocess="vggface" if args.backbone_weights and args.arch == "resnet50" else "standardize",
+                      num_classes=len(LABEL_SETS[args.labels]), upscale_to=args.upscale_to)
     model = build_model(cfg)
     cycle_epochs = args.cycle_epochs or args.epochs
     schedule = WarmupCosine(args.lr, cycle_epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch),
                             cycle=bool(args.cycle_epochs))
-    opt = make_optimizer(args, schedule)
+    opt = make_optimizer(args, schedule, model, steps_per_epoch)
     if args.teacher:
         from mien.emotion.training import distill
 
@@ -475,7 +487,12 @@ def _restore(args, out: Path, state: dict[str, Any], ckpt: Path | None, init_dir
     VGGFace backbone for a new run."""
     if ckpt is not None:
         model.load_weights(ckpt / "model.weights.h5")
-        load_optimizer(opt, model, ckpt / "optimizer.npz")
+        if (ckpt / "optimizer.npz").is_file():
+            load_optimizer(opt, model, ckpt / "optimizer.npz")
+        else:  # a campaign seeded from git (emotion.training.campaign): the moments are rebuilt, the schedule kept
+            opt.iterations.assign(state["epoch"] * steps_per_epoch + state["step"])
+            _log(f"{ckpt} has no optimizer moments (a committed campaign): rebuilding them from step "
+                 f"{int(opt.iterations.numpy())}")
         _log(f"resumed from {ckpt}: epoch {state['epoch'] + 1} step {state['step']} "
              f"(optimizer step {int(opt.iterations.numpy())}), best PublicTest {state['best_val_acc']:.4f}")
     elif init_dir is not None:
@@ -489,9 +506,18 @@ def _restore(args, out: Path, state: dict[str, Any], ckpt: Path | None, init_dir
             model.save_weights(out / BEST)
         _log(f"initialised from {state['init_from']}: epoch {state['epoch'] + 1} of {args.epochs}, "
              f"lr {float(schedule(opt.iterations)):.2e}, best PublicTest so far {state['best_val_acc']:.4f}")
+    elif args.backbone_weights and args.arch == "facenet":
+        from mien.nets import inception_resnet_v1 as irv1
+
+        n = irv1.load_taniai_weights(model, args.backbone_weights, expected=irv1.TRUNK_TENSORS,
+                                     skip=lambda name: irv1.trunk_block(name) is None)
+        _log(f"loaded FaceNet's {n} trunk tensors from {args.backbone_weights}")
     elif args.backbone_weights:
         n = load_vggface_weights(model, args.backbone_weights)
         _log(f"loaded VGGFace weights for {n} layers from {args.backbone_weights}")
+    elif args.arch == "facenet":
+        raise TrainingError("--arch facenet starts from FaceNet's weights: pass --backbone-weights facenet_keras.h5 "
+                            "(`mien models fetch` downloads it)")
 
 
 class _AveragedWeights:

@@ -38,6 +38,10 @@ def run_train_emotion(args: argparse.Namespace) -> int:
     from mien.emotion.training import options
 
     args = options.finish_args(args)
+    if args.arch == "facenet" and not args.backbone_weights and not args.init_from:
+        from mien.pipeline import assets
+
+        args.backbone_weights = str(assets.fetch("facenet"))  # the weights `mien models fetch` keeps
     if args.tune:
         from mien.emotion.training import tune
 
