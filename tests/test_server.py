@@ -599,6 +599,22 @@ def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolle
     assert row["file"] == "(redacted)" and ((tmp_path / "r.db").stat().st_mode & 0o777) == 0o600
 
 
+def test_forgetting_a_renamed_person_over_the_api_redacts_their_history_under_the_old_name(
+        recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """Issue 33 item 2: recognised as madonna, renamed, then forgotten: no history row names either name."""
+    client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert r.json()["faces"][0]["identity"]["name"] == "madonna"
+    assert client.patch("/people/madonna", json={"name": "Madonna L"}, headers=AUTH).status_code == 200
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna", 1))})
+    assert r.json()["faces"][0]["identity"]["name"] == "Madonna L"
+    assert client.delete("/people/Madonna L", headers=AUTH).status_code == 200
+    for name in ("madonna", "Madonna L"):
+        assert client.get("/history", params={"person": name}, headers=AUTH).json()["recognitions"] == []
+    rows = client.get("/history", headers=AUTH).json()["recognitions"]
+    assert len(rows) == 2 and {row["file"] for row in rows} == {"(redacted)"}
+
+
 def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien_home, demo_photos, tmp_path):
     """DNS rebinding (a page whose name now points at 127.0.0.1) cannot read /people, and another site's form
     cannot post photos; the server's own page, scripts and --allow-host names are unaffected."""

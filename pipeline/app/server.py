@@ -500,10 +500,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         name = person_name(name)
         with state.enroll_lock:
             try:
-                forget_person(name, state.gallery, state.config.home)
+                forgotten = forget_person(name, state.gallery, state.config.home)
             except UnknownPersonError as exc:
                 raise HTTPException(404, str(exc)) from None
-            state.db.redact_person(name)  # erasure: their recognitions read "unknown" from now on
+            state.db.redact_person(name, forgotten.names)  # erasure: their recognitions (under every name they had)
+            # read "unknown" from now on
             state.current()
         return {"forgotten": name, "people": state.people()}
 
