@@ -351,32 +351,49 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
         await serve_stream(websocket, state, stream_limits, every, record=record)
 
-    videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
+    videos = state.videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
 
-    @app.post("/video", responses=schemas.error_responses(413, 415, 429))
-    async def upload_video(file: Annotated[UploadFile, File(description="the video (MP4, WebM, AVI, MOV, MKV)")],
-                           every: Annotated[int, Form(ge=1, le=30, description="detect every N-th frame")] = 3) -> dict:
+    @app.post("/video", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+              responses=schemas.error_responses(413, 415, 422, 429), openapi_extra=schemas.VIDEO_UPLOAD_BODY)
+    async def upload_video(request: Request) -> dict:
         """Process a video as `mien video` does, in the background: poll GET /video/{id} for progress, then play
-        /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time."""
-        from mien.pipeline.app.videowriter import VIDEO_SUFFIXES
+        /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time. One video
+        at a time: a second is answered 429 before its upload is read; the upload is streamed to disk (at most
+        200 MB) and its frames must be within the pixel limit of photos."""
+        from mien.pipeline.app.video import check_frame_size
+        from mien.pipeline.app.videoupload import receive_video
+        from mien.pipeline.app.videowriter import VIDEO_SUFFIXES, VideoError
 
-        name = file.filename or "upload"
-        suffix = Path(name).suffix.lower()
-        if suffix not in {s.strip() for s in VIDEO_SUFFIXES.split(",")}:
-            raise HTTPException(415, f"{name}: send a video file ({VIDEO_SUFFIXES})")
-        data = await file.read(config.max_video_upload + 1)
-        if len(data) > config.max_video_upload:
-            raise HTTPException(413, f"{name}: larger than the {config.max_video_upload // 2**20} MB video limit")
         try:
-            return videos.start(data, name, suffix, every).to_dict()
+            job = videos.reserve("")
         except VideoBusy as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "10"}) from None
+        try:
+            upload, fields = await receive_video(request, job.folder / "upload", config.max_video_upload)
+            name = upload.filename or "upload"
+            suffix = Path(name).suffix.lower()
+            if suffix not in {s.strip() for s in VIDEO_SUFFIXES.split(",")}:
+                raise HTTPException(415, f"{name}: send a video file ({VIDEO_SUFFIXES})")
+            every = fields.get("every", "3")
+            if not (every.isdigit() and 1 <= int(every) <= 30):
+                raise HTTPException(422, f"every: {every!r} is not a whole number 1..30 (detect every N-th frame)")
+            source = (job.folder / "upload").rename(job.folder / f"upload{suffix}")
+            try:
+                await run_in_threadpool(check_frame_size, source, name)
+            except VideoError as exc:
+                raise HTTPException(422, str(exc)) from None
+            job.name = name
+            return videos.start(job, source, int(every)).to_dict()
+        except BaseException:
+            videos.abandon(job)
+            raise
 
-    @app.get("/video/{job_id}")
+    @app.get("/video/{job_id}", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+             responses=schemas.error_responses(404))
     def video_status(job_id: str) -> dict:
         """A video job: running (frames done of total), done (its summary and annotated video) or error."""
         job = videos.jobs.get(job_id)
-        if job is None:
+        if job is None or job.status == "uploading":
             raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
         return job.to_dict()
 
