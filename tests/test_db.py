@@ -296,3 +296,16 @@ def test_forgetting_a_renamed_person_redacts_their_history_under_every_name_they
     assert b"madonna_on_stage" not in blob and b"after_the_rename" not in blob
     with open_gallery(home / "identity" / "gallery.sqlite3") as gallery:  # the former name went with the person
         assert [s.name for s in gallery.name_spans("Madonna")] == ["Madonna"]
+
+
+def test_a_date_out_of_range_is_a_usage_error_in_the_cli_and_a_422_in_the_api(tmp_path, capfd):
+    """Issue 33 item 8: `since=0001-01-01` was a 500 (year 0 in the local zone) and "invalid since_timestamp
+    value" in the CLI; both now say what is wrong, naming the CLI's option or the API's field."""
+    from mien.pipeline.app.cli import main
+
+    with pytest.raises(DatabaseError, match="^since '0001-01-01': out of the range of dates"):
+        parse_since("0001-01-01", "since")
+    with ResultsDB(tmp_path / "r.db"):
+        pass
+    assert main(["history", "--db", str(tmp_path / "r.db"), "--since", "0001-01-01"]) == 2
+    assert "--since '0001-01-01': out of the range of dates" in capfd.readouterr().err

@@ -98,13 +98,18 @@ def migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
-def parse_since(text: str) -> float:
-    """A date or datetime (ISO 8601, local time unless it carries a zone) as a Unix timestamp."""
+def parse_since(text: str, what: str = "--since") -> float:
+    """A date or datetime (ISO 8601, local time unless it carries a zone) as a Unix timestamp; DatabaseError naming
+    ``what`` (the CLI's option or the API's field) for a malformed date or one too early or late to compare."""
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise DatabaseError(f"--since {text!r}: expected a date like 2024-05-31 or 2024-05-31T14:00") from None
-    return dt.timestamp()
+        raise DatabaseError(f"{what} {text!r}: expected a date like 2024-05-31 or 2024-05-31T14:00") from None
+    try:
+        return dt.timestamp()
+    except (ValueError, OverflowError, OSError):  # year 1 in a zone east of UTC is year 0; year 9999 overflows
+        raise DatabaseError(f"{what} {text!r}: out of the range of dates a recognition can have; give one like "
+                            "2024-05-31") from None
 
 
 def _name_key(name: str | None) -> str | None:

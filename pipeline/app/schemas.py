@@ -237,7 +237,8 @@ class UnprocessableResponse(BaseModel):
 ERROR_CAUSES = {
     400: "Invalid person name (path separators, '..', a leading dot, 'unknown', ...).",
     401: "Missing or wrong `Authorization: Bearer <MIEN_API_TOKEN>`.",
-    403: "The server is read-only (started with --read-only).",
+    403: "The server is read-only (started with --read-only); without a token it serves no personal data (history, "
+         "a person's photos and faces).",
     404: "Nobody of that name is enrolled.",
     409: "The name differs from an enrolled person's only in case or Unicode form; use that person's name.",
     413: "The request body or a photo is over the upload limit, or too many photos in one request.",

@@ -32,7 +32,7 @@ from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
-                                      page_security_headers)
+                                      page_security_headers, personal_data_problem)
 from mien.pipeline.app.stream import StreamLimits, serve_stream
 from mien.pipeline.app.videojobs import VideoBusy, VideoJobs
 from mien.pipeline.errors import UsageError
@@ -267,10 +267,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
     def token_for_personal_data(request: Request, what: str) -> None:
         """Who was seen when, and where a person's photos came from, are personal data: a server with a token
-        answers them only with it (like changes to people)."""
-        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
-            raise HTTPException(401, f"missing or wrong bearer token ({what} need it, like changes to people)",
-                                headers={"WWW-Authenticate": "Bearer"})
+        answers them only with it (read-only or not), a read-only one without a token not at all."""
+        problem = personal_data_problem(config, request.headers.get("authorization"), what)
+        if problem is not None:
+            raise HTTPException(problem[0], problem[1], headers={"WWW-Authenticate": "Bearer"}
+                                if problem[0] == 401 else None)
 
     page_headers = page_security_headers(page)
 
@@ -408,7 +409,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return FileResponse(path, media_type={"mp4": "video/mp4", "json": "application/json",
                                               "png": "image/png"}[path.suffix.lstrip(".")])
 
-    @app.get("/history", responses=schemas.error_responses(401, 422))
+    @app.get("/history", responses=schemas.error_responses(401, 403, 422))
     def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200,
                 emotion: str | None = None) -> dict:
         """Past recognitions of this server and the CLI's database, newest first (`mien history`): ``person`` up
@@ -416,11 +417,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         was seen when is personal data: with a token configured, reading it needs the bearer token too."""
         from mien.pipeline.app.db import DatabaseError, parse_since
 
-        token_for_personal_data(request, "the history")
+        token_for_personal_data(request, "the history and its file names")
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
         try:
-            when = parse_since(since) if since else None
+            when = parse_since(since, "since") if since else None
         except DatabaseError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"recognitions": state.db.query(person=person, since=when, limit=limit, emotion=emotion)}
@@ -452,7 +453,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
-    @app.get("/people/{name}", responses=schemas.error_responses(400, 401, 404))
+    @app.get("/people/{name}", responses=schemas.error_responses(400, 401, 403, 404))
     def person(name: str, request: Request) -> dict:
         """One person's photos (content hash, source, when added, whether the bytes are stored), up to case. The
         sources are file names of the server's machine: with a token configured, reading them needs it."""
@@ -465,7 +466,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/people/{name}/photos/{photo_hash}/face", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "the face, 128x128 JPEG"},
-                        **schemas.error_responses(400, 401, 404, 422)})
+                        **schemas.error_responses(400, 401, 403, 404, 422)})
     def face(name: str, photo_hash: str, request: Request) -> Response:
         """The face in one enrolled photo as a thumbnail (the People tab shows one per person and per photo); a
         person's face is personal data: with a token configured, it needs it."""
