@@ -747,5 +747,8 @@ def test_the_face_of_each_enrolled_photo_is_a_thumbnail_with_the_token(client, r
     try:
         r = client.get(f"/people/madonna/photos/{moved['photo_hash']}/face", headers=AUTH)
         assert r.status_code == 404 and "cannot be read now" in r.json()["detail"]
+        Path(original).write_bytes(jpeg(val_photo(demo_photos, "ben_afflek"))[1])  # another picture at that path
+        r = client.get(f"/people/madonna/photos/{moved['photo_hash']}/face", headers=AUTH)  # issue 33 item 9
+        assert r.status_code == 404 and "holds another picture now" in r.json()["detail"]
     finally:
         hidden.rename(original)
