@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mien.identity.gallery import Gallery, NewFace, UnknownPersonError, name_key  # noqa: F401 (re-exported)
+from mien.identity.gallery.base import NameSpan
 from mien.pipeline.enroll import embed_photos
 from mien.pipeline.gallery import gallery_model
 from mien.pipeline.names import validate_person_name
@@ -72,12 +73,23 @@ def remove_photo(name: str, photo_hash: str, gallery: Gallery, home: Path | None
     return removed
 
 
-def forget_person(name: str, gallery: Gallery, home: Path | None = None) -> int:
-    """Erase a person from the gallery (faces, stored photos, cached embeddings) and the saved nearest-neighbour
-    index files (under ``home``, default MIEN_HOME) that still hold their vectors; raises UnknownPersonError."""
+@dataclass
+class Forgotten:
+    """What forgetting a person erased from the gallery, and the names (with when) their history rows are under."""
+
+    faces: int
+    names: list[NameSpan]
+
+
+def forget_person(name: str, gallery: Gallery, home: Path | None = None) -> Forgotten:
+    """Erase a person from the gallery (faces, stored photos, cached embeddings, former names) and the saved
+    nearest-neighbour index files (under ``home``, default MIEN_HOME) that still hold their vectors; the names they
+    had (``ResultsDB.redact_person`` takes them) are read first. Raises UnknownPersonError."""
     from mien.identity.upkeep import discard_saved_indexes
     from mien.pipeline.gallery import index_dir
 
-    removed = gallery.forget(validate_person_name(name))
+    name = validate_person_name(name)
+    names = gallery.name_spans(name)
+    removed = gallery.forget(name)
     discard_saved_indexes(gallery, index_dir(home))
-    return removed
+    return Forgotten(removed, names)

@@ -250,3 +250,62 @@ def test_people_forget_redacts_the_default_results_database_and_the_ones_named(t
     for path in (home / "mien.db", tmp_path / "elsewhere.db"):
         with ResultsDB(path) as db:
             assert [f["identity"]["name"] for rec in db.query() for f in rec["faces"]] == ["unknown"]
+
+
+def test_forgetting_a_renamed_person_redacts_their_history_under_every_name_they_had(tmp_path):
+    """Issue 33 item 2: history rows keep the name a person had when recognised; after `people rename` and
+    `people forget` none is left under the old name, while a newcomer later enrolled under that old name keeps
+    their own rows (the gallery records when each name was given up and taken again)."""
+    import time
+
+    import numpy as np
+
+    from mien.identity.gallery import NewFace, open_gallery
+
+    home = tmp_path / "home"
+    env = {**os.environ, "MIEN_HOME": str(home)}
+
+    def mien(*args):
+        r = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def enroll(name, value):
+        with open_gallery(home / "identity" / "gallery.sqlite3") as gallery:
+            gallery.add_faces(name, [NewFace(name, np.full(128, value, np.float32), f"/p/{name}.jpg")], "facenet-test")
+
+    def store(file, *people):
+        with ResultsDB(home / "mien.db") as db:
+            db.add(record(file, *people), image_sha256=file * 8, thresholds=THRESHOLDS, models=MODELS, source="cli")
+
+    enroll("madonna", 128 ** -0.5)
+    store("madonna_on_stage.jpg", "madonna")
+    mien("people", "rename", "madonna", "Madonna L")
+    store("after_the_rename.jpg", "Madonna L")
+    enroll("Madonna", -(128 ** -0.5))  # another person under the name given up
+    store("the_newcomer.jpg", "Madonna")
+    out = mien("people", "forget", "Madonna L", "--yes")
+    assert "2 recognised faces of Madonna L redacted to unknown" in out, out
+    assert json.loads(mien("history", "--person", "Madonna L", "--json")) == []
+    [kept] = json.loads(mien("history", "--person", "madonna", "--json"))
+    assert kept["file"] == "the_newcomer.jpg"
+    with ResultsDB(home / "mien.db") as db:
+        files = sorted(r["file"] for r in db.query())
+    assert files == ["(redacted)", "(redacted)", "the_newcomer.jpg"]
+    blob = b"".join(p.read_bytes() for p in home.glob("mien.db*"))
+    assert b"madonna_on_stage" not in blob and b"after_the_rename" not in blob
+    with open_gallery(home / "identity" / "gallery.sqlite3") as gallery:  # the former name went with the person
+        assert [s.name for s in gallery.name_spans("Madonna")] == ["Madonna"]
+
+
+def test_a_date_out_of_range_is_a_usage_error_in_the_cli_and_a_422_in_the_api(tmp_path, capfd):
+    """Issue 33 item 8: `since=0001-01-01` was a 500 (year 0 in the local zone) and "invalid since_timestamp
+    value" in the CLI; both now say what is wrong, naming the CLI's option or the API's field."""
+    from mien.pipeline.app.cli import main
+
+    with pytest.raises(DatabaseError, match="^since '0001-01-01': out of the range of dates"):
+        parse_since("0001-01-01", "since")
+    with ResultsDB(tmp_path / "r.db"):
+        pass
+    assert main(["history", "--db", str(tmp_path / "r.db"), "--since", "0001-01-01"]) == 2
+    assert "--since '0001-01-01': out of the range of dates" in capfd.readouterr().err

@@ -163,6 +163,33 @@ def test_names_that_differ_only_in_case_or_unicode_form_are_one_person(store):
     assert g.people() == {"Robert": 4, "Zoë": 4} and g.person("robert").name == "Robert"
 
 
+def test_every_name_a_person_had_is_recorded_for_erasure(store, tmp_path):
+    """Issue 33 item 2: history rows carry the name at the time, so the gallery keeps a person's former names and
+    when each was taken by someone else; they go when the person is forgotten. A schema-1 SQLite gallery gains
+    the table when opened."""
+    g = open_gallery(store.location)
+    g.add_faces("ann", faces(1), MODEL)
+    g.rename("ann", "Anna")
+    g.rename("Anna", "ANNA")  # only the case: the same name, nothing to record
+    [current, former] = g.name_spans("anna")
+    assert (current.name, current.until, former.name, former.until) == ("ANNA", None, "ann", None)
+    g.add_faces("Ann", faces(2), MODEL)  # a newcomer under the name given up
+    [_, former] = g.name_spans("anna")
+    [newcomer] = g.name_spans("ann")
+    assert former.until is not None and newcomer.since == former.until and newcomer.until is None
+    g.forget("anna")
+    assert store.sql("SELECT name FROM {t}former_names") == []
+    assert [s.since for s in g.name_spans("ann")] == [None]  # the one who gave it up is gone, and so is their record
+    g.close()
+    if store.prefix == "":
+        with sqlite3.connect(store.location) as db:
+            db.execute("DROP TABLE former_names")
+            db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+        with open_gallery(store.location) as g:
+            g.rename("Ann", "Annie")
+            assert [s.name for s in g.name_spans("annie")] == ["Annie", "Ann"]
+
+
 def test_same_photo_under_two_people_is_reported(store):
     g = open_gallery(store.location)
     g.add_faces("ann", faces(1)[:1], MODEL)

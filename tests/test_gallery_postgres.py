@@ -41,7 +41,7 @@ def test_other_model_newer_schema_and_a_shared_database(url):
     g.close()
     tables = {r[0] for r in sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert tables == {"results", "mien_meta", "mien_people", "mien_faces", "mien_stored_photos", "mien_photo_cache",
-                      "mien_changes"}
+                      "mien_changes", "mien_former_names"}
     assert sql(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'mien_faces_embedding'")[0][0].endswith(
         "USING hnsw (embedding vector_l2_ops) WITH (m='16', ef_construction='64')")
     sql(url, "UPDATE mien_meta SET value = %s WHERE key = 'schema_version'", str(SCHEMA_VERSION + 1))

@@ -52,3 +52,47 @@ def test_the_table_puts_the_answer_first_marks_near_ties_and_strangers_show_thei
     assert display_path(str(tmp_path / "a" / "b.jpg")) == "a/b.jpg"  # relative to the working folder
     assert emotion_text(EmotionResult("uncertain", 0.44, scores)) == "uncertain: happy 0.44 ~ angry 0.39"
     assert emotion_text(None) == "-"
+
+
+def test_csv_cells_that_look_like_formulas_are_shown_as_text():
+    """Issue 33 item 5: a person named `=2+5+HYPERLINK(...)` or a file `@x.jpg` became a formula cell in `--csv`;
+    such text now starts with ' (OWASP), numbers (a box at x=-3) are left as numbers."""
+    import csv
+    import io
+
+    from mien.identity.match import IdentityMatch
+    from mien.pipeline.app.outputs import csv_rows
+    from mien.pipeline.records import FaceRecord, ImageRecord
+
+    evil = '=2+5+HYPERLINK("http://x.example","click")'
+    record = ImageRecord("@photo.jpg", 64, 64, [FaceRecord(1, (-3, 4, 20, 20), 0.99, {},
+                                                           IdentityMatch(evil, 0.9, 0.5, evil), None)])
+    [row] = csv_rows(record)
+    assert row[0] == "'@photo.jpg" and row[2] == "'" + evil and row[7] == -3
+    assert csv_rows(ImageRecord("\tx.jpg", error="-not an image"))[0][::12] == ["'\tx.jpg", "'-not an image"]
+    out = io.StringIO()
+    csv.writer(out).writerow(row)
+    assert next(csv.reader(io.StringIO(out.getvalue())))[2] == "'" + evil  # quoted, quotes doubled
+
+
+def test_the_pages_csv_cells_are_quoted_as_rfc_4180_and_never_formulas():
+    """Issue 33 item 5: the page quoted cells with JSON.stringify (\\" is not CSV: a file name could leave its cell)
+    and wrote formulas as they were; its csvCell now doubles quotes and prefixes formula-like text."""
+    import csv
+    import io
+    import json
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("node") is None:
+        import pytest
+
+        pytest.skip("node is not installed")
+    page = (Path(__file__).resolve().parents[1] / "pipeline" / "app" / "web" / "index.html").read_text()
+    function = re.search(r"function csvCell\(value\) \{.*?\n\}", page, re.S).group(0)
+    cells = ['a "quoted", name\n', "=1+1", "-3", "+", "@sum", 12, "plain"]
+    script = function + f"\nconsole.log({json.dumps(cells)}.map(csvCell).join(','));"
+    line = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True, timeout=30).stdout
+    assert next(csv.reader(io.StringIO(line))) == ['a "quoted", name\n', "'=1+1", "-3", "'+", "'@sum", "12", "plain"]

@@ -599,6 +599,22 @@ def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolle
     assert row["file"] == "(redacted)" and ((tmp_path / "r.db").stat().st_mode & 0o777) == 0o600
 
 
+def test_forgetting_a_renamed_person_over_the_api_redacts_their_history_under_the_old_name(
+        recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """Issue 33 item 2: recognised as madonna, renamed, then forgotten: no history row names either name."""
+    client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})
+    assert r.json()["faces"][0]["identity"]["name"] == "madonna"
+    assert client.patch("/people/madonna", json={"name": "Madonna L"}, headers=AUTH).status_code == 200
+    r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna", 1))})
+    assert r.json()["faces"][0]["identity"]["name"] == "Madonna L"
+    assert client.delete("/people/Madonna L", headers=AUTH).status_code == 200
+    for name in ("madonna", "Madonna L"):
+        assert client.get("/history", params={"person": name}, headers=AUTH).json()["recognitions"] == []
+    rows = client.get("/history", headers=AUTH).json()["recognitions"]
+    assert len(rows) == 2 and {row["file"] for row in rows} == {"(redacted)"}
+
+
 def test_other_hosts_and_cross_site_posts_are_refused(recognizer, enrolled, mien_home, demo_photos, tmp_path):
     """DNS rebinding (a page whose name now points at 127.0.0.1) cannot read /people, and another site's form
     cannot post photos; the server's own page, scripts and --allow-host names are unaffected."""
@@ -635,7 +651,35 @@ def test_history_needs_the_token_and_filters_like_the_cli(client, demo_photos):
     assert client.get("/history", params={"since": "2999-01-01"}, headers=AUTH).json()["recognitions"] == []
     bad = client.get("/history", params={"since": "last tuesday"}, headers=AUTH)
     assert bad.status_code == 422 and "expected a date" in bad.json()["detail"]
+    bad = client.get("/history", params={"since": "0001-01-01"}, headers=AUTH)  # issue 33 item 8: was a 500
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("since '0001-01-01': out of the range")
     assert client.get("/history", params={"limit": 0}, headers=AUTH).status_code == 422
+
+
+def test_read_only_servers_serve_personal_data_with_the_token_and_without_one_not_at_all(
+        recognizer, enrolled, mien_home, demo_photos, tmp_path):
+    """Issue 33 items 6 and 7: --read-only with a token answered 401 to the right token on the history, a person's
+    photos and faces; --read-only without a token served them to anyone. Now the token opens them, a read-only
+    server without one keeps them closed (recognition and the names list stay open), and only
+    --allow-unauthenticated serves them without a token."""
+    home = home_copy(mien_home, tmp_path / "home")
+    photo = {"file": jpeg(val_photo(demo_photos, "madonna"))}
+    face_hash = make_client(recognizer, home).get("/people/madonna", headers=AUTH).json()["photos"][0]["photo_hash"]
+    personal = ("/history", "/people/madonna", f"/people/madonna/photos/{face_hash}/face")
+    with_token = make_client(recognizer, home, read_only=True, db_path=tmp_path / "a.db")
+    assert with_token.post("/recognize", files=photo).status_code == 200
+    for url in personal:
+        assert with_token.get(url, headers=AUTH).status_code == 200, url
+        assert with_token.get(url).status_code == 401, url
+    assert with_token.delete("/people/madonna", headers=AUTH).status_code == 403  # still read-only
+    no_token = make_client(recognizer, home, token=None, read_only=True, db_path=tmp_path / "b.db")
+    assert no_token.post("/recognize", files=photo).status_code == 200
+    assert no_token.get("/people").status_code == 200
+    for url in personal:
+        r = no_token.get(url)
+        assert r.status_code == 403 and "not served by a read-only server without a token" in r.json()["detail"], url
+    open_server = make_client(recognizer, home, token=None, allow_unauthenticated=True, db_path=tmp_path / "c.db")
+    assert all(open_server.get(url).status_code == 200 for url in personal)
 
 
 def test_a_person_is_renamed_with_the_token_and_a_taken_name_is_refused(client, recognizer, mien_home, tmp_path,
@@ -703,5 +747,8 @@ def test_the_face_of_each_enrolled_photo_is_a_thumbnail_with_the_token(client, r
     try:
         r = client.get(f"/people/madonna/photos/{moved['photo_hash']}/face", headers=AUTH)
         assert r.status_code == 404 and "cannot be read now" in r.json()["detail"]
+        Path(original).write_bytes(jpeg(val_photo(demo_photos, "ben_afflek"))[1])  # another picture at that path
+        r = client.get(f"/people/madonna/photos/{moved['photo_hash']}/face", headers=AUTH)  # issue 33 item 9
+        assert r.status_code == 404 and "holds another picture now" in r.json()["detail"]
     finally:
         hidden.rename(original)

@@ -176,3 +176,52 @@ def test_a_recorded_stream_is_one_entry_of_the_history(app, frames):
         ws.receive_text()
         ws.send_text("stop")
         assert json.loads(ws.receive_text())["recorded"] is None
+
+
+def test_a_camera_rate_stream_stays_open_past_the_request_head_deadline(app, frames):
+    """Issue 33 item 1: a real uvicorn used to drop every stream 10 s after it connected (the head deadline of the
+    request that opened it was never disarmed). A camera at 2 frames/s for 25 s gets every answer, then "stop"."""
+    import time
+
+    from websockets.sync.client import connect
+
+    from mien.pipeline.app.protocol import HeaderDeadlineH11
+    from mien.pipeline.app.server import BackgroundServer
+
+    assert HeaderDeadlineH11.header_timeout <= 10  # the deadline this stream must outlive
+    sent, replies = 0, []
+    with BackgroundServer(app.app) as url:
+        with connect(url.replace("http", "ws") + "/stream?record=1&every=2", max_size=None) as ws:
+            start = time.monotonic()
+            while time.monotonic() - start < 25:
+                ws.send(frames["madonna"][0])  # a still camera
+                sent += 1
+                replies.append(json.loads(ws.recv(timeout=30)))
+                time.sleep(max(0.0, start + sent * 0.5 - time.monotonic()))  # the camera's pace, 2 frames/s
+            held = time.monotonic() - start
+            ws.send("stop")
+            done = json.loads(ws.recv(timeout=30))
+    assert held >= 25 and sent >= 40 and [r["frame"] for r in replies] == list(range(sent))
+    assert all([f["identity"] for f in r["faces"]] == ["madonna"] for r in replies)
+    assert done["frames"] == sent and isinstance(done["recorded"], int)
+
+
+def test_websocket_upgrades_count_against_the_connection_limit(app, frames, monkeypatch):
+    """Issue 33 item 1: uvicorn's limit_concurrency applied to plain requests only; an upgrade beyond it is now
+    refused with 503 like any other request, and the streams already open go on."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from mien.pipeline.app import server
+
+    limits = server._uvicorn_limits()
+    monkeypatch.setattr(server, "_uvicorn_limits", lambda: {**limits, "limit_concurrency": 3})
+    with server.BackgroundServer(app.app) as url:
+        ws_url = url.replace("http", "ws") + "/stream"
+        with connect(ws_url) as a, connect(ws_url) as b:
+            with pytest.raises(InvalidStatus) as refused:
+                connect(ws_url, open_timeout=10)
+            assert refused.value.response.status_code == 503
+            for ws in (a, b):
+                ws.send(frames["ben_afflek"][0])
+                assert json.loads(ws.recv(timeout=30))["faces"][0]["identity"] == "ben_afflek"

@@ -324,6 +324,7 @@ def test_a_video_uploaded_to_the_server_is_processed_as_mien_video_does(recogniz
         job = client.get(f"/video/{job['id']}").json()
     assert job["status"] == "done" and job["frames"] == 40, job
     assert set(job["summary"]["people"]) == {"ben_afflek", "madonna"}
+    assert job["summary"]["source"] == "clip.avi"  # the uploaded name, not the server's path (issue 33, low)
     video = client.get(job["annotated_video"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 1000
     png = job["summary"]["people"]["madonna"]["timeline_png"]
@@ -376,3 +377,126 @@ def test_show_streams_the_annotated_frames_to_a_browser(recognizer, enrolled, cl
     assert frame.shape == (480, 640, 3)
     with pytest.raises(OSError):
         urllib.request.urlopen(preview.url, timeout=2)
+
+
+def huge_frames_mp4(path: Path, size=(8000, 6400)) -> Path:
+    """Two flat frames of 51 megapixels in a ~100 KB H.264 file (over the 50-megapixel limit of photos)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 110, np.uint8), format="bgr24")
+        for _ in range(2):
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.slow
+def test_videos_of_huge_frames_or_still_images_are_refused_before_decoding(recognizer, enrolled, mien_home, clip,
+                                                                           tmp_path):
+    """Issue 33 item 3: POST /video and `mien video` refuse frames over the photos' 50-megapixel limit from the
+    container's headers (a small file of huge frames took the server to +3 GB), and a JPEG named .mp4 is said to be
+    a still image; nothing is kept of a refused upload."""
+    from fastapi.testclient import TestClient
+
+    from conftest import home_copy
+    from mien.pipeline.app.server import ServerConfig, create_app
+
+    big = huge_frames_mp4(tmp_path / "big.mp4")
+    assert big.stat().st_size < 1_000_000
+    home = home_copy(mien_home, tmp_path / "home")
+    client = TestClient(create_app(recognizer, ServerConfig(home=home, token="v" * 16)))
+    r = client.post("/video", files={"file": ("big.mp4", big.read_bytes(), "video/mp4")})
+    assert r.status_code == 422 and "big.mp4: its frames are 8000x6400 pixels, over the 50-megapixel limit" \
+        in r.json()["detail"], r.text
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    r = client.post("/video", files={"file": ("photo.mp4", jpeg, "video/mp4")})
+    assert r.status_code == 422 and "a still image, not a video" in r.json()["detail"], r.text
+    assert not any((home / "videos").iterdir())  # refused uploads leave nothing
+    r = client.post("/video", files={"file": ("clip.avi", clip.read_bytes(), "video/x-msvideo")})
+    assert r.status_code == 200, r.text  # and the slot is free again
+    r = subprocess.run([sys.executable, "-m", "mien", "video", str(big)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "over the 50-megapixel limit" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_a_busy_video_slot_answers_429_before_the_upload_is_read_and_uploads_are_bounded(
+        recognizer, enrolled, mien_home, tmp_path):
+    """Issue 33 item 4: with a video in progress, a new upload gets 429 from its headers (4 concurrent 150 MB
+    uploads used to be read whole first); an upload past the limit is cut off with 413 as it streams, and
+    nothing of it is kept."""
+    import socket
+    from urllib.parse import urlparse
+
+    import httpx
+
+    from conftest import home_copy
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+
+    home = home_copy(mien_home, tmp_path / "home")
+    app = create_app(recognizer, ServerConfig(home=home, token="v" * 16, max_video_upload=1 << 20))
+    videos = app.state.mien.videos
+    with BackgroundServer(app) as url:
+        busy = videos.reserve("someone else's")
+        head = (b"POST /video HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+                b"filename=\"big.mp4\"\r\n\r\n" + bytes(4096))
+        with socket.create_connection(("127.0.0.1", urlparse(url).port), timeout=10) as s:
+            s.sendall(head)  # 4 KB of the 1 MB announced; the answer comes without the rest (or a timeout fails)
+            assert s.recv(4096).startswith(b"HTTP/1.1 429")
+        videos.abandon(busy)
+
+        def chunks():  # no Content-Length: only the streaming check can stop it
+            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\n\r\n"
+            for _ in range(40):
+                yield bytes(64 * 1024)
+            yield b"\r\n--b--\r\n"
+
+        with httpx.Client(base_url=url, timeout=60) as http:
+            r = http.post("/video", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413, r.text  # by the body limit or the upload's own, whichever counts past it first
+        assert not any((home / "videos").iterdir()) and not videos.jobs
+
+
+def test_a_killed_servers_video_folders_are_swept_and_half_written_videos_are_private(tmp_path):
+    """Issue 33 item 10: a killed server left its upload and a 0644 half-written video in MIEN_HOME/videos; the
+    next server deletes the folders of servers no longer running (not those of one still running), and the
+    temporary video is 0600 from its first byte."""
+    import threading
+
+    from mien.pipeline.app.videojobs import OWNER, VideoJobs
+    from mien.pipeline.app.videowriter import AtomicVideoWriter
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    videos = tmp_path / "videos"
+    for job_id, pid in (("a" * 32, gone.stdout.strip()), ("b" * 32, str(os.getpid())), ("c" * 32, None)):
+        (videos / job_id).mkdir(parents=True)
+        (videos / job_id / "upload.mp4").write_bytes(b"someone's video")
+        if pid:
+            (videos / job_id / OWNER).write_text(pid)
+    VideoJobs(videos, None, threading.Lock())
+    assert sorted(p.name for p in videos.iterdir()) == ["b" * 32]
+    old = os.umask(0o022)
+    try:
+        writer = AtomicVideoWriter(tmp_path / "annotated.mp4", 10, (64, 48))
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+        assert (writer.tmp.stat().st_mode & 0o777) == 0o600
+        writer.abort()
+    finally:
+        os.umask(old)
+
+
+def test_failed_video_jobs_do_not_evict_finished_ones(tmp_path):
+    """Issue 33 (low): of the 5 jobs kept, failed ones are let go first."""
+    import threading
+
+    from mien.pipeline.app.videojobs import KEEP_JOBS, VideoJobs
+
+    videos = VideoJobs(tmp_path / "videos", None, threading.Lock())
+    done = videos.reserve("good.mp4")
+    done.status = "done"
+    for i in range(KEEP_JOBS + 2):
+        videos.reserve(f"bad{i}.mp4").status = "error"
+    assert done.id in videos.jobs and len(videos.jobs) == KEEP_JOBS

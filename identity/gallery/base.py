@@ -10,7 +10,7 @@ import numpy as np
 
 from mien.identity.errors import IdentityError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: former_names, the names each person had before a rename (erasure covers them)
 
 
 class GalleryError(IdentityError):
@@ -49,6 +49,28 @@ class PersonExistsError(GalleryError):
 def name_key(name: str) -> str:
     """The identity of a name for uniqueness: NFC-normalised and case-folded (``Ana`` and ``ana`` are one person)."""
     return unicodedata.normalize("NFC", name).casefold()
+
+
+@dataclass(frozen=True)
+class NameSpan:
+    """A name a person was recognised under and when (Unix times; None: open), so erasure finds their history rows
+    under every name they had, and not another person's rows under the same name before or after them."""
+
+    name: str
+    since: float | None = None
+    until: float | None = None
+
+
+def name_spans(current: str, former: list[tuple[str, float | None]],
+               taken_by_others: list[tuple[str, float]]) -> list[NameSpan]:
+    """The spans of a person's names: ``current`` (open-ended) and each ``former`` (name, when another person took
+    it or None); each starts when the last other holder of that name gave it up (``taken_by_others``: (key, when
+    this person took it from them))."""
+    spans = []
+    for name, until in [(current, None), *former]:
+        starts = [t for key, t in taken_by_others if key == name_key(name) and (until is None or t <= until)]
+        spans.append(NameSpan(name, max(starts) if starts else None, until))
+    return spans
 
 
 @dataclass(frozen=True)
@@ -190,6 +212,11 @@ class Gallery(ABC):
     @abstractmethod
     def forget(self, name: str) -> int:
         """Erase a person: faces, stored photos and their cached embeddings; returns faces removed."""
+
+    @abstractmethod
+    def name_spans(self, name: str) -> list[NameSpan]:
+        """Every name the person has had (renames are recorded) with when: what erasing their history must cover;
+        UnknownPersonError if not enrolled."""
 
     @abstractmethod
     def remove_photo(self, name: str, photo_hash: str) -> int:

@@ -22,8 +22,8 @@ import numpy as np
 from mien.identity.errors import StaleModelError
 from mien.identity.gallery.base import (
     SCHEMA_VERSION, AddedFace, Changes, Gallery, GalleryBusyError, GalleryError, GalleryFullError, GalleryGoneError,
-    GallerySnapshot, NewFace, PersonExistsError, PersonInfo, UnknownPersonError, UnknownPhotoError, name_key,
-    person_info, snapshot_from,
+    GallerySnapshot, NameSpan, NewFace, PersonExistsError, PersonInfo, UnknownPersonError, UnknownPhotoError, name_key,
+    name_spans, person_info, snapshot_from,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS photo_cache(photo_hash TEXT NOT NULL, model TEXT NOT 
     reason TEXT, bbox TEXT, PRIMARY KEY(photo_hash, model));
 CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL,
     face INTEGER NOT NULL, op TEXT NOT NULL CHECK(op IN ('add', 'del')));
+CREATE TABLE IF NOT EXISTS former_names(person INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    name TEXT NOT NULL, key TEXT NOT NULL, renamed REAL NOT NULL, taken REAL);
+CREATE INDEX IF NOT EXISTS former_names_by_key ON former_names(key)
 """
 
 
@@ -267,6 +270,7 @@ class SQLiteGallery(Gallery):
     def _ensure_person(self, db: sqlite3.Connection, name: str) -> int:
         row = db.execute("SELECT id, name FROM people WHERE key=?", (name_key(name),)).fetchone()
         if row is None:
+            self._take_name(db, name)
             return db.execute("INSERT INTO people(name, key, created) VALUES (?, ?, ?)",
                               (name, name_key(name), _now())).lastrowid
         if row[1] != name:
@@ -374,12 +378,30 @@ class SQLiteGallery(Gallery):
                 log.warning("%s: could not fold the write-ahead log into the gallery (%s); it is folded at the next "
                             "write", self.path, exc)
 
+    @staticmethod
+    def _take_name(db: sqlite3.Connection, name: str) -> None:
+        """A person starts to hold ``name``: anyone who had it before is recognised under it no longer."""
+        db.execute("UPDATE former_names SET taken=? WHERE key=? AND taken IS NULL", (time.time(), name_key(name)))
+
+    def name_spans(self, name: str) -> list[NameSpan]:
+        with self._read() as db:
+            pid, exact = self._person_id(db, name)
+            former = db.execute("SELECT name, taken FROM former_names WHERE person=? ORDER BY renamed", (pid,)).fetchall()
+            keys = [name_key(exact)] + [name_key(n) for n, _ in former]
+            others = db.execute(f"SELECT key, taken FROM former_names WHERE person != ? AND taken IS NOT NULL AND key IN "
+                                f"({','.join('?' * len(keys))})", (pid, *keys)).fetchall()
+        return name_spans(exact, former, others)
+
     def rename(self, old: str, new: str) -> None:
         with self._write() as db:
             pid, exact = self._person_id(db, old)
             row = db.execute("SELECT id, name FROM people WHERE key=?", (name_key(new),)).fetchone()
             if row is not None and row[0] != pid:
                 raise PersonExistsError(f"{new!r} is already enrolled (as {row[1]!r}); forget or rename that person first.")
+            if name_key(new) != name_key(exact):  # their history keeps the old name: erasure must still find it
+                self._take_name(db, new)
+                db.execute("INSERT INTO former_names(person, name, key, renamed) VALUES (?, ?, ?, ?)",
+                           (pid, exact, name_key(exact), time.time()))
             db.execute("UPDATE people SET name=?, key=? WHERE id=?", (new, name_key(new), pid))
             gen = self._next_generation(db)
             for (fid,) in db.execute("SELECT id FROM faces WHERE person=?", (pid,)).fetchall():  # labels changed

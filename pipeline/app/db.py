@@ -13,10 +13,11 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
+from mien.identity.gallery.base import NameSpan
 from mien.identity.match import IdentityMatch
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
@@ -97,13 +98,18 @@ def migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
-def parse_since(text: str) -> float:
-    """A date or datetime (ISO 8601, local time unless it carries a zone) as a Unix timestamp."""
+def parse_since(text: str, what: str = "--since") -> float:
+    """A date or datetime (ISO 8601, local time unless it carries a zone) as a Unix timestamp; DatabaseError naming
+    ``what`` (the CLI's option or the API's field) for a malformed date or one too early or late to compare."""
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise DatabaseError(f"--since {text!r}: expected a date like 2024-05-31 or 2024-05-31T14:00") from None
-    return dt.timestamp()
+        raise DatabaseError(f"{what} {text!r}: expected a date like 2024-05-31 or 2024-05-31T14:00") from None
+    try:
+        return dt.timestamp()
+    except (ValueError, OverflowError, OSError):  # year 1 in a zone east of UTC is year 0; year 9999 overflows
+        raise DatabaseError(f"{what} {text!r}: out of the range of dates a recognition can have; give one like "
+                            "2024-05-31") from None
 
 
 def _name_key(name: str | None) -> str | None:
@@ -181,18 +187,26 @@ class ResultsDB:
                 raise
             return int(rid)
 
-    def redact_person(self, name: str) -> int:
+    def redact_person(self, name: str, names: Sequence[NameSpan] | None = None) -> int:
         """Erasure of a forgotten person: every face recognised as them becomes ``unknown`` (no confidence, no
         distance), and each recognition they appeared in loses its file name and photo hash (the name may be in
-        the file name; the hash links back to the photo). Emotions and boxes stay, as for any stranger. Returns the
-        faces redacted; the write-ahead log is folded in so the old values do not linger there."""
+        the file name; the hash links back to the photo). Emotions and boxes stay, as for any stranger. ``names``
+        (``Gallery.name_spans``, read before forgetting) are every name they had and when: rows stored under a name
+        before a rename are theirs too. Returns the faces redacted; the write-ahead log is folded in so the old
+        values do not linger there."""
         from mien.identity.gallery.base import name_key
         from mien.identity.match import UNKNOWN
 
+        spans = list(names) if names else [NameSpan(name)]
         with self._lock:
-            key = name_key(name)
-            ids = [fid for fid, who in self._conn.execute("SELECT id, identity FROM faces WHERE identity IS NOT NULL")
-                   if name_key(who) == key]
+            ids = []
+            for span in spans:
+                key = name_key(span.name)
+                ids += [fid for fid, who, created in self._conn.execute(
+                    "SELECT f.id, f.identity, r.created FROM faces f JOIN recognitions r ON r.id = f.recognition_id "
+                    "WHERE f.identity IS NOT NULL") if name_key(who) == key and (span.since is None or created >=
+                    span.since) and (span.until is None or created < span.until)]
+            ids = sorted(set(ids))
             if not ids:
                 return 0
             self._conn.execute("BEGIN IMMEDIATE")

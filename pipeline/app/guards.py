@@ -30,16 +30,35 @@ def page_security_headers(html: str) -> dict[str, str]:
             "Referrer-Policy": "no-referrer"}
 
 
+def _bearer_ok(token: str, authorization: str | None) -> bool:
+    """Whether an Authorization header carries ``token`` as its bearer token (compared in constant time)."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
 def auth_problem(config, authorization: str | None) -> tuple[int, str] | None:
     """Why a request that changes enrolled people is refused ((status, message)), or None if it may go on."""
     if config.read_only:
         return 403, "this server is read-only (started with --read-only)"
     if not config.token:
         return None  # --allow-unauthenticated
-    scheme, _, credentials = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), config.token.encode()):
+    if not _bearer_ok(config.token, authorization):
         return 401, "missing or wrong bearer token"
     return None
+
+
+def personal_data_problem(config, authorization: str | None, what: str) -> tuple[int, str] | None:
+    """Why a read of personal data (the history, a person's photo list with its file names, their faces) is
+    refused, or None: with a token it needs the token (read-only or not); without one only a server started with
+    --allow-unauthenticated serves it, since a --read-only server without a token cannot tell its owner from
+    anyone else on the network."""
+    if config.token:
+        return None if _bearer_ok(config.token, authorization) else (
+            401, f"missing or wrong bearer token ({what} need it, like changes to people)")
+    if config.allow_unauthenticated:
+        return None
+    return 403, (f"{what} are not served by a read-only server without a token; start it with MIEN_API_TOKEN set "
+                 "and send `Authorization: Bearer <token>`")
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -64,9 +65,26 @@ CSV_COLUMNS = ("file", "face", "who", "confidence", "distance", "emotion", "emot
                "detection_confidence", "error")
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
+
+
+def csv_safe(cell):
+    """A CSV cell a spreadsheet shows as text, never runs: text starting like a formula (a person named
+    ``=HYPERLINK(...)``, a file ``@x.jpg``) gets a leading ``'`` as OWASP advises; numbers are left as they are.
+    Prefixing rather than refusing such names: they are legitimate names and file names elsewhere (JSON, the API)."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def csv_rows(record: ImageRecord, emotions: tuple[str, ...] = ()) -> list[list]:
     """One CSV row per face (or one for an image without faces or with an error): ``CSV_COLUMNS`` then the
-    probability of each emotion in ``emotions``."""
+    probability of each emotion in ``emotions``; every cell ``csv_safe``."""
+    return [[csv_safe(c) for c in row] for row in _csv_rows(record, emotions)]
+
+
+def _csv_rows(record: ImageRecord, emotions: tuple[str, ...]) -> list[list]:
     if record.error or not record.faces:
         return [[record.file, "", "", "", "", "", "", "", "", "", "", "", record.error or ""] + [""] * len(emotions)]
     rows = []

@@ -6,12 +6,18 @@ deliver a complete request head within ``header_timeout`` seconds of connecting 
 then its body at ``body_min_rate`` bytes/s or more on average once ``body_grace`` seconds have passed (a body
 trickled at a byte every 2 s is cut off after the grace; a 10 MB photo on a 1 Mbit/s link is not). Time while
 the server itself has paused reading (its buffer is full) does not count against the client.
+
+A WebSocket upgrade leaves this protocol (uvicorn hands the connection to its WebSocket protocol before a request
+cycle exists), so both clocks are stopped there, and the upgrade is refused with a 503 like any other request once
+``limit_concurrency`` connections are open (uvicorn checks the limit only for plain requests): an open stream is
+then never cut by a head deadline of the request that opened it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -88,9 +94,35 @@ class HeaderDeadlineH11(H11Protocol):
             if started:
                 self._start_body_clock()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _stop_clocks(self) -> None:
         self._disarm()
         if self._body_check is not None:
             self._body_check.cancel()
             self._body_check = None
+
+    def _over_limit(self) -> bool:
+        limit = self.limit_concurrency
+        return limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Stop this protocol's clocks (the WebSocket protocol owns the connection from now on), or answer 503
+        when the server already holds ``limit_concurrency`` connections."""
+        self._stop_clocks()
+        if self._over_limit():
+            log.warning("Exceeded concurrency limit: a WebSocket upgrade is refused with 503.")
+            self._send_503()
+            return
+        super().handle_websocket_upgrade(event)
+
+    def _send_503(self) -> None:
+        body = b"Service Unavailable: too many connections; try again later"
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        for event in (h11.Response(status_code=503, headers=headers, reason=b"Service Unavailable"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_clocks()
         super().connection_lost(exc)

@@ -141,6 +141,31 @@ class ForgetResponse(BaseModel):
     people: list[Person]
 
 
+# ---- video jobs ----------------------------------------------------------------------------------
+
+
+class VideoJobResponse(BaseModel):
+    """``POST /video`` and ``GET /video/{id}``: a video job and how far it got."""
+
+    id: str = Field(description="the job's id (32 hex digits): its results are read with it")
+    file: str = Field(description="the uploaded file's name")
+    status: Literal["running", "done", "error"]
+    frames: int = Field(description="frames processed so far")
+    total: int = Field(description="frames in the video (0 when the container does not say)")
+    error: str | None = Field(None, description="why the job failed (status error)")
+    summary: dict[str, Any] | None = Field(None, description="when done: `mien video`'s summary (who was on screen "
+                                           "when, emotions over time; `source` is the uploaded file's name)")
+    annotated_video: str | None = Field(None, description="when done: the URL of the annotated H.264 video")
+
+
+# The multipart body of POST /video, documented by hand: the endpoint streams it into the job's folder itself.
+VIDEO_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the video (MP4, WebM, AVI, MOV, MKV)"},
+        "every": {"type": "integer", "minimum": 1, "maximum": 30, "default": 3,
+                  "description": "detect every N-th frame"}}}}}}}
+
+
 # ---- health --------------------------------------------------------------------------------------
 
 
@@ -212,7 +237,8 @@ class UnprocessableResponse(BaseModel):
 ERROR_CAUSES = {
     400: "Invalid person name (path separators, '..', a leading dot, 'unknown', ...).",
     401: "Missing or wrong `Authorization: Bearer <MIEN_API_TOKEN>`.",
-    403: "The server is read-only (started with --read-only).",
+    403: "The server is read-only (started with --read-only); without a token it serves no personal data (history, "
+         "a person's photos and faces).",
     404: "Nobody of that name is enrolled.",
     409: "The name differs from an enrolled person's only in case or Unicode form; use that person's name.",
     413: "The request body or a photo is over the upload limit, or too many photos in one request.",

@@ -32,7 +32,7 @@ from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
-                                      page_security_headers)
+                                      page_security_headers, personal_data_problem)
 from mien.pipeline.app.stream import StreamLimits, serve_stream
 from mien.pipeline.app.videojobs import VideoBusy, VideoJobs
 from mien.pipeline.errors import UsageError
@@ -267,10 +267,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
     def token_for_personal_data(request: Request, what: str) -> None:
         """Who was seen when, and where a person's photos came from, are personal data: a server with a token
-        answers them only with it (like changes to people)."""
-        if config.token and auth_problem(config, request.headers.get("authorization")) is not None:
-            raise HTTPException(401, f"missing or wrong bearer token ({what} need it, like changes to people)",
-                                headers={"WWW-Authenticate": "Bearer"})
+        answers them only with it (read-only or not), a read-only one without a token not at all."""
+        problem = personal_data_problem(config, request.headers.get("authorization"), what)
+        if problem is not None:
+            raise HTTPException(problem[0], problem[1], headers={"WWW-Authenticate": "Bearer"}
+                                if problem[0] == 401 else None)
 
     page_headers = page_security_headers(page)
 
@@ -351,32 +352,49 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
         await serve_stream(websocket, state, stream_limits, every, record=record)
 
-    videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
+    videos = state.videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
 
-    @app.post("/video", responses=schemas.error_responses(413, 415, 429))
-    async def upload_video(file: Annotated[UploadFile, File(description="the video (MP4, WebM, AVI, MOV, MKV)")],
-                           every: Annotated[int, Form(ge=1, le=30, description="detect every N-th frame")] = 3) -> dict:
+    @app.post("/video", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+              responses=schemas.error_responses(413, 415, 422, 429), openapi_extra=schemas.VIDEO_UPLOAD_BODY)
+    async def upload_video(request: Request) -> dict:
         """Process a video as `mien video` does, in the background: poll GET /video/{id} for progress, then play
-        /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time."""
-        from mien.pipeline.app.videowriter import VIDEO_SUFFIXES
+        /video/{id}/annotated.mp4; the summary has who was on screen when, with the emotions over time. One video
+        at a time: a second is answered 429 before its upload is read; the upload is streamed to disk (at most
+        200 MB) and its frames must be within the pixel limit of photos."""
+        from mien.pipeline.app.video import check_frame_size
+        from mien.pipeline.app.videoupload import receive_video
+        from mien.pipeline.app.videowriter import VIDEO_SUFFIXES, VideoError
 
-        name = file.filename or "upload"
-        suffix = Path(name).suffix.lower()
-        if suffix not in {s.strip() for s in VIDEO_SUFFIXES.split(",")}:
-            raise HTTPException(415, f"{name}: send a video file ({VIDEO_SUFFIXES})")
-        data = await file.read(config.max_video_upload + 1)
-        if len(data) > config.max_video_upload:
-            raise HTTPException(413, f"{name}: larger than the {config.max_video_upload // 2**20} MB video limit")
         try:
-            return videos.start(data, name, suffix, every).to_dict()
+            job = videos.reserve("")
         except VideoBusy as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "10"}) from None
+        try:
+            upload, fields = await receive_video(request, job.folder / "upload", config.max_video_upload)
+            name = upload.filename or "upload"
+            suffix = Path(name).suffix.lower()
+            if suffix not in {s.strip() for s in VIDEO_SUFFIXES.split(",")}:
+                raise HTTPException(415, f"{name}: send a video file ({VIDEO_SUFFIXES})")
+            every = fields.get("every", "3")
+            if not (every.isdigit() and 1 <= int(every) <= 30):
+                raise HTTPException(422, f"every: {every!r} is not a whole number 1..30 (detect every N-th frame)")
+            source = (job.folder / "upload").rename(job.folder / f"upload{suffix}")
+            try:
+                await run_in_threadpool(check_frame_size, source, name)
+            except VideoError as exc:
+                raise HTTPException(422, str(exc)) from None
+            job.name = name
+            return videos.start(job, source, int(every)).to_dict()
+        except BaseException:
+            videos.abandon(job)
+            raise
 
-    @app.get("/video/{job_id}")
+    @app.get("/video/{job_id}", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+             responses=schemas.error_responses(404))
     def video_status(job_id: str) -> dict:
         """A video job: running (frames done of total), done (its summary and annotated video) or error."""
         job = videos.jobs.get(job_id)
-        if job is None:
+        if job is None or job.status == "uploading":
             raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
         return job.to_dict()
 
@@ -391,7 +409,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return FileResponse(path, media_type={"mp4": "video/mp4", "json": "application/json",
                                               "png": "image/png"}[path.suffix.lstrip(".")])
 
-    @app.get("/history", responses=schemas.error_responses(401, 422))
+    @app.get("/history", responses=schemas.error_responses(401, 403, 422))
     def history(request: Request, person: str | None = None, since: str | None = None, limit: int = 200,
                 emotion: str | None = None) -> dict:
         """Past recognitions of this server and the CLI's database, newest first (`mien history`): ``person`` up
@@ -399,11 +417,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         was seen when is personal data: with a token configured, reading it needs the bearer token too."""
         from mien.pipeline.app.db import DatabaseError, parse_since
 
-        token_for_personal_data(request, "the history")
+        token_for_personal_data(request, "the history and its file names")
         if not 1 <= limit <= 1000:
             raise HTTPException(422, "limit must be 1..1000")
         try:
-            when = parse_since(since) if since else None
+            when = parse_since(since, "since") if since else None
         except DatabaseError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"recognitions": state.db.query(person=person, since=when, limit=limit, emotion=emotion)}
@@ -435,7 +453,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
-    @app.get("/people/{name}", responses=schemas.error_responses(400, 401, 404))
+    @app.get("/people/{name}", responses=schemas.error_responses(400, 401, 403, 404))
     def person(name: str, request: Request) -> dict:
         """One person's photos (content hash, source, when added, whether the bytes are stored), up to case. The
         sources are file names of the server's machine: with a token configured, reading them needs it."""
@@ -448,7 +466,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/people/{name}/photos/{photo_hash}/face", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "the face, 128x128 JPEG"},
-                        **schemas.error_responses(400, 401, 404, 422)})
+                        **schemas.error_responses(400, 401, 403, 404, 422)})
     def face(name: str, photo_hash: str, request: Request) -> Response:
         """The face in one enrolled photo as a thumbnail (the People tab shows one per person and per photo); a
         person's face is personal data: with a token configured, it needs it."""
@@ -500,10 +518,11 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         name = person_name(name)
         with state.enroll_lock:
             try:
-                forget_person(name, state.gallery, state.config.home)
+                forgotten = forget_person(name, state.gallery, state.config.home)
             except UnknownPersonError as exc:
                 raise HTTPException(404, str(exc)) from None
-            state.db.redact_person(name)  # erasure: their recognitions read "unknown" from now on
+            state.db.redact_person(name, forgotten.names)  # erasure: their recognitions (under every name they had)
+            # read "unknown" from now on
             state.current()
         return {"forgotten": name, "people": state.people()}
 

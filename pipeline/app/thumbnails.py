@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from mien.identity.gallery import Gallery, UnknownPhotoError
+from mien.identity.storage import content_hash
 from mien.pipeline.images import ImageError, decode_image, read_image_bytes
 
 SIDE = 128  # pixels of the square thumbnail
@@ -34,6 +35,9 @@ def face_thumbnail(gallery: Gallery, name: str, photo_hash: str, cache_model: st
         except ImageError as exc:
             raise PhotoGoneError(f"the photo of {info.name} was enrolled from {face['source']}, which cannot be read "
                                  f"now ({exc})") from None
+        if content_hash(data) != photo_hash:  # another picture is at that path now: not the enrolled face
+            raise PhotoGoneError(f"the photo of {info.name} was enrolled from {face['source']}, which holds another "
+                                 "picture now; enroll that person's photos again to show their face")
     rgb = decode_image(data, face["source"])
     box = (gallery.cached([photo_hash], cache_model).get(photo_hash) or (None, None, None))[2]
     if box is None and detect is not None:

@@ -23,6 +23,7 @@ from mien.pipeline.app.outputs import draw_face
 from mien.pipeline.app.tracking import UNKNOWN, Observation, Track, Tracker
 from mien.pipeline.app.videosummary import VideoResult, summarize, write_summary
 from mien.pipeline.app.videowriter import AtomicVideoWriter, VideoError, video_suffix
+from mien.pipeline.images import max_pixels
 from mien.pipeline.recognizer import emotion_label
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,43 @@ def open_source(source: str | int) -> tuple[cv2.VideoCapture, bool]:
 
 
 def check_source(source: str) -> None:
-    """Fail fast (before loading models) on a video file that does not exist; webcams are checked on opening."""
-    if not str(source).isdigit() and not Path(source).is_file():
+    """Fail fast (before loading models) on a video file that does not exist, is a still image, or whose frames are
+    over the pixel limit; webcams are checked on opening."""
+    if str(source).isdigit():
+        return
+    if not Path(source).is_file():
         raise VideoError(f"{source}: no such video file" + (" (a folder?)" if Path(source).exists() else "") + ".")
+    check_frame_size(source)
+
+
+def check_frame_size(path: str | os.PathLike, name: str | None = None) -> None:
+    """VideoError when a video's frames are over the pixel limit of photos (``images.max_pixels``) or it is a
+    still image, told from the container and stream headers (PyAV, with FFmpeg refusing to decode a frame over the
+    limit while probing), so a small file of huge frames is refused before any of them is decoded."""
+    name = name or str(path)
+    limit = max_pixels()
+    try:
+        import av
+    except ImportError:  # without PyAV: OpenCV's reading of the size (it decodes the first frame to tell)
+        cap = cv2.VideoCapture(str(path))
+        width, height, still = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), False
+        cap.release()
+    else:
+        try:
+            with av.open(str(path), options={"max_pixels": str(limit)}) as container:
+                if not container.streams.video:
+                    raise VideoError(f"{name}: has no video stream.")
+                stream = container.streams.video[0]
+                width, height = stream.codec_context.width, stream.codec_context.height
+                still = container.format.name.endswith("_pipe") or container.format.name == "image2"
+        except av.FFmpegError as exc:
+            raise VideoError(f"{name}: cannot open as a video (not a video, truncated, or a codec FFmpeg lacks: "
+                             f"{exc.strerror or exc}).") from None
+    if still:
+        raise VideoError(f"{name}: a still image, not a video; recognize it with `mien recognize` (POST /recognize).")
+    if width * height > limit:
+        raise VideoError(f"{name}: its frames are {width}x{height} pixels, over the {limit / 1e6:.0f}-megapixel limit "
+                         "of photos and frames; downscale the video (e.g. `ffmpeg -i IN -vf scale=1920:-2 OUT`).")
 
 
 def _flow_shift(prev_gray: np.ndarray, gray: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -86,7 +121,7 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     cap, webcam = open_source(source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 25.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not webcam else 0
+    total = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if not webcam else 0  # some containers say -2**63
     stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)),
                           model_lock=model_lock)
     observations: list[Observation] = []
@@ -108,6 +143,9 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                 if not ok or bgr is None:
                     break
                 size = (bgr.shape[1], bgr.shape[0])
+                if size[0] * size[1] > max_pixels():  # a stream whose frame size grew after its headers
+                    raise VideoError(f"{source}: frame {frames + 1} is {size[0]}x{size[1]} pixels, over the "
+                                     f"{max_pixels() / 1e6:.0f}-megapixel limit; downscale the video.")
                 if out and writer is None:
                     writer = AtomicVideoWriter(Path(out), fps, size)
                 t = frames / fps if not webcam else time.perf_counter() - start

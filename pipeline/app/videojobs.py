@@ -1,10 +1,13 @@
 """Videos uploaded to `mien serve` (``POST /video``), processed in the background as `mien video` does: one job
 at a time per server (a second is answered 429), progress readable while it runs, then the annotated video
 (H.264 .mp4, which browsers play) and the summary (JSON + timeline PNGs) served from the job's folder under
-MIEN_HOME/videos/<id>/ (0600 files, like everything mien writes).
+MIEN_HOME/videos/<id>/ (0600 files, like everything mien writes). The slot is taken (``reserve``) before the upload
+is read, the upload is written into the job's folder as it arrives and deleted once processed; folders left by a
+server that was killed (its process gone) are deleted when the next one starts.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -26,7 +29,7 @@ class VideoJob:
     id: str
     folder: Path
     name: str
-    status: str = "running"  # running | done | error
+    status: str = "running"  # uploading | running | done | error
     frames: int = 0
     total: int = 0
     error: str | None = None
@@ -46,6 +49,9 @@ class VideoBusy(Exception):
     """A video is being processed already."""
 
 
+OWNER = ".server"  # in each job folder: the id of the process that made it
+
+
 class VideoJobs:
     """The server's uploaded videos, processed one at a time in a background thread."""
 
@@ -53,20 +59,42 @@ class VideoJobs:
         self.folder, self.view, self.model_lock, self.every = folder, recognizer_view, model_lock, every
         self.jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
+        self._sweep()
 
-    def start(self, data: bytes, name: str, suffix: str, every: int | None = None) -> VideoJob:
-        """Save the upload and start processing it; VideoBusy while another video runs."""
+    def _sweep(self) -> None:
+        """Delete the job folders of servers no longer running (a killed server leaves its upload and a half
+        written video); another running server's folders are left alone."""
+        if not self.folder.is_dir():
+            return
+        for job in self.folder.iterdir():
+            if job.is_dir() and JOB_ID.match(job.name) and not _process_alive(job / OWNER):
+                shutil.rmtree(job, ignore_errors=True)
+
+    def reserve(self, name: str) -> VideoJob:
+        """Take the one slot for a new video (status "uploading", its folder made) before its upload is read;
+        VideoBusy while another video is uploading or running."""
         with self._lock:
-            if any(j.status == "running" for j in self.jobs.values()):
+            if any(j.status in ("uploading", "running") for j in self.jobs.values()):
                 raise VideoBusy("a video is being processed; try again when it has finished")
             self._forget_old()
             job_id = uuid.uuid4().hex
-            job = VideoJob(job_id, self.folder / job_id, name)
+            job = VideoJob(job_id, self.folder / job_id, name, status="uploading")
             job.folder.mkdir(parents=True, exist_ok=True)
+            (job.folder / OWNER).write_text(str(os.getpid()))
             self.jobs[job.id] = job
-        source = job.folder / f"upload{suffix}"
-        source.write_bytes(data)
+        return job
+
+    def abandon(self, job: VideoJob) -> None:
+        """Give a reserved slot back (the upload failed or was refused): its folder and entry go."""
+        with self._lock:
+            self.jobs.pop(job.id, None)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+    def start(self, job: VideoJob, source: Path, every: int | None = None) -> VideoJob:
+        """Process a reserved job's uploaded ``source`` (in its folder) in the background."""
         make_private(source)
+        job.name = job.name or source.name
+        job.status = "running"
         threading.Thread(target=self._run, args=(job, source, every or self.every), daemon=True).start()
         return job
 
@@ -80,7 +108,7 @@ class VideoJobs:
             result = process_video(source, self.view(), out=job.folder / "annotated.mp4",
                                    summary_dir=job.folder / "summary", every=every, on_frame=progress,
                                    model_lock=self.model_lock)
-            job.summary = result.summary
+            job.summary = {**result.summary, "source": job.name}  # the uploaded file's name, not the server's path
             job.status = "done"
         except VideoError as exc:
             job.error, job.status = str(exc).replace(str(source), job.name), "error"
@@ -90,7 +118,8 @@ class VideoJobs:
             source.unlink(missing_ok=True)  # the upload is not kept, only what mien made of it
 
     def _forget_old(self) -> None:
-        finished = [j for j in self.jobs.values() if j.status != "running"]
+        finished = [j for j in self.jobs.values() if j.status in ("done", "error")]
+        finished.sort(key=lambda j: j.status == "done")  # failed jobs go first: they must not evict finished ones
         for job in finished[:max(0, len(finished) - (KEEP_JOBS - 1))]:  # room for the job starting now
             shutil.rmtree(job.folder, ignore_errors=True)
             del self.jobs[job.id]
@@ -102,3 +131,13 @@ class VideoJobs:
             return None
         path = job.folder / name if name == "annotated.mp4" else job.folder / "summary" / name
         return path if path.is_file() else None
+
+
+def _process_alive(owner: Path) -> bool:
+    """Whether the process named in a job folder's ``OWNER`` file is running (False: no file, or it is gone)."""
+    try:
+        pid = int(owner.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -127,7 +127,8 @@ class AtomicVideoWriter:
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-        try:
+        try:  # made 0600 before the encoder writes a frame into it (the encoders open it with the umask's mode)
+            os.close(os.open(self.tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
             self.encoder = open_video_encoder(self.tmp, fps, size)  # the name keeps the suffix
         except BaseException:
             self.tmp.unlink(missing_ok=True)

@@ -136,12 +136,12 @@ def run_forget(args: argparse.Namespace) -> int:
     with _gallery() as gallery:
         if not args.yes:
             _confirm_forget(args.name, gallery)
-        n = forget_person(args.name, gallery)
-    print(f"forgot {terminal_safe(args.name)}: {n} photos, their embeddings and cached embeddings erased")
+        forgotten = forget_person(args.name, gallery)
+    print(f"forgot {terminal_safe(args.name)}: {forgotten.faces} photos, their embeddings and cached embeddings erased")
     databases = [p for p in [default_db_path(), *map(Path, args.db or [])] if p.is_file()]
     for path in dict.fromkeys(p.resolve() for p in databases):
         with ResultsDB(path, create=False) as db:
-            faces = db.redact_person(args.name)
+            faces = db.redact_person(args.name, forgotten.names)
         print(f"{path}: {faces} recognised faces of {terminal_safe(args.name)} redacted to unknown")
     return 0
 
