@@ -1,7 +1,7 @@
 """FaceNet in INT8 (issue 25): the product's recipe (``pipeline.quantize``, what ``--precision int8`` runs) against
 fp32, and optionally NNCF's accuracy-controlled quantization; speed, embeddings and the LFW dev folds.
 
-    python benchmarks/int8_facenet.py [--accuracy-control MAX_DROP] [--json FILE]   (needs `pip install 'mien[int8]'`)
+    python benchmarks/int8_facenet.py [--accuracy-control MAX_DROP] [--json FILE]
 
 Calibration: the demo enrollment photos' identity crops and their mirror images (training data only). With
 ``--accuracy-control``, NNCF also returns layers to floating point, the most harmful first, until the mean cosine
@@ -9,7 +9,7 @@ between the candidate's and fp32's embeddings of the 25 held-out demo photos and
 drops by at most MAX_DROP (never LFW, which is the test). Each arm against the product's fp32 FaceNet in the same
 run: ms for one face and its mirror image (as `mien recognize` embeds a photo's face) and per face in batches of 8
 (2 threads, the product's compile settings), the cosine of its embeddings to fp32's, and the LFW dev folds as
-`mien evaluate pairs` scores them (gate: within 0.1 point). The noise floor: fp32's own embeddings moved by
+`mien evaluate pairs` scores them (issue 25's gate: within 0.1 point; issue 36 replaced it, benchmarks/precision.py). The noise floor: fp32's own embeddings moved by
 random noise to the arm's mean cosine, 200 draws: how often that alone falls outside the 0.1-point gate (the gate
 is a handful of the 1,800 pairs near the threshold). Run from a checkout after `make demo`; pause other work first.
 """
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         request, output = compiled.create_infer_request(), compiled.outputs[0]
         return lambda x: np.array(request.infer({0: np.ascontiguousarray(x, np.float32)})[output], copy=True)
 
-    arms = {"fp32 (auto, the default)": fp32_forward,
+    arms = {"fp32": fp32_forward,
             "int8 (--precision int8)": forward_of(compile_model(product, precision="int8"))}
     if args.accuracy_control is not None:
         start = time.time()
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             both = [k for k in reference if reference[k] is not None and emb.get(k) is not None]
             cos = np.array([float(reference[k] @ emb[k]) for k in both])
             arm.update(cosine_mean=round(float(cos.mean()), 4), cosine_min=round(float(cos.min()), 4),
-                       lfw_points_vs_fp32=round(arm["lfw_kfold"] - report["arms"]["fp32 (auto, the default)"]["lfw_kfold"], 2),
+                       lfw_points_vs_fp32=round(arm["lfw_kfold"] - report["arms"]["fp32"]["lfw_kfold"], 2),
                        noise_floor=noise_floor(pairs, reference, reference_kfold, float(cos.mean())))
         report["arms"][name] = arm
         print(f"{name}: {arm}", flush=True)

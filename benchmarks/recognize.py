@@ -7,7 +7,7 @@ Configurations, each in fresh processes: ``reference`` = mtcnn 1.0 + TensorFlow 
 (``--detector mtcnn-keras --runtime tensorflow``), ``default`` = MTCNN, FaceNet and emotion on OpenVINO,
 ``mirror-emotion`` = the default with ``--emotion-views mirror`` (the same as the shipped ensemble's own views
 since issue 27; it measured 10 views against 2 before), ``int8`` = the default with ``--precision int8`` (FaceNet
-quantized; needs `pip install 'mien[int8]'`).
+quantized now if needed; the default runs it too once `mien models fetch` has made it).
 For each: warm ms/photo one at a time (a first pass over the photos, in which OpenVINO also prepares its kernels
 for each new photo size, and a second pass) and batched (in one process, after loading), cold
 ``mien recognize one.jpg`` wall seconds and peak RSS, ``mien recognize VAL`` peak RSS, and whether the

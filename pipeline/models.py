@@ -10,22 +10,54 @@ import os
 from pathlib import Path
 
 from mien.identity.embedders import Embedder, build_embedder
+from mien.identity.errors import ModelFileError
 from mien.pipeline.assets import FACENET, emotion_weights_path, resolve
+from mien.pipeline.errors import UsageError
 from mien.pipeline.runtime import compile_forward_for, is_cached, network_precision, views_per_call_for
 
 log = logging.getLogger(__name__)
+# what stops FaceNet's INT8 model from being made (no NNCF, no calibration photos or sdist download, OpenVINO or
+# NNCF failing): under `auto` FaceNet then runs fp32 (with one warning), under `int8` the error is the answer
+INT8_FAILURES = (UsageError, ModelFileError, ImportError, OSError, RuntimeError, ValueError)
+_fp32_said = False  # the fallback's warning, once per process
 
 
-def build_facenet(runtime: str = "openvino", precision: str = "auto") -> Embedder:
+def build_facenet(runtime: str = "openvino", precision: str = "auto", *, make_int8: bool = False) -> Embedder:
     """The FaceNet embedder (128-d, 160x160 RGB) on ``runtime`` (openvino | tensorflow) in ``precision``, weights
-    verified."""
-    if runtime == "openvino" and network_precision(precision, "facenet") == "int8":
-        from mien.pipeline.quantize import int8_forward  # NNCF's INT8 model, made once and cached
+    verified; its ``precision`` attribute says what it runs in. ``auto`` takes the INT8 model when it is made on
+    this machine (``make_int8``: make it now, as `mien models fetch` does) and otherwise runs fp32, saying so once:
+    recognition never waits ~40 s for a quantization nobody asked for."""
+    weights = resolve("facenet")  # a missing weights file is its own error, not a reason to leave INT8
+    chosen = network_precision(precision, "facenet") if runtime == "openvino" else "fp32"
+    if chosen == "int8":
+        from mien.pipeline import quantize  # NNCF's INT8 model, made once and cached
 
-        compile_forward = int8_forward
-    else:
-        compile_forward = compile_forward_for(runtime, "facenet", precision)
-    return build_embedder("facenet", resolve("facenet"), weights_sha256=FACENET.sha256, compile_forward=compile_forward)
+        if precision != "auto" or make_int8 or quantize.is_quantized("facenet", FACENET.sha256):
+            try:
+                return _facenet(weights, quantize.int8_forward, "int8")
+            except INT8_FAILURES as exc:
+                if precision != "auto":
+                    raise
+                _say_fp32(f"its INT8 model could not be made: {exc}")
+        else:
+            _say_fp32("its INT8 model is not made on this machine yet; `mien models fetch` makes it (~40 s, once)")
+        chosen, precision = "fp32", "fp32"
+    return _facenet(weights, compile_forward_for(runtime, "facenet", precision), chosen)
+
+
+def _facenet(weights: Path, compile_forward, precision: str) -> Embedder:
+    """FaceNet from ``weights`` on ``compile_forward`` (None: TensorFlow), tagged with the ``precision`` it runs in."""
+    embedder = build_embedder("facenet", weights, weights_sha256=FACENET.sha256, compile_forward=compile_forward)
+    embedder.precision = precision  # recorded with every result (Recognizer.precision, models.precision)
+    return embedder
+
+
+def _say_fp32(why: str) -> None:
+    """The one warning of a process whose `--precision auto` runs FaceNet in fp32 instead of INT8, and why."""
+    global _fp32_said
+    if not _fp32_said:
+        log.warning("FaceNet runs in fp32 (--precision auto takes INT8 once it is made): %s", why)
+        _fp32_said = True
 
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
@@ -83,11 +115,11 @@ def openvino_models_cached(emotion_views: str | None = "model", label_set: str =
 
 
 def prepare_openvino_models(precision: str = "auto") -> list[str]:
-    """Convert (or find converted) FaceNet and the shipped emotion model now (and quantize FaceNet if ``precision``
-    asks for INT8), so the first recognition does not wait for it; returns what is ready. A missing emotion model
-    is skipped (recognition warns about it)."""
-    build_facenet("openvino", precision)
-    ready = ["facenet" + (" (int8)" if network_precision(precision, "facenet") == "int8" else "")]
+    """Convert (or find converted) FaceNet and the shipped emotion model now, and quantize FaceNet where
+    ``precision`` runs it in INT8 (auto and int8; under auto a failure leaves fp32, with its reason), so the first
+    recognition waits for none of it; returns what is ready. A missing emotion model is skipped (recognition warns
+    about it)."""
+    ready = [f"facenet ({build_facenet('openvino', precision, make_int8=True).precision})"]
     if load_emotion_model(runtime="openvino") is not None:
         ready.append("emotion")
     return ready

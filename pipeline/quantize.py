@@ -1,36 +1,63 @@
-"""FaceNet in INT8 (``--precision int8``): NNCF's post-training quantization of the converted model, calibrated on
-training data only (the demo enrollment photos' faces, read from the FaceNet sdist mien downloads anyway) and
-cached beside the conversions, so it runs once per machine (~1 min).
+"""FaceNet in INT8 (what ``--precision auto`` runs, and ``int8``): NNCF's post-training quantization of the converted
+model, calibrated on training data only (the demo enrollment photos' faces, read from the FaceNet sdist mien
+downloads anyway) and cached beside the conversions, so it runs once per machine (~40 s; `mien models fetch` does
+it up front).
 
-Measured (benchmarks/int8_facenet.py, docs/results.md): ~3x faster per face than fp32, embeddings at cosine 0.997
-of fp32's, the same AUC on the LFW dev folds but ~0.2 point less 3-fold accuracy (as bf16), which is why ``auto``
-keeps FaceNet in fp32. NNCF is an optional dependency: ``pip install 'mien[int8]'``.
+Measured (benchmarks/int8_facenet.py, benchmarks/precision.py, docs/results.md): ~3x faster per face than fp32,
+embeddings at cosine 0.997 of fp32's, and issue 36's gate met on the LFW dev folds (McNemar's exact test at
+`mien verify`'s threshold, AUC, TAR at FAR 1e-2), the demo and strangers. Its embeddings keep fp32's version
+(``facenet-taniai-...``): a gallery enrolled in fp32 names the same people (that gate), so nobody re-enrolls.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+from importlib import metadata
 from typing import Callable
 
 import numpy as np
 
 from mien.pipeline.errors import UsageError
-from mien.pipeline.runtime import CompiledForward, cache_key, cached_model, converted_model
+from mien.pipeline.runtime import CompiledForward, cache_dir, cache_key, cached_model, converted_model
 
 # bump when the calibration set or NNCF's settings change: a new cache key, never a stale model
 RECIPE_VERSION = 1
 QUANTIZABLE = ("facenet",)  # the networks with a calibration set and a measured INT8 form
 
 
-def nncf_version() -> str:
-    """The installed NNCF's version, or a UsageError saying how to install it."""
+NNCF_MISSING = ("FaceNet's INT8 form is made by NNCF, which is not installed (it is one of mien's dependencies): "
+                "pip install 'nncf>=3.0' (or choose --precision fp32).")
+
+
+def nncf_version() -> str | None:
+    """The installed NNCF's version (part of the INT8 model's cache key), read without importing it (~0.6 s, which
+    a cold `mien recognize` must not pay), or None if it is not installed."""
+    try:
+        return metadata.version("nncf")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def int8_cache_key(name: str, source_sha256: str) -> str | None:
+    """The cache folder of ``name``'s INT8 model for this OpenVINO, NNCF and recipe (None: NNCF is not installed)."""
+    version = nncf_version()
+    return cache_key(name, source_sha256, variant=f"int8-nncf{version}-q{RECIPE_VERSION}") if version else None
+
+
+def is_quantized(name: str, source_sha256: str) -> bool:
+    """Whether ``name``'s INT8 model is already made on this machine (a cached folder; no NNCF import)."""
+    key = int8_cache_key(name, source_sha256)
+    return key is not None and (cache_dir() / key / "model.xml").is_file()
+
+
+def import_nncf():
+    """NNCF, imported, or a UsageError saying how to install it."""
     try:
         import nncf
     except ImportError:
-        raise UsageError("--precision int8 quantizes FaceNet with NNCF, which is not installed: "
-                         "pip install 'mien[int8]' (or choose --precision auto).") from None
-    return nncf.__version__
+        raise UsageError(NNCF_MISSING) from None
+    return nncf
 
 
 def demo_faces(split: str) -> np.ndarray:
@@ -71,8 +98,7 @@ def facenet_calibration() -> list[np.ndarray]:
 def quantize_facenet(model, calibration: list[np.ndarray]):
     """FaceNet in INT8: NNCF's post-training quantization (activation ranges from ``calibration``), with its full
     bias correction, which kept the embeddings closer to fp32's than the fast one (benchmarks/int8_facenet.py)."""
-    import nncf
-
+    nncf = import_nncf()
     nncf.set_log_level(logging.WARNING)
     with contextlib.redirect_stdout(sys.stderr):  # its progress bars: stdout may carry results (--json -)
         return nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
@@ -81,15 +107,17 @@ def quantize_facenet(model, calibration: list[np.ndarray]):
 
 def quantized_model(name: str, source_sha256: str, tf_function: Callable[[], object]):
     """``name``'s INT8 model from the cache, or quantized now from its fp32 conversion (~40 s, once)."""
-    variant = f"int8-nncf{nncf_version()}-q{RECIPE_VERSION}"
     if name not in QUANTIZABLE:
         raise ValueError(f"{name} has no INT8 form; quantizable: {', '.join(QUANTIZABLE)}")
+    key = int8_cache_key(name, source_sha256)
+    if key is None:
+        raise UsageError(NNCF_MISSING)
 
     def quantize():
+        import_nncf()  # before the conversion and the calibration faces: a missing NNCF is said at once
         return quantize_facenet(converted_model(name, source_sha256, tf_function), facenet_calibration())
 
-    return cached_model(cache_key(name, source_sha256, variant=variant), quantize,
-                        f"INT8 {name} (NNCF, calibrated on the demo enrollment faces; ~1 min)")
+    return cached_model(key, quantize, f"INT8 {name} (NNCF, calibrated on the demo enrollment faces; ~40 s)")
 
 
 def int8_forward(name: str, source_sha256: str, tf_function: Callable[[], object]) -> CompiledForward:

@@ -84,14 +84,14 @@ class Recognizer:
 
     @property
     def precision(self) -> dict[str, str]:
-        """The arithmetic each network really runs in: fp32 or bf16 (fp32 on a CPU without bf16 and on the
-        TensorFlow runtime), as ``Options.precision`` resolves per network."""
+        """The arithmetic each network really runs in: fp32, bf16 (fp32 on a CPU without bf16 and on the
+        TensorFlow runtime) or int8, as ``Options.precision`` resolves per network (FaceNet: as it was built)."""
         from mien.pipeline.runtime import network_precision
 
         def of(network: str) -> str:
             return network_precision(self.options.precision, network) if self.options.runtime == "openvino" else "fp32"
 
-        return {"detector": self.detector.precision, "embedder": of("facenet"),
+        return {"detector": self.detector.precision, "embedder": getattr(self.embedder, "precision", None) or of("facenet"),
                 "emotion": of("emotion") if self.emotion_model is not None else None}
 
     # ---- model loading ---------------------------------------------------------------------

