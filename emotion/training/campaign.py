@@ -3,7 +3,8 @@
 A run's local checkpoint (``ckpt/``: float32 weights, the optimizer's moments, the schedule position) is too large
 to commit for a FaceNet-sized trunk (~280 MB). ``save`` keeps what resuming needs in ``DEST``: the latest
 checkpoint's weights in float16 (~47 MB), its state (epoch, step, history, the run's arguments), the best epoch's
-weights when they differ, and the run's metrics and curves. ``seed`` lays that back as the run's checkpoint without
+weights when they differ (save right after an improved epoch and one file serves both), and the run's metrics and
+curves. ``seed`` lays that back as the run's checkpoint without
 optimizer moments; the trainer then rebuilds them (SGD momentum in a few steps) at the same point of the schedule.
 
     python -m mien.emotion.training.campaign save RUN DEST
@@ -48,7 +49,9 @@ def save(run: str | Path, dest: str | Path) -> Path:
     model = _model_of(run)
     model.load_weights(ckpt / "model.weights.h5")
     save_weights_f16(model, tmp / LATEST)
-    if (run / BEST).is_file():
+    state = json.loads((ckpt / STATE).read_text())
+    best_is_latest = state["step"] == 0 and state.get("best_epoch") == state["epoch"]
+    if (run / BEST).is_file() and not best_is_latest:  # saved at an improved epoch's end: one file serves both
         model.load_weights(run / BEST)
         save_weights_f16(model, tmp / BEST_F16)
     shutil.copy2(ckpt / STATE, tmp / STATE)
@@ -83,6 +86,8 @@ def seed(campaign: str | Path, run: str | Path) -> bool:
         model.save_weights(run / BEST)
     load_weights_f16(model, campaign / LATEST)
     model.save_weights(run / CKPT / "model.weights.h5")
+    if not (campaign / BEST_F16).is_file():  # saved at the best epoch's end: the latest weights are the best
+        model.save_weights(run / BEST)
     shutil.copy2(campaign / STATE, run / CKPT / STATE)  # last: a checkpoint counts once its state is there
     return True
 
