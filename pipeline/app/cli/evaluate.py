@@ -77,13 +77,13 @@ def crop_from(args: argparse.Namespace):
 
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
-    from mien.identity.classifier import Thresholds
+    from mien.identity.classifier import MatchThresholds
     from mien.identity.storage import write_json_atomic
     from mien.pipeline.evaluate import evaluate_identity
 
     rec = build_recognizer(args, emotion=False, identity=False)
     rec.identity_crop = crop_from(args)
-    result = evaluate_identity(args.enroll, args.test, rec, Thresholds(**thresholds_from(args)),
+    result = evaluate_identity(args.enroll, args.test, rec, MatchThresholds(**thresholds_from(args)),
                                matcher=args.matcher, fpir=args.fpir, progress=lambda items: progress(items, "evaluate"))
     lopo = result["leave_one_person_out"]
     print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
