@@ -40,7 +40,6 @@ from mien.identity.svm_proba import fast_predict_proba
 # 99.11 %, as 1.10 does (0.95: 98.11 %; the 3-fold protocol picks ~1.085 per fold: 99.33 %).
 SAME_PERSON_DISTANCE = 1.05
 DEFAULT_PROBABILITY_THRESHOLD = 0.5  # the SVM must also give the person at least this probability to name them
-DEFAULT_DISTANCE_THRESHOLD = VERIFY_DISTANCE_THRESHOLD = SAME_PERSON_DISTANCE  # the older names of the one threshold
 
 
 @dataclass(frozen=True)

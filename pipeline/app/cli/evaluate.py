@@ -107,7 +107,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     """Embed every image of the pairs once, score them, print the summary (and write JSON / the ROC plot)."""
     import time
 
-    from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
+    from mien.identity.classifier import SAME_PERSON_DISTANCE
     from mien.identity.storage import write_json_atomic
     from mien.pipeline.errors import UsageError
     from mien.pipeline import verification as v
@@ -121,7 +121,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     embeddings = v.embed_subjects(pairs.images, rec, progress=lambda items: progress(items, "embed"))
     seconds = time.perf_counter() - start
     dist = v.pair_distances(pairs, embeddings)
-    result = v.score_pairs(dist, pairs.same, pairs.fold, VERIFY_DISTANCE_THRESHOLD)
+    result = v.score_pairs(dist, pairs.same, pairs.fold, SAME_PERSON_DISTANCE)
     missing = sorted(p for p, e in embeddings.items() if e is None)
     result.update(images=len(embeddings), images_without_face=missing, embedder=rec.embedder.version,
                   identity_crop=rec.identity_crop.signature,
