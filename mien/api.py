@@ -34,6 +34,10 @@ def default_recognizer() -> "Recognizer":
 def recognize(image: "ImageInput", *, candidates: int = 0, channels: "Channels" = "rgb") -> "ImageRecord":
     """Who (an enrolled name, or ``unknown`` with the closest person) and which emotion, for every face of a photo;
     ``candidates=k`` also lists the k nearest enrolled people with their distances."""
+    if not isinstance(candidates, int) or candidates < 0:
+        from mien.pipeline.errors import UsageError
+
+        raise UsageError(f"candidates={candidates!r}: give how many nearest people to list, 0 or more.")
     rec = default_recognizer()
     rec.reload_matcher()  # cheap when nothing changed: a generation number is compared
     return (rec.with_options(candidates=candidates) if candidates else rec).recognize(image, channels=channels)

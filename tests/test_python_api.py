@@ -98,6 +98,8 @@ def test_bad_input_raises_a_mien_error_naming_the_problem(recognizer, default_is
             mien.recognize(bad)
     with pytest.raises(mien.MienError, match="channels='BGR'"):
         mien.recognize(np.zeros((8, 8, 3), np.uint8), channels="BGR")
+    with pytest.raises(mien.MienError, match="candidates=-1"):
+        mien.recognize(np.zeros((8, 8, 3), np.uint8), candidates=-1)
 
 
 # ---- verify and embed ---------------------------------------------------------------------------------------
