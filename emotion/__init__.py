@@ -1,4 +1,5 @@
-"""Emotion branch of mien: 48x48 grayscale face -> VGGFace-layout ResNet50 -> 7 FER2013 emotions.
+"""Emotion branch of mien: 48x48 grayscale face -> FER2013-trained networks (a VGGFace-layout ResNet50 and the
+vgg48 CNN, shipped as an ensemble) -> FER2013's 7 emotions, or FER+'s 8 with the ferplus model.
 
 Heavy modules (TensorFlow) load lazily, so ``from emotion import EMOTIONS`` stays cheap.
 """

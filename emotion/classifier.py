@@ -119,7 +119,8 @@ class EmotionClassifier:
         """Probabilities float32 [N,len(labels)] for uint8/float grayscale faces [N,48,48] (or [N,48,48,1]), one batched call."""
         from mien.emotion.inference import chunk_for, predict_proba
 
-        return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views, self.views_per_call))
+        return predict_proba(self._forward, faces, self.input_size, chunk=chunk_for(self.views, self.views_per_call),
+                             classes=len(self.labels))
 
     def __repr__(self) -> str:
         return f"EmotionClassifier(version={self.version!r}, views={self.views.to_meta()!r})"

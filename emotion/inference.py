@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from mien.emotion.labels import NUM_CLASSES
 from mien.emotion.views import MIRROR, TestTimeViews
 
 MAX_CHUNK = 1024  # faces per forward call by default (training-time evaluation); bounds memory
@@ -77,10 +78,11 @@ def make_forward(model, views: TestTimeViews = MIRROR) -> Callable[[np.ndarray],
 
 
 def predict_proba(forward: Callable[[np.ndarray], np.ndarray], faces: np.ndarray, size: int = 48,
-                  chunk: int = MAX_CHUNK) -> np.ndarray:
-    """Run a NumPy ``forward`` on faces: one call when N <= chunk; float32 [N,7]."""
+                  chunk: int = MAX_CHUNK, classes: int = NUM_CLASSES) -> np.ndarray:
+    """Run a NumPy ``forward`` on faces: one call when N <= chunk; float32 [N, classes] (FER2013's 7 unless the
+    model says otherwise: FER+'s 8), also for no faces at all."""
     x = as_face_batch(faces, size)
     if len(x) == 0:
-        return np.zeros((0, 7), np.float32)
+        return np.zeros((0, classes), np.float32)
     outs = [forward(np.ascontiguousarray(x[i:i + chunk])) for i in range(0, len(x), chunk)]
     return np.concatenate(outs, axis=0).astype(np.float32)

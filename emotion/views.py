@@ -84,6 +84,8 @@ NONE = TestTimeViews(mirror=False)
 MIRROR = TestTimeViews()
 SHIFT3_FOUR_WAYS = TestTimeViews(shifts=((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)))
 
-# `mien export emotion --views NAME`; the product ships the default (chosen on PublicTest only).
+# `mien export emotion --views NAME` (default: DEFAULT_PRESET, chosen on PublicTest for a single network) and
+# `--emotion-views`. What ships is what each model.json says: the shipped ensemble's members are mirror only
+# (`"tta": true`), as shift views gave the ensemble no gain for 5x the passes; recognition follows model.json.
 PRESETS: dict[str, TestTimeViews] = {"none": NONE, "mirror": MIRROR, "mirror+shift3": SHIFT3_FOUR_WAYS}
 DEFAULT_PRESET = "mirror+shift3"

@@ -10,6 +10,7 @@ from typing import Any
 _LAZY = {
     "UNKNOWN": "mien.identity.match", "IdentityClassifier": "mien.identity.classifier",
     "IdentityMatch": "mien.identity.match", "Thresholds": "mien.identity.classifier",
+    "MatchThresholds": "mien.identity.classifier",
     "IdentityError": "mien.identity.errors", "ModelFileError": "mien.identity.errors",
     "NotEnrolledError": "mien.identity.errors", "StaleModelError": "mien.identity.errors",
 }

@@ -29,29 +29,43 @@ else:
     from sklearn.svm import SVC
 
 from mien.identity.errors import NotEnrolledError
-from mien.identity.match import UNKNOWN, IdentityMatch  # noqa: F401 (re-exported)
+from mien.identity.match import UNKNOWN, Candidate, IdentityMatch  # noqa: F401 (re-exported)
 from mien.identity.svm_proba import fast_predict_proba
 
-# Defaults chosen by leave-one-person-out evaluation on the 5-celebrity *train* photos (see README).
-DEFAULT_DISTANCE_THRESHOLD = 0.95
-DEFAULT_PROBABILITY_THRESHOLD = 0.5
-# One-to-one verification ("same person?") is its own decision, calibrated on pairs: on the 3217 different-person
-# pairs of the demo *train* photos, 3 (0.09 %) are within 1.10 (none within 1.08); 80.6 % of the 788 same-person
-# pairs are. On the held-out val photos: 45 of 50 same-person pairs pass, 0 of 250 different-person pairs.
-VERIFY_DISTANCE_THRESHOLD = 1.10
+# "Same person" is one distance for recognition (a face and a person's nearest enrolled photo) and for
+# verification (two photos). Measured 2026-12-07 (benchmarks/same_person.py): on the 118 demo photos, leave one
+# out, 1.05 names every photo right by its nearest other photo (0.95: 98.3 %) and names none of them as another
+# person when their own person is left out of the gallery (1.10: 6.8 %, as a stranger meets ~90 photos, not one);
+# of the 5549 different-person demo pairs none is within 1.05 (1.10: 0.07 %). On lfw-dev's 1800 pairs 1.05 scores
+# 99.11 %, as 1.10 does (0.95: 98.11 %; the 3-fold protocol picks ~1.085 per fold: 99.33 %).
+SAME_PERSON_DISTANCE = 1.05
+DEFAULT_PROBABILITY_THRESHOLD = 0.5  # the SVM must also give the person at least this probability to name them
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    distance: float = DEFAULT_DISTANCE_THRESHOLD
+class MatchThresholds:
+    """When a matcher names a face: within ``distance`` of the person's nearest enrolled photo and, for the SVM,
+    with at least ``probability``."""
+
+    distance: float = SAME_PERSON_DISTANCE
     probability: float = DEFAULT_PROBABILITY_THRESHOLD
+
+
+Thresholds = MatchThresholds  # the old name (three classes were called Thresholds), kept for existing imports
+
+
+def nearest_people(dists: np.ndarray, labels: np.ndarray, persons: list[str], k: int) -> list[tuple[Candidate, ...]]:
+    """Per row of ``dists`` (face x enrolled photo), the ``k`` people whose nearest photo is closest, closest first."""
+    per_person = np.stack([dists[:, labels == p].min(axis=1) for p in persons], axis=1)
+    order = np.argsort(per_person, axis=1, kind="stable")[:, :k]
+    return [tuple(Candidate(persons[j], float(row[j])) for j in cols) for row, cols in zip(per_person, order)]
 
 
 class IdentityClassifier:
     """Linear SVM with calibrated probabilities + nearest-embedding distance, over L2-normalised embeddings."""
 
     def __init__(self, embeddings: np.ndarray, labels: list[str], embedder_version: str,
-                 thresholds: Thresholds = Thresholds()):
+                 thresholds: MatchThresholds = MatchThresholds()):
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             raise NotEnrolledError("no enrolled embeddings: enroll at least one person with `mien enroll`.")
@@ -81,32 +95,37 @@ class IdentityClassifier:
             # gallery smaller than k (3 photos of 2 people crashed the default 5 folds)
             model = CalibratedClassifierCV(frozen, cv=[(everything, everything)])
         return model.fit(self.embeddings, self.labels)
-        return model.fit(self.embeddings, self.labels)
 
     @property
     def counts(self) -> dict[str, int]:
         return {p: int((self.labels == p).sum()) for p in self.persons}
 
-    def predict(self, embeddings: np.ndarray, thresholds: Thresholds | None = None) -> list[IdentityMatch]:
-        """One IdentityMatch per embedding row; ``unknown`` unless probability and distance both pass."""
+    def predict(self, embeddings: np.ndarray, thresholds: MatchThresholds | None = None,
+                candidates: int = 0) -> list[IdentityMatch]:
+        """One IdentityMatch per embedding row; ``unknown`` unless probability and distance both pass, and then the
+        closest person by distance; with ``candidates`` the nearest people, closest first."""
         th = thresholds or self.thresholds
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             return []
         dists = np.linalg.norm(embeddings[:, None, :] - self.embeddings[None, :, :], axis=-1)
+        nearest = nearest_people(dists, self.labels, self.persons, max(1, candidates))
         if self.svm is not None:
             proba = self._proba(embeddings)
             classes = list(self.svm.classes_)
             best = proba.argmax(axis=1)
-            candidates = [classes[i] for i in best]
+            picks = [classes[i] for i in best]
             confidences = proba[np.arange(len(best)), best]
         else:
-            candidates = [self.persons[0]] * len(embeddings)
+            picks = [self.persons[0]] * len(embeddings)
             confidences = np.ones(len(embeddings))
         out = []
-        for i, person in enumerate(candidates):
+        for i, person in enumerate(picks):
             distance = float(dists[i, self.labels == person].min())
             conf = float(confidences[i])
-            accepted = distance <= th.distance and (self.svm is None or conf >= th.probability)
-            out.append(IdentityMatch(person if accepted else UNKNOWN, conf, distance, person))
+            top = nearest[i][:candidates]
+            if distance <= th.distance and (self.svm is None or conf >= th.probability):
+                out.append(IdentityMatch(person, conf, distance, person, top))
+            else:  # a stranger: who they are closest to, by distance (the SVM's pick may differ)
+                out.append(IdentityMatch(UNKNOWN, None, nearest[i][0].distance, nearest[i][0].name, top))
         return out

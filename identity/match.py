@@ -1,4 +1,8 @@
-"""The identity decision for one face (light: no scikit-learn), shared by the classifier and every result record."""
+"""The identity decision for one face (light: no scikit-learn), shared by the classifier and every result record.
+
+"unknown" is told one way everywhere: the name ``unknown``, no confidence (a probability of a person mien did not
+name means nothing to a reader), and the closest enrolled person with the distance to them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,16 +10,52 @@ from dataclasses import dataclass
 UNKNOWN = "unknown"
 
 
+def _r4(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)  # None: erased with the person (results database)
+
+
 @dataclass(frozen=True)
-class IdentityMatch:
-    """The decision for one face: a name or ``unknown``, the SVM probability and the nearest distance."""
+class Candidate:
+    """One enrolled person and the distance from a face to that person's nearest enrolled photo."""
 
     name: str
-    confidence: float
     distance: float
-    candidate: str  # best enrolled person even when rejected as unknown
 
     def to_dict(self) -> dict:
-        """JSON form (the candidate stays internal)."""
-        r4 = (lambda v: None if v is None else round(v, 4))  # None: erased with the person (results database)
-        return {"name": self.name, "confidence": r4(self.confidence), "distance": r4(self.distance)}
+        return {"name": self.name, "distance": _r4(self.distance)}
+
+
+@dataclass(frozen=True)
+class IdentityMatch:
+    """The decision for one face: an enrolled name or ``unknown``; ``confidence`` (how sure the matcher is of the
+    name, ``None`` for a stranger); ``distance`` to ``candidate``, the closest enrolled person (the name itself when
+    named); ``candidates``: the nearest people with their distances, closest first, when asked for."""
+
+    name: str
+    confidence: float | None
+    distance: float
+    candidate: str
+    candidates: tuple[Candidate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.name == UNKNOWN and self.confidence is not None:  # never a confidence for a name not given
+            object.__setattr__(self, "confidence", None)
+
+    @property
+    def known(self) -> bool:
+        """Whether the face was named (an enrolled person, not ``unknown``)."""
+        return self.name != UNKNOWN
+
+    @property
+    def closest(self) -> str | None:
+        """The closest enrolled person (None when not known, e.g. read back from an older results database)."""
+        return None if self.candidate == UNKNOWN else self.candidate
+
+    def to_dict(self) -> dict:
+        """JSON form: ``name``, ``confidence`` (null for a stranger), ``distance``, ``closest`` and, when asked for,
+        ``candidates``."""
+        out = {"name": self.name, "confidence": _r4(self.confidence), "distance": _r4(self.distance),
+               "closest": self.closest}
+        if self.candidates:
+            out["candidates"] = [c.to_dict() for c in self.candidates]
+        return out

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from mien.identity.classifier import IdentityClassifier, Thresholds
+from mien.identity.classifier import IdentityClassifier, MatchThresholds
 from mien.identity.errors import NotEnrolledError, StaleModelError
 from mien.identity.gallery.base import Changes, GallerySnapshot
-from mien.identity.match import UNKNOWN, IdentityMatch
+from mien.identity.match import UNKNOWN, Candidate, IdentityMatch
 
 # Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated one-vs-one SVM's
 # refit grows faster than the gallery (benchmarks/gallery.py, 2 idle cores, 5 photos per person: 100 faces 0.08 s,
@@ -30,7 +30,7 @@ class Matcher(Protocol):
 
     kind: str
     persons: list[str]
-    thresholds: Thresholds
+    thresholds: MatchThresholds
     embedder_version: str
     generation: int
     fingerprint: str
@@ -38,14 +38,15 @@ class Matcher(Protocol):
     @property
     def counts(self) -> dict[str, int]: ...
 
-    def predict(self, embeddings: np.ndarray, thresholds: Thresholds | None = None) -> list[IdentityMatch]: ...
+    def predict(self, embeddings: np.ndarray, thresholds: MatchThresholds | None = None,
+                candidates: int = 0) -> list[IdentityMatch]: ...
 
 
-def thresholds_of(snapshot: GallerySnapshot) -> Thresholds:
+def thresholds_of(snapshot: GallerySnapshot) -> MatchThresholds:
     """The thresholds stored with the gallery, else the defaults."""
-    base = Thresholds()
+    base = MatchThresholds()
     th = snapshot.thresholds or {}
-    return Thresholds(distance=float(th.get("distance", base.distance)),
+    return MatchThresholds(distance=float(th.get("distance", base.distance)),
                       probability=float(th.get("probability", base.probability)))
 
 
@@ -143,8 +144,10 @@ class KNNMatcher:
         h = hashlib.sha256(f"{self.fingerprint}|{changes.generation}".encode())
         self.fingerprint = h.hexdigest()[:16]
 
-    def predict(self, embeddings: np.ndarray, thresholds: Thresholds | None = None) -> list[IdentityMatch]:
-        """Per row: the nearest face's person if within the distance threshold, else ``unknown``.
+    def predict(self, embeddings: np.ndarray, thresholds: MatchThresholds | None = None,
+                candidates: int = 0) -> list[IdentityMatch]:
+        """Per row: the nearest face's person if within the distance threshold, else ``unknown`` (and that person
+        as the closest); with ``candidates`` the nearest people among the searched neighbours, closest first.
 
         The confidence is d2 / (d1 + d2) with d1 the nearest distance and d2 the nearest distance to anybody
         else among the neighbours (0.5: a tie, 1.0: nobody else near).
@@ -156,21 +159,32 @@ class KNNMatcher:
         if not len(self):
             raise NotEnrolledError("nobody is enrolled any more: enroll people with `mien enroll`.")
         with self._lock:
-            ids, dists = self.index.search(embeddings, min(NEIGHBOURS, len(self)))
+            ids, dists = self.index.search(embeddings, min(max(NEIGHBOURS, 4 * candidates), len(self)))
             codes = self._labels_of(ids)
             first = (codes >= 0).argmax(axis=1)  # the nearest face this matcher can name (normally column 0)
             names = [self._names[row[f]] if row[f] >= 0 else UNKNOWN for row, f in zip(codes, first)]
+            tops = [self._nearest_people(row_codes, row_d, candidates) for row_codes, row_d in zip(codes, dists)]
         out = []
-        for name, f, row_codes, row_d in zip(names, first, codes, dists):
+        for name, f, row_codes, row_d, top in zip(names, first, codes, dists, tops):
             best, d1 = int(row_codes[f]), float(row_d[f])
             if best < 0:
-                out.append(IdentityMatch(UNKNOWN, 0.0, float("inf"), UNKNOWN))
+                out.append(IdentityMatch(UNKNOWN, None, float("inf"), UNKNOWN))
                 continue
             others = row_d[(row_codes != best) & (row_codes >= 0)]
             d2 = float(others[0]) if len(others) else None
             conf = 1.0 if d2 is None or d1 + d2 == 0 else d2 / (d1 + d2)
-            out.append(IdentityMatch(name if d1 <= th.distance else UNKNOWN, conf, d1, name))
+            out.append(IdentityMatch(name if d1 <= th.distance else UNKNOWN, conf, d1, name, top))
         return out
+
+    def _nearest_people(self, codes: np.ndarray, dists: np.ndarray, k: int) -> tuple[Candidate, ...]:
+        """The first ``k`` distinct people among one row of neighbours (ascending distance)."""
+        seen: dict[int, float] = {}
+        for code, d in zip(codes, dists):
+            if len(seen) >= k:
+                break
+            if code >= 0 and int(code) not in seen:
+                seen[int(code)] = float(d)
+        return tuple(Candidate(self._names[c], d) for c, d in seen.items())
 
 
 MATCHERS = {"svm": SVMMatcher, "knn": KNNMatcher}

@@ -9,6 +9,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from mien.pipeline.options import Options
+
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # Images are downscaled to this longest side for detection; boxes are mapped back.
 MAX_DETECTION_SIDE = 1600
@@ -52,8 +54,9 @@ class _PyramidDetector:
 
     name = "mtcnn"
 
-    def __init__(self, min_face_size: int = 20, threshold: float = 0.8, max_side: int = MAX_DETECTION_SIDE,
-                 proposal_threshold: float = 0.6, refine_threshold: float = 0.7):
+    def __init__(self, min_face_size: int = Options.min_face_size, threshold: float = Options.detection_threshold,
+                 max_side: int = MAX_DETECTION_SIDE, proposal_threshold: float = Options.proposal_threshold,
+                 refine_threshold: float = Options.refine_threshold):
         self.min_face_size = int(min_face_size)
         self.threshold = float(threshold)
         self.proposal_threshold = float(proposal_threshold)
@@ -122,11 +125,11 @@ class MTCNNDetector(_PyramidDetector):
                           f"-s{self.max_side}-retry{RETRY_SCALE}" + ("" if self.precision == "fp32" else f"-{self.precision}"))
 
     def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
-        from mien.pipeline.mtcnn_cascade import Thresholds, detect
+        from mien.pipeline.mtcnn_cascade import StageThresholds, detect
 
         with self._lock:
             return detect(self._nets, image, min_face_size,
-                          Thresholds(self.proposal_threshold, self.refine_threshold, self.threshold))
+                          StageThresholds(self.proposal_threshold, self.refine_threshold, self.threshold))
 
 
 class KerasMTCNNDetector(_PyramidDetector):

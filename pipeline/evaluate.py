@@ -5,13 +5,13 @@ import os
 
 import numpy as np
 
-from mien.identity.classifier import UNKNOWN, Thresholds
+from mien.identity.classifier import UNKNOWN, MatchThresholds
 from mien.identity.gallery import GallerySnapshot
 from mien.identity.matchers import build_matcher
 from mien.pipeline.enroll import embed_folder
 
 
-def _matcher(vectors: np.ndarray, labels: list[str], th: Thresholds, kind: str):
+def _matcher(vectors: np.ndarray, labels: list[str], th: MatchThresholds, kind: str):
     """A matcher over in-memory embeddings (evaluation never touches the gallery's people)."""
     snapshot = GallerySnapshot(np.asarray(vectors, np.float32), list(labels), np.arange(len(labels), dtype=np.int64),
                                0, None, {"distance": th.distance, "probability": th.probability})
@@ -48,14 +48,14 @@ def open_set_curve(mated_d: np.ndarray, mated_correct: np.ndarray, nonmated_d: n
 
 
 def evaluate_identity(enroll_dir: str | os.PathLike, test_dir: str | os.PathLike, recognizer,
-                      thresholds: Thresholds | None = None, progress=None, matcher: str = "auto",
+                      thresholds: MatchThresholds | None = None, progress=None, matcher: str = "auto",
                       fpir: float | None = None) -> dict:
     """Top-1 accuracy per person, then for each person: enroll the others and count false accepts/rejects.
 
     Also FNIR at FPIR 1 % and 0.3 % with strangers from leave-one-person-out; with ``fpir`` the distance
     threshold is the one that reaches that FPIR (chosen on these searches) instead of a raw distance.
     """
-    th = thresholds or Thresholds()
+    th = thresholds or MatchThresholds()
     train = embed_folder(enroll_dir, recognizer, progress=progress)
     test = embed_folder(test_dir, recognizer, progress=progress)
     persons = sorted(set(train.labels))
@@ -73,7 +73,7 @@ def evaluate_identity(enroll_dir: str | os.PathLike, test_dir: str | os.PathLike
     mated_ok = np.array([m.candidate == t for m, t, k in zip(full, truth, mated) if k])
     curve = open_set_curve(mated_d, mated_ok, nonmated_d, FPIR_TARGETS + ((fpir,) if fpir else ()))
     if fpir:
-        th = Thresholds(distance=curve[str(fpir)]["distance_threshold"] or th.distance, probability=th.probability)
+        th = MatchThresholds(distance=curve[str(fpir)]["distance_threshold"] or th.distance, probability=th.probability)
     clf = _matcher(train.vectors, train.labels, th, matcher)
     matches = clf.predict(test.vectors)
     top1 = np.array([m.candidate for m in matches]) == truth

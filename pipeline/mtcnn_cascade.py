@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from mien.pipeline.mtcnn_graphs import Networks
+from mien.pipeline.options import Options
 
 SCALE_FACTOR = 0.709
 CELL = 12  # P-Net's window
@@ -26,12 +27,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Face-probability cut of each stage: P-Net proposals, R-Net refinement, O-Net output."""
+class StageThresholds:
+    """Face-probability cut of each stage: P-Net proposals, R-Net refinement, O-Net output (defaults: Options')."""
 
-    pnet: float = 0.6
-    rnet: float = 0.7
-    onet: float = 0.8
+    pnet: float = Options.proposal_threshold
+    rnet: float = Options.refine_threshold
+    onet: float = Options.detection_threshold
 
 
 def pyramid_scales(height: int, width: int, min_face_size: int) -> list[float]:
@@ -219,8 +220,8 @@ def finish(nets: Networks, image: np.ndarray, rows: np.ndarray, threshold: float
     return suppress(rows, 0.7, by="min")
 
 
-def detect(nets: Networks, image: np.ndarray, min_face_size: int = 20,
-           thresholds: Thresholds = Thresholds()) -> np.ndarray:
+def detect(nets: Networks, image: np.ndarray, min_face_size: int = Options.min_face_size,
+           thresholds: StageThresholds = StageThresholds()) -> np.ndarray:
     """Faces in an RGB uint8 image as rows [x1, y1, x2, y2, score, lx1..lx5, ly1..ly5], boxes clipped to it."""
     normalized = (image.astype(np.float32) - 127.5) / 128.0
     rows = propose(nets, normalized, min_face_size, thresholds.pnet)

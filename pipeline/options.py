@@ -15,8 +15,9 @@ class Options:
     detection_threshold: float = 0.8  # O-Net, the last stage: the confidence a reported face has at least
     proposal_threshold: float = 0.6  # P-Net
     refine_threshold: float = 0.7  # R-Net
-    distance_threshold: float | None = None
-    probability_threshold: float | None = None
+    distance_threshold: float | None = None  # "same person" at or below (None: the gallery's, else SAME_PERSON_DISTANCE)
+    probability_threshold: float | None = None  # the SVM's least probability to name a face (None: the gallery's)
+    candidates: int = 0  # also list the nearest enrolled people with their distances, up to this many per face
     emotion_threshold: float = 0.0
     emotion_model: str = "fer2013"  # which shipped emotion model: fer2013 (7 emotions) | ferplus (8, with contempt)
     emotion_views: str = "model"  # test-time views per face: model (as model.json says) or an emotion.views preset

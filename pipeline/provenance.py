@@ -22,7 +22,7 @@ def model_versions(recognizer) -> dict[str, str | None]:
     return {
         "detector": getattr(recognizer.detector, "signature", recognizer.detector.name),
         "embedder": recognizer.embedder.version,
-        "classifier": classifier_fingerprint(recognizer.classifier),
+        "classifier": classifier_fingerprint(recognizer.matcher),
         "emotion": recognizer.emotion_model.version if recognizer.emotion_model else None,
         "emotion_labels": recognizer.emotion_model.label_set if recognizer.emotion_model else None,
         "precision": recognizer.precision,

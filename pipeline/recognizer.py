@@ -1,8 +1,8 @@
 """The Python API: detect every face once, then say who it is and which emotion it shows.
 
-    from mien.pipeline import Recognizer
+    from mien import Recognizer
     rec = Recognizer()
-    for face in rec.recognize(image).faces: print(face.identity.name, face.emotion.label)
+    for face in rec.recognize("group.jpg").faces: print(face.identity.name, face.emotion.label)
 
 Models load once per Recognizer; the faces of an image (and of a batch of images) go
 through FaceNet and the emotion network in single batched calls.
@@ -16,12 +16,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from mien.identity.classifier import Thresholds
+from mien.identity.classifier import MatchThresholds
 from mien.identity.embedders import Embedder
 from mien.pipeline import models
 from mien.pipeline.detection import Detector, Face, build_detector
 from mien.pipeline.faceprep import EmotionCrop, IdentityCrop
 from mien.pipeline.images import ImageError, load_image, path_text
+from mien.pipeline.inputs import Channels, ImageInput, describe, to_rgb
+from mien.pipeline.library import LibraryMethods
 from mien.pipeline.options import Options
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
@@ -56,8 +58,9 @@ LOAD_TIME_OPTIONS = frozenset({"runtime", "precision", "detector", "min_face_siz
                                "proposal_threshold", "refine_threshold", "emotion_model", "emotion_views"})
 
 
-class Recognizer:
-    """Detector + FaceNet embedder + identity matcher (from the gallery) + emotion model, loaded once."""
+class Recognizer(LibraryMethods):
+    """Detector + FaceNet embedder + identity matcher (from the gallery) + emotion model, loaded once; also
+    verify / embed / enroll / people / forget / rename / remove_photo (``mien.pipeline.library``)."""
 
     def __init__(self, options: Options | None = None, *, emotion: bool = True, identity: bool = True, detector: Detector | None = None,
                  embedder: Embedder | None = None, identity_crop: IdentityCrop = IdentityCrop(),
@@ -73,7 +76,8 @@ class Recognizer:
         self.identity_crop = identity_crop
         self.emotion_crop = emotion_crop
         self.gallery = None  # opened with the matcher
-        self.classifier = self._load_classifier() if identity else None
+        self.names_faces = identity  # whether faces are named (a matcher follows the gallery)
+        self.matcher = self._load_matcher() if identity else None
         self.emotion_model = self._load_emotion() if emotion else None
         # milliseconds per stage of the last recognize_batch (shown with -v; benchmarks/profile.py sums them)
         self.last_timing: dict[str, float] = {}
@@ -95,7 +99,7 @@ class Recognizer:
                 "emotion": of("emotion") if self.emotion_model is not None else None}
 
     # ---- model loading ---------------------------------------------------------------------
-    def _load_classifier(self):
+    def _load_matcher(self):
         from mien.identity.upkeep import load_matcher
         from mien.pipeline.gallery import gallery_model, index_dir, open_default_gallery
 
@@ -128,16 +132,27 @@ class Recognizer:
             if self.emotion_model is not None:
                 self.emotion_model.predict(np.zeros((n, 48, 48), np.uint8))
 
-    def reload_classifier(self) -> None:
+    @property
+    def classifier(self):
+        """Deprecated name of ``matcher`` (it holds a matcher: an SVM or nearest neighbours, not only a classifier)."""
+        return self.matcher
+
+    @classifier.setter
+    def classifier(self, matcher) -> None:
+        self.matcher = matcher
+
+    def reload_matcher(self) -> None:
         """Pick up gallery changes made since the matcher was built (incrementally where the matcher can)."""
         from mien.identity.upkeep import refresh_matcher
         from mien.pipeline.gallery import gallery_model, index_dir
 
         if self.gallery is None:
-            self.classifier = self._load_classifier()
+            self.matcher = self._load_matcher()
         else:
-            self.classifier = refresh_matcher(self.classifier, self.gallery, gallery_model(self), self.options.matcher,
-                                              index_dir())
+            self.matcher = refresh_matcher(self.matcher, self.gallery, gallery_model(self), self.options.matcher,
+                                           index_dir())
+
+    reload_classifier = reload_matcher  # the older name
 
     def with_options(self, matcher=..., **changes) -> "Recognizer":
         """A view of this Recognizer with some per-call options changed (``None`` values keep the current ones) and,
@@ -148,7 +163,7 @@ class Recognizer:
 
         view = copy.copy(self)
         if matcher is not ...:
-            view.classifier = matcher
+            view.matcher = matcher
         changes = {k: v for k, v in changes.items() if v is not None}
         if changes:
             unknown = set(changes) - {f.name for f in dataclasses.fields(Options)}
@@ -161,13 +176,13 @@ class Recognizer:
         return view
 
     # ---- recognition -----------------------------------------------------------------------
-    def thresholds(self) -> Thresholds | None:
-        """The classifier's stored thresholds with this Recognizer's per-call overrides applied."""
-        if self.classifier is None:
+    def thresholds(self) -> MatchThresholds | None:
+        """The matcher's stored thresholds with this Recognizer's per-call overrides applied."""
+        if self.matcher is None:
             return None
-        base = self.classifier.thresholds
+        base = self.matcher.thresholds
         o = self.options
-        return Thresholds(
+        return MatchThresholds(
             distance=base.distance if o.distance_threshold is None else o.distance_threshold,
             probability=base.probability if o.probability_threshold is None else o.probability_threshold,
         )
@@ -191,9 +206,9 @@ class Recognizer:
 
     def identify(self, embeddings: np.ndarray) -> list:
         """IdentityMatch per embedding under the current thresholds (None for each while nobody is enrolled)."""
-        if self.classifier is None or not len(embeddings):
+        if self.matcher is None or not len(embeddings):
             return [None] * len(embeddings)
-        return self.classifier.predict(embeddings, self.thresholds())
+        return self.matcher.predict(embeddings, self.thresholds(), candidates=self.options.candidates)
 
     def emotions(self, gray_faces: list[np.ndarray]) -> list[EmotionResult | None]:
         """EmotionResult per 48x48 gray face, in one batched call (None for each without an emotion model)."""
@@ -220,7 +235,7 @@ class Recognizer:
                 emo_crops.append(self.emotion_crop(img, f))
         clock.lap("crops")
         matches: list = [None] * len(id_crops)
-        if id_crops and self.classifier is not None:  # no FaceNet work while nobody is enrolled
+        if id_crops and self.matcher is not None:  # no FaceNet work while nobody is enrolled
             embeddings = self.embed_crops(id_crops)
             clock.lap("facenet")
             matches = self.identify(embeddings)
@@ -238,9 +253,10 @@ class Recognizer:
             records.append(rec)
         return records
 
-    def recognize(self, image: np.ndarray, name: str = "image") -> ImageRecord:
-        """Recognize every face of one decoded RGB image."""
-        return self.recognize_batch([image], [name])[0]
+    def recognize(self, image: ImageInput, name: str | None = None, *, channels: Channels = "rgb") -> ImageRecord:
+        """Recognize every face of one photo: a path, URL, bytes, PIL image or RGB array (``channels="bgr"`` for
+        OpenCV's); ``name`` is the record's ``file`` (default: the path, or a description of the argument)."""
+        return self.recognize_batch([to_rgb(image, channels)], [describe(image) if name is None else name])[0]
 
     def recognize_cropped(self, faces: list[np.ndarray], names: list[str]) -> list[ImageRecord]:
         """Treat each image as one already-cropped face (no detection), e.g. FER2013 samples."""
@@ -250,7 +266,7 @@ class Recognizer:
                 for f in faces]
         rgb = [cv2.resize(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), (160, 160)) for f in faces]
         matches: list = [None] * len(faces)
-        if faces and self.classifier is not None:
+        if faces and self.matcher is not None:
             matches = self.identify(self.embed_crops(rgb))
         emotions = self.emotions(gray)
         return [

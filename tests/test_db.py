@@ -212,8 +212,9 @@ def test_the_results_database_is_private_and_forgetting_redacts_the_person(tmp_p
         assert set(rows) == {None, "b" * 64}
         beach = rows[None]
         assert beach["file"] == "(redacted)"
-        assert [f["identity"] for f in beach["faces"]] == [{"name": "unknown", "confidence": None, "distance": None},
-                                                            {"name": "bob", "confidence": 0.9, "distance": 0.5}]
+        assert [f["identity"] for f in beach["faces"]] == [
+            {"name": "unknown", "confidence": None, "distance": None, "closest": None},
+            {"name": "bob", "confidence": 0.9, "distance": 0.5, "closest": "bob"}]
         assert beach["faces"][0]["emotion"]["label"] == "happy"
         assert db.query(person="Ann") == [] and len(db.query(person="bob")) == 2 and not db.unreadable
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("r.db"))

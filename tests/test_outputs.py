@@ -29,7 +29,8 @@ def test_face_labels_name_the_face_and_say_why_a_stranger_is_one():
                        EmotionResult("happy", 0.712, {}))
     stranger = FaceRecord(2, (0, 0, 9, 9), 0.9, {}, IdentityMatch("unknown", 0.89, 1.17, "ben_afflek"), None)
     assert face_label(known) == "#1 madonna 0.93 | happy 0.71"
-    assert face_label(stranger) == "#2 unknown (dist 1.17)"
+    assert face_label(stranger) == "#2 unknown (closest ben_afflek 1.17)"
+    assert stranger.identity.confidence is None  # never a confidence for a name mien did not give
 
 
 def test_the_table_puts_the_answer_first_marks_near_ties_and_strangers_show_their_distance(tmp_path, monkeypatch):
@@ -47,7 +48,7 @@ def test_the_table_puts_the_answer_first_marks_near_ties_and_strangers_show_thei
                         EmotionResult("sad", 0.9, {"sad": 0.9, "happy": 0.1}))]
     rows = table_rows(ImageRecord(deep, 10, 10, faces))
     assert rows[0][:5] == ["ann", "0.91", "0.62", "happy 0.44 ~ angry 0.39", "1"]
-    assert rows[1][:5] == ["unknown", "", "1.31", "sad 0.90", "2"]
+    assert rows[1][:5] == ["unknown (closest: ann)", "", "1.31", "sad 0.90", "2"]
     assert rows[0][5].endswith("/photo.jpg") and len(rows[0][5]) <= 48 and rows[0][5].startswith("...")
     assert display_path(str(tmp_path / "a" / "b.jpg")) == "a/b.jpg"  # relative to the working folder
     assert emotion_text(EmotionResult("uncertain", 0.44, scores)) == "uncertain: happy 0.44 ~ angry 0.39"

@@ -132,7 +132,7 @@ class RecognitionBatcher:
             batch = self._gather(first)
             groups: dict[tuple, list[_Job]] = {}
             for job in batch:  # one model trip per distinct set of options and matcher (usually just one)
-                key = (dataclasses.astuple(job.recognizer.options), id(job.recognizer.classifier))
+                key = (dataclasses.astuple(job.recognizer.options), id(job.recognizer.matcher))
                 groups.setdefault(key, []).append(job)
             start = time.perf_counter()
             for jobs in groups.values():

@@ -175,7 +175,7 @@ class ResultsDB:
                     " detection_scale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(rid, f.face_id, *map(int, f.bbox), float(f.detection_confidence),
                       f.identity.name if f.identity else None,
-                      float(f.identity.confidence) if f.identity else None,
+                      float(f.identity.confidence) if f.identity and f.identity.confidence is not None else None,
                       float(f.identity.distance) if f.identity and f.identity.distance is not None else None,
                       f.emotion.label if f.emotion else None,
                       float(f.emotion.confidence) if f.emotion else None,

@@ -22,7 +22,11 @@ def write_results_json(path: str | os.PathLike, records: list[ImageRecord], mode
                        thresholds: dict) -> None:
     """Write all image records, with the model versions and thresholds that produced them, atomically (``-``:
     to standard output)."""
-    document = envelope(records, model_versions, thresholds)
+    write_json(path, envelope(records, model_versions, thresholds))
+
+
+def write_json(path: str | os.PathLike, document) -> None:
+    """Indented JSON to a file, atomically, or to standard output for ``-`` (every command's ``--json``)."""
     if os.fspath(path) == "-":
         import json
         import sys
@@ -61,8 +65,8 @@ def display_path(path: str, width: int = 48) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-CSV_COLUMNS = ("file", "face", "who", "confidence", "distance", "emotion", "emotion_confidence", "x", "y", "w", "h",
-               "detection_confidence", "error")
+CSV_COLUMNS = ("file", "face", "who", "confidence", "distance", "closest", "emotion", "emotion_confidence", "x", "y",
+               "w", "h", "detection_confidence", "error")
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
@@ -86,15 +90,23 @@ def csv_rows(record: ImageRecord, emotions: tuple[str, ...] = ()) -> list[list]:
 
 def _csv_rows(record: ImageRecord, emotions: tuple[str, ...]) -> list[list]:
     if record.error or not record.faces:
-        return [[record.file, "", "", "", "", "", "", "", "", "", "", "", record.error or ""] + [""] * len(emotions)]
+        return [[record.file, *[""] * (len(CSV_COLUMNS) - 2), record.error or ""] + [""] * len(emotions)]
     rows = []
     for f in record.faces:
         ident, emo = f.identity, f.emotion
         rows.append([record.file, f.face_id, ident.name if ident else "", _r4(ident.confidence if ident else None),
-                     _r4(ident.distance if ident else None), emo.label if emo else "", _r4(emo.confidence if emo else None),
+                     _r4(ident.distance if ident else None), (ident.closest or "") if ident else "",
+                     emo.label if emo else "", _r4(emo.confidence if emo else None),
                      *(int(v) for v in f.bbox), _r4(f.detection_confidence), ""]
                     + [_r4(emo.scores.get(e)) if emo else "" for e in emotions])
     return rows
+
+
+def who_text(ident) -> str:
+    """The name, ``unknown (closest: NAME)`` for a stranger (the distance sits in its own column), or ``-``."""
+    if ident is None:
+        return "-"
+    return f"{UNKNOWN} (closest: {ident.closest})" if ident.name == UNKNOWN and ident.closest else ident.name
 
 
 def _r4(value) -> str:
@@ -103,7 +115,7 @@ def _r4(value) -> str:
 
 def table_rows(record: ImageRecord, margin: float = NEAR_TIE_MARGIN) -> list[list[str]]:
     """Table rows (who, confidence, distance, emotion, face, file) for one image: the name first, so rows stay
-    readable in 100 columns; a stranger shows the distance that rejected it, not a confidence."""
+    readable in 100 columns; a stranger shows the closest person and the distance to them, not a confidence."""
     file = display_path(record.file)
     if record.error:
         return [["ERROR", "", "", record.error, "-", file]]
@@ -113,7 +125,7 @@ def table_rows(record: ImageRecord, margin: float = NEAR_TIE_MARGIN) -> list[lis
     for f in record.faces:
         ident = f.identity
         known = ident is not None and ident.name != UNKNOWN
-        rows.append([ident.name if ident else "-", f"{ident.confidence:.2f}" if known else "",
+        rows.append([who_text(ident), f"{ident.confidence:.2f}" if known else "",
                      f"{ident.distance:.2f}" if ident and ident.distance is not None else "",
                      emotion_text(f.emotion, margin), str(f.face_id), file])
     return rows
@@ -151,12 +163,13 @@ def format_table(rows: list[list[str]], header=TABLE_HEADER) -> str:
 
 
 def face_label(face) -> str:
-    """``#id name conf | emotion p`` for one face of a record (a stranger shows the distance that rejected it)."""
+    """``#id name conf | emotion p`` for one face of a record (a stranger shows the closest person and distance)."""
     ident = face.identity
     if ident is None:
         who = "?"
     elif ident.name == UNKNOWN:
-        who = f"{UNKNOWN} (dist {ident.distance:.2f})"
+        closest = f"{ident.closest} " if ident.closest else ""
+        who = f"{UNKNOWN} (closest {closest}{ident.distance:.2f})" if ident.distance is not None else UNKNOWN
     else:
         who = f"{ident.name} {ident.confidence:.2f}"
     emo = f" | {face.emotion.label} {face.emotion.confidence:.2f}" if face.emotion else ""
@@ -212,10 +225,12 @@ def annotated_name(source: str) -> str:
     return name
 
 
-def write_annotated(image: np.ndarray, record: ImageRecord, out_dir: str | os.PathLike) -> Path:
-    """Write the annotated copy as ``out_dir/annotated_name(file)`` (atomically) and return its path."""
-    target = Path(out_dir) / annotated_name(record.file)
-    ok, buf = cv2.imencode(".jpg", annotate(image, record), [cv2.IMWRITE_JPEG_QUALITY, 92])
+def write_annotated(image: np.ndarray, record: ImageRecord, out_dir: str | os.PathLike, as_file: bool = False) -> Path:
+    """Write the annotated copy as ``out_dir/annotated_name(file)`` (or, ``as_file``, as ``out_dir`` itself, in the
+    format its suffix names) atomically, and return its path."""
+    target = Path(out_dir) if as_file else Path(out_dir) / annotated_name(record.file)
+    kind = target.suffix.lower() if as_file else ".jpg"
+    ok, buf = cv2.imencode(kind, annotate(image, record), [cv2.IMWRITE_JPEG_QUALITY, 92] if kind in (".jpg", ".jpeg") else [])
     if not ok:
         raise OSError(f"could not encode annotated copy of {record.file}")
     with atomic_path(target) as tmp:

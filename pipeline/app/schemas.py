@@ -14,12 +14,25 @@ Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[x
 # ---- recognition ---------------------------------------------------------------------------------
 
 
+class Candidate(BaseModel):
+    """An enrolled person near a face, and the distance to that person's nearest enrolled photo."""
+
+    name: str
+    distance: float
+
+
 class Identity(BaseModel):
-    """Who a face is: an enrolled name or ``unknown``, the SVM probability and the nearest distance."""
+    """Who a face is: an enrolled name, or ``unknown`` with the closest enrolled person and the distance to them."""
 
     name: str = Field(description="an enrolled person, or 'unknown' when a threshold is not met")
-    confidence: float = Field(description="calibrated SVM probability of the predicted person")
-    distance: float = Field(description="distance to that person's nearest enrolled embedding")
+    confidence: float | None = Field(description="how sure the matcher is of the name (the calibrated SVM "
+                                                 "probability, or the nearest-neighbour margin); null for 'unknown'")
+    distance: float | None = Field(description="distance to the closest person's nearest enrolled photo (the same-person "
+                                               "threshold applies to it)")
+    closest: str | None = Field(None, description="the closest enrolled person: the name itself, or for 'unknown' who "
+                                                  "the face was nearest to (null in records of a forgotten person)")
+    candidates: list[Candidate] | None = Field(None, description="the nearest enrolled people, closest first, with "
+                                                                 "candidates=K")
 
 
 class Emotion(BaseModel):
@@ -63,7 +76,7 @@ class IdentityThresholds(BaseModel):
     probability: float
 
 
-class Thresholds(BaseModel):
+class AppliedThresholds(BaseModel):
     """The thresholds a recognition applied (``mien.pipeline.provenance.thresholds_used``)."""
 
     identity: IdentityThresholds | None = Field(description="null while nobody is enrolled")
@@ -80,7 +93,7 @@ class RecognizeResponse(BaseModel):
     error: str | None = Field(None, description="only present when the image could not be processed")
     id: int = Field(description="id of the stored result in the results database")
     models: ModelVersions
-    thresholds: Thresholds
+    thresholds: AppliedThresholds
     annotated_jpeg_base64: str | None = Field(None, description="only present with annotate=true")
 
 

@@ -40,7 +40,7 @@ from mien.pipeline.home import mien_home
 from mien.pipeline.app.batching import MAX_PENDING, PixelBudget, RecognitionBatcher, ServerBusy
 from mien.pipeline.images import ImageError, checked_size, decode_image, max_pixels
 from mien.pipeline.names import PersonNameError, validate_person_name
-from mien.pipeline.people import UnknownPersonError, enroll_photos, forget_person, remove_photo
+from mien.pipeline.people import UnknownPersonError, Unreadable, enroll_photos, forget_person, remove_photo
 from mien.pipeline.provenance import classifier_fingerprint, model_versions, thresholds_used
 
 if TYPE_CHECKING:
@@ -219,6 +219,15 @@ async def _read_image_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+async def _upload_or_reason(upload: UploadFile, limit: int) -> bytes | Unreadable:
+    """An enrollment photo's bytes, or why it is skipped (too large, empty, not an image): one bad file of several
+    is reported in its result, as `mien people add` does, instead of failing the request."""
+    try:
+        return await _read_image_upload(upload, limit)
+    except HTTPException as exc:
+        return Unreadable(str(exc.detail).removeprefix(f"{upload.filename or 'upload'}: "))
+
+
 def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI application around an already loaded Recognizer."""
     config = config or ServerConfig()
@@ -298,6 +307,8 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         identity_threshold: Annotated[float | None, Form(ge=0, le=1, deprecated=True,
                                                          description="the old name of probability_threshold")] = None,
         annotate: Annotated[bool, Form(description="also return the annotated image (base64 JPEG)")] = False,
+        candidates: Annotated[int, Form(ge=0, le=20, description="also list this many nearest enrolled people with "
+                                                                  "their distances")] = 0,
     ) -> dict:
         """Who + emotion for every face: the JSON record of `mien recognize --json` for one image."""
         with contextlib.ExitStack() as in_flight:
@@ -312,7 +323,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
             if identity_threshold is not None and probability_threshold is None:
                 probability_threshold = identity_threshold
             rec = state.snapshot(probability_threshold=probability_threshold, distance_threshold=distance_threshold,
-                                 emotion_threshold=emotion_threshold)
+                                 emotion_threshold=emotion_threshold, candidates=candidates or None)
 
             def work() -> dict:
                 try:
@@ -432,13 +443,14 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         return {"people": state.people(), "classifier": classifier_fingerprint(state.current())}
 
     @app.post("/people/{name}/photos", dependencies=[Depends(authorised)], response_model=schemas.EnrollResponse,
-              responses=schemas.error_responses(400, 401, 403, 409, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 409, 413, 422, 503))
     async def add_photos(name: str, files: Annotated[list[UploadFile], File(description="one or more photos")]) -> dict:
-        """Enroll photos of one person (new or existing); only new photos go through the models."""
+        """Enroll photos of one person (new or existing); only new photos go through the models. A photo that is
+        too large, not an image or without a usable face is skipped with the reason in its result."""
         name = person_name(name)
         if len(files) > MAX_PHOTOS_PER_REQUEST:
             raise HTTPException(413, f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
-        photos = [(f.filename or f"photo_{i}", await _read_image_upload(f, config.max_upload))
+        photos = [(f.filename or f"photo_{i}", await _upload_or_reason(f, config.max_upload))
                   for i, f in enumerate(files, start=1)]
 
         def work() -> dict:

@@ -242,7 +242,7 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
     obs = []
     for track, match, emo, face in zip(tracks, matches, emotions, faces):
         if match is not None:
-            track.vote.add(match.name, match.confidence)
+            track.vote.add(match.name, match.confidence or 0.0)  # a stranger has none
             track.raw_names.append(match.name)
             track.voted_names.append(track.name)
         raw_scores = smoothed = None

@@ -26,7 +26,7 @@ def schema():
         ("width", i32), ("height", i32), ("face_index", i32),
         ("bbox_x", i32), ("bbox_y", i32), ("bbox_w", i32), ("bbox_h", i32),
         ("detection_confidence", f32), ("detection_scale", f32), ("landmarks", pa.list_(f32, 2 * len(LANDMARK_NAMES))),
-        ("name", s), ("identity_confidence", f32), ("distance", f32),
+        ("name", s), ("identity_confidence", f32), ("distance", f32), ("closest", s),
         ("emotion", s), ("emotion_confidence", f32), *((f"emotion_{label}", f32) for label in FERPLUS_EMOTIONS),
         ("detector", s), ("embedder", s), ("classifier", s), ("emotion_model", s), ("emotion_labels", s),
         *((f"precision_{network}", s) for network in PRECISION_OF),
@@ -57,7 +57,7 @@ def image_rows(record, sha256: str | None, mtime: float | None, provenance: dict
                    landmarks=[float(c) for n in LANDMARK_NAMES for c in face.landmarks[n]] if face.landmarks else None)
         if face.identity:
             row.update(name=face.identity.name, identity_confidence=face.identity.confidence,
-                       distance=face.identity.distance)
+                       distance=face.identity.distance, closest=face.identity.closest)
         if face.emotion:
             row.update(emotion=face.emotion.label, emotion_confidence=face.emotion.confidence,
                        **{f"emotion_{label}": score for label, score in face.emotion.scores.items()})

@@ -94,6 +94,35 @@ def new_file_or_stdout(text: str) -> Path | str:
     return "-" if text == "-" else new_file(text)
 
 
+def json_target(text: str) -> Path | str:
+    """Where ``--json`` writes: ``-`` (standard output) or a new file, never a photo (``--json a.jpg b.jpg`` would
+    otherwise take the first photo as the file to write)."""
+    from mien.pipeline.images import IMAGE_SUFFIXES
+
+    if text != "-" and Path(text).suffix.lower() in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text}: is a photo, not a JSON file to write; put --json after the photos "
+                                         "or give it a .json file name")
+    return new_file_or_stdout(text)
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json [FILE|-]``, the one JSON convention of every command: no value or ``-`` is standard output."""
+    p.add_argument("--json", nargs="?", const="-", type=json_target, metavar="FILE|-",
+                   help=f"write {what} as JSON to FILE (no value or -: standard output)")
+
+
+def annotates_one_file(target: Path) -> bool:
+    """Whether ``--annotate`` names the one file to write (``one.jpg``) rather than a folder."""
+    from mien.pipeline.images import IMAGE_SUFFIXES
+
+    return target.suffix.lower() in IMAGE_SUFFIXES and not target.is_dir()
+
+
+def new_file_or_folder(text: str) -> Path:
+    """A folder mien writes into, or with an image suffix (``one.jpg``) the one file to write."""
+    return new_file(text) if annotates_one_file(Path(text)) else new_folder(text)
+
+
 def new_folder(text: str) -> Path:
     """A folder mien will write into (created if missing): caught now if a file is in the way or it cannot be
     written."""

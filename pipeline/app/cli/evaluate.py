@@ -77,13 +77,13 @@ def crop_from(args: argparse.Namespace):
 
 def run_identity(args: argparse.Namespace) -> int:
     """Evaluate identity and print the summary."""
-    from mien.identity.classifier import Thresholds
+    from mien.identity.classifier import MatchThresholds
     from mien.identity.storage import write_json_atomic
     from mien.pipeline.evaluate import evaluate_identity
 
     rec = build_recognizer(args, emotion=False, identity=False)
     rec.identity_crop = crop_from(args)
-    result = evaluate_identity(args.enroll, args.test, rec, Thresholds(**thresholds_from(args)),
+    result = evaluate_identity(args.enroll, args.test, rec, MatchThresholds(**thresholds_from(args)),
                                matcher=args.matcher, fpir=args.fpir, progress=lambda items: progress(items, "evaluate"))
     lopo = result["leave_one_person_out"]
     print(f"alignment {result['alignment']}, thresholds {result['thresholds']}")
@@ -107,7 +107,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     """Embed every image of the pairs once, score them, print the summary (and write JSON / the ROC plot)."""
     import time
 
-    from mien.identity.classifier import VERIFY_DISTANCE_THRESHOLD
+    from mien.identity.classifier import SAME_PERSON_DISTANCE
     from mien.identity.storage import write_json_atomic
     from mien.pipeline.errors import UsageError
     from mien.pipeline import verification as v
@@ -121,7 +121,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     embeddings = v.embed_subjects(pairs.images, rec, progress=lambda items: progress(items, "embed"))
     seconds = time.perf_counter() - start
     dist = v.pair_distances(pairs, embeddings)
-    result = v.score_pairs(dist, pairs.same, pairs.fold, VERIFY_DISTANCE_THRESHOLD)
+    result = v.score_pairs(dist, pairs.same, pairs.fold, SAME_PERSON_DISTANCE)
     missing = sorted(p for p, e in embeddings.items() if e is None)
     result.update(images=len(embeddings), images_without_face=missing, embedder=rec.embedder.version,
                   identity_crop=rec.identity_crop.signature,

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mien.pipeline.app.cli.common import positive_int
+from mien.pipeline.app.cli.common import add_json_option, positive_int
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -16,7 +15,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     h.add_argument("--since", type=since_timestamp, help="only recognitions at or after this date/time "
                    "(ISO 8601, e.g. 2024-05-31)")
     h.add_argument("--limit", type=positive_int, help="at most N recognitions")
-    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(h, "the recognitions (instead of a table)")
     h.add_argument("--db", default="default", help="results database (default: MIEN_HOME/mien.db)")
     h.set_defaults(run=run)
 
@@ -54,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        from mien.pipeline.app.outputs import write_json
+
+        write_json(args.json, found)
     else:
         print(format_table(history_rows(found), header=("time", "source", "file", "face", "who", "emotion")))
     return 0

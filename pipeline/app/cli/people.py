@@ -3,10 +3,9 @@ at a time, with the same rules as the API (only ``add`` loads the models)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from mien.pipeline.app.cli.common import add_detection_options, build_recognizer, existing_file
+from mien.pipeline.app.cli.common import add_detection_options, add_json_option, build_recognizer, existing_file
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -16,11 +15,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "MIEN_GALLERY_URL). Changes are seen by a running `mien serve` at its next request.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     ls = verbs.add_parser("list", parents=parents, help="enrolled people and their number of photos")
-    ls.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(ls, "the people")
     ls.set_defaults(run=run_list)
     show = verbs.add_parser("show", parents=parents, help="one person's photos (hash, source, when added)")
     show.add_argument("name")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(show, "the person's photos")
     show.set_defaults(run=run_show)
     rm = verbs.add_parser("remove", parents=parents, help="erase one photo of a person (by the hash `show` lists)")
     rm.add_argument("name")
@@ -30,6 +29,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add = verbs.add_parser("add", parents=parents, help="enroll photos of one person (new or existing)")
     add.add_argument("name")
     add.add_argument("photos", nargs="+", type=existing_file, metavar="PHOTO")
+    add.add_argument("--new", action="store_true",
+                     help="enroll NAME as a new person even if it looks like a typo of an enrolled name")
     add_detection_options(add)
     add.set_defaults(run=run_add)
     forget = verbs.add_parser("forget", parents=parents,
@@ -61,8 +62,10 @@ def run_list(args: argparse.Namespace) -> int:
     with _gallery() as gallery:
         people = gallery.people()
         if args.json:
-            print(json.dumps({"gallery": gallery.location, "people": [{"name": n, "photos": k} for n, k in people.items()]},
-                             ensure_ascii=False, indent=2))
+            from mien.pipeline.app.outputs import write_json
+
+            write_json(args.json, {"gallery": gallery.location,
+                                   "people": [{"name": n, "photos": k} for n, k in people.items()]})
             return 0
         for name, n in people.items():
             print(f"{terminal_safe(name)}\t{n}")
@@ -73,16 +76,12 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     """Erase one photo of a person."""
     from mien.pipeline.app.outputs import terminal_safe
-    from mien.pipeline.errors import UsageError
-    from mien.pipeline.people import remove_photo
+    from mien.pipeline.people import photo_hash_of, remove_photo
 
     with _gallery() as gallery:
-        hashes = [f["photo_hash"] for f in gallery.person(args.name).faces if f["photo_hash"].startswith(args.photo_hash)]
-        if len(args.photo_hash) < 8 or len(set(hashes)) != 1:
-            raise UsageError(f"{args.photo_hash!r} names {'no' if not hashes else 'more than one'} photo of "
-                             f"{args.name!r}; give 8 or more characters of a hash `mien people show` lists.")
-        n = remove_photo(args.name, hashes[0], gallery)
-    print(f"removed photo {hashes[0][:16]} of {terminal_safe(args.name)} ({n} face(s))")
+        photo = photo_hash_of(args.name, args.photo_hash, gallery)
+        n = remove_photo(args.name, photo, gallery)
+    print(f"removed photo {photo[:16]} of {terminal_safe(args.name)} ({n} face(s))")
     return 0
 
 
@@ -93,7 +92,9 @@ def run_show(args: argparse.Namespace) -> int:
     with _gallery() as gallery:
         info = gallery.person(args.name)
     if args.json:
-        print(json.dumps({"name": info.name, "photos": info.faces}, ensure_ascii=False, indent=2))
+        from mien.pipeline.app.outputs import write_json
+
+        write_json(args.json, {"name": info.name, "photos": info.faces})
         return 0
     print(f"{terminal_safe(info.name)}: {info.photos} photos")
     for face in info.faces:
@@ -108,9 +109,17 @@ def run_add(args: argparse.Namespace) -> int:
     from mien.pipeline.people import enroll_photos
 
     name = validate_person_name(args.name)  # before the models load
-    from mien.pipeline.images import path_text
+    from mien.pipeline.images import ImageError, path_text, read_image_bytes
+    from mien.pipeline.people import Unreadable
 
-    photos = [(path_text(p), p.read_bytes()) for p in args.photos]
+    with _gallery() as gallery:
+        _check_name(name, gallery, args.new)
+    photos = []
+    for p in args.photos:
+        try:
+            photos.append((path_text(p), read_image_bytes(p)))
+        except ImageError as exc:
+            photos.append((path_text(p), Unreadable(str(exc).removeprefix(f"{path_text(p)}: "))))
     rec = build_recognizer(args, emotion=False, identity=False)
     with _gallery() as gallery:
         update = enroll_photos(name, photos, rec, gallery)
@@ -124,6 +133,27 @@ def run_add(args: argparse.Namespace) -> int:
         return 1
     print(f"{terminal_safe(name)}: {update.added} photos added, {update.faces} enrolled")
     return 0
+
+
+def _check_name(name: str, gallery, new: bool) -> None:
+    """A new name close to an enrolled one: asked about on a terminal, else refused with "did you mean" (--new adds
+    it anyway)."""
+    import sys
+
+    from mien.pipeline.people import SimilarNameError, check_new_name, similar_name
+
+    try:
+        check_new_name(name, gallery, new)
+    except SimilarNameError:
+        if not sys.stdin.isatty():
+            raise
+        from mien.pipeline.app.outputs import terminal_safe
+
+        near = similar_name(name, list(gallery.people()))
+        answer = input(f"{terminal_safe(name)} is not enrolled; did you mean {terminal_safe(near)}? "
+                       f"Enroll {terminal_safe(name)} as a new person? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise SimilarNameError(f"nothing enrolled; to add photos to {near!r}, run `mien people add {near!r} ...`")
 
 
 def run_forget(args: argparse.Namespace) -> int:

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 from mien.pipeline.app.cli.common import (add_detection_options, add_emotion_options, add_identity_options,
-                                     build_recognizer, existing_path, new_file_or_stdout, new_folder,
-                                     show_progress)
+                                          annotates_one_file, build_recognizer, existing_path, json_target,
+                                          new_file_or_folder, new_file_or_stdout, number_in, show_progress)
 from mien.pipeline.errors import UsageError
 
 
@@ -18,10 +18,13 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Who + emotion for every face in images or folders (recursively). "
                                    "Exit 0: all read; 1: some images unreadable; 2: usage or setup problem.")
     r.add_argument("paths", nargs="+", type=existing_path, help="image files, folders or http(s) URLs of photos")
-    r.add_argument("--json", type=new_file_or_stdout,
+    r.add_argument("--json", type=json_target, metavar="FILE|-",
                    help="write all results (with model versions and thresholds) to this file (- for stdout)")
     r.add_argument("--csv", type=new_file_or_stdout, help="write one row per face to this CSV file (- for stdout)")
-    r.add_argument("--annotate", type=new_folder, help="write annotated copies into this folder")
+    r.add_argument("--annotate", type=new_file_or_folder, metavar="FOLDER|FILE.jpg",
+                   help="write annotated copies into this folder (or, for one photo, to this .jpg file)")
+    r.add_argument("--candidates", type=number_in(int, 0, 20), default=0, metavar="K",
+                   help="also list the K nearest enrolled people with their distances per face (in --json)")
     r.add_argument("--cropped", action="store_true", help="each image is one already-cropped face (no detection)")
     r.add_argument("--db", nargs="?", const="default", help="also store results in the SQLite results database "
                    "(default MIEN_HOME/mien.db)")
@@ -64,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-" and args.csv == "-":
         raise UsageError("--json - and --csv - would share standard output; send one of them to a file")
     paths = find_images(args.paths)
+    annotate_file = args.annotate is not None and annotates_one_file(args.annotate)
+    if annotate_file and len(paths) > 1:
+        raise UsageError(f"--annotate {args.annotate}: a file takes one annotated photo, but {len(paths)} photos were "
+                         "given; give a folder")
     store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
     rec = build_recognizer(args)
     table = None if "-" in (args.json, args.csv) else StreamingTable()
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             elif args.annotate:
                 from mien.pipeline.app.outputs import write_annotated
 
-                write_annotated(image, record, args.annotate)
+                write_annotated(image, record, args.annotate, as_file=annotate_file)
             if store is not None:
                 store_record(store, rec, record, "cli")
             bar.update(1)
