@@ -62,15 +62,16 @@ def test_csv_cells_that_look_like_formulas_are_shown_as_text():
     import io
 
     from mien.identity.match import IdentityMatch
-    from mien.pipeline.app.outputs import csv_rows
+    from mien.pipeline.app.outputs import CSV_COLUMNS, csv_rows
     from mien.pipeline.records import FaceRecord, ImageRecord
 
     evil = '=2+5+HYPERLINK("http://x.example","click")'
     record = ImageRecord("@photo.jpg", 64, 64, [FaceRecord(1, (-3, 4, 20, 20), 0.99, {},
                                                            IdentityMatch(evil, 0.9, 0.5, evil), None)])
     [row] = csv_rows(record)
-    assert row[0] == "'@photo.jpg" and row[2] == "'" + evil and row[7] == -3
-    assert csv_rows(ImageRecord("\tx.jpg", error="-not an image"))[0][::12] == ["'\tx.jpg", "'-not an image"]
+    assert row[0] == "'@photo.jpg" and row[2] == "'" + evil and row[CSV_COLUMNS.index("x")] == -3
+    error = len(CSV_COLUMNS) - 1
+    assert csv_rows(ImageRecord("\tx.jpg", error="-not an image"))[0][::error] == ["'\tx.jpg", "'-not an image"]
     out = io.StringIO()
     csv.writer(out).writerow(row)
     assert next(csv.reader(io.StringIO(out.getvalue())))[2] == "'" + evil  # quoted, quotes doubled
