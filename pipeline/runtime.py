@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from mien.identity.storage import sha256_file
+from mien.pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("openvino", "tensorflow")
@@ -148,9 +150,19 @@ def cached_model(key: str, make: Callable[[], object], what: str):
                 problem = f"unreadable ({exc})"
         log.warning("%s: the cached %s is %s; making it again", folder, what, problem)
         shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            raise UsageError(f"{folder}: the cached {what} is {problem}, and it cannot be removed (the folder is "
+                             f"read-only). Delete it by hand, make {cache_dir()} writable, or set MIEN_HOME to a "
+                             "writable folder.")
     log.info("making the %s (once; cached in %s)", what, folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".writable-")
+        probe.close()
+    except OSError as exc:
+        raise UsageError(f"{folder.parent}: cannot write the {what} there ({exc.strerror or exc}). Make it "
+                         "writable, set MIEN_HOME to a writable folder, or run `mien models fetch` where it is.") from exc
     model = make()
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

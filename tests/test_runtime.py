@@ -161,3 +161,36 @@ def test_precision_resolves_per_network_and_is_recorded(recognizer, demo_photos)
     fp32 = build_facenet(precision="fp32").embed(np.stack(crops))
     bf16 = build_facenet(precision="bf16").embed(np.stack(crops))
     assert (fp32 * bf16).sum(axis=1).min() >= 0.999
+
+
+def test_a_damaged_cache_in_a_read_only_folder_is_one_clear_error(tmp_path, monkeypatch):
+    """Issue 33 item 12: a damaged conversion in a cache folder that cannot be written gave a traceback; now one
+    MienError naming the folder and the fix. (Root writes everywhere, so the read-only folder is simulated: its
+    removal does nothing, and writing beside it fails as it does for a user without the right.)"""
+    import shutil
+    import tempfile
+
+    from mien.errors import MienError
+    from mien.pipeline import runtime
+
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    entry = runtime.cache_dir() / "toy-entry"
+    entry.mkdir(parents=True)
+    (entry / "model.xml").write_text("<net")  # damaged
+    never_made = lambda: pytest.fail("a model was made in a folder that cannot keep it")  # noqa: E731
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)
+    with pytest.raises(MienError, match="cannot be removed") as err:
+        runtime.cached_model("toy-entry", never_made, "toy model")
+    assert str(entry) in str(err.value) and "MIEN_HOME" in str(err.value)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("MIEN_HOME", str(tmp_path))
+    shutil.rmtree(entry)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
+    with pytest.raises(MienError, match="cannot write the toy model there") as err:
+        runtime.cached_model("toy-entry", never_made, "toy model")
+    assert "Permission denied" in str(err.value) and "MIEN_HOME" in str(err.value)
