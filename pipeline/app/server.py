@@ -398,6 +398,17 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
             raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
         return job.to_dict()
 
+    @app.delete("/video/{job_id}", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+                responses=schemas.error_responses(404))
+    def delete_video(job_id: str) -> dict:
+        """Cancel a running video job (it stops at its next frame; nothing of it is kept) or delete a finished
+        one's annotated video and summary; either way the job is gone and the one-video slot is free. Like the
+        job's results, this needs only its id."""
+        job = videos.delete(job_id)
+        if job is None:
+            raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
+        return {"id": job.id, "file": job.name, "status": "deleted", "frames": job.frames, "total": job.total}
+
     @app.get("/video/{job_id}/{name}")
     def video_file(job_id: str, name: str):
         """A finished job's annotated video, summary.json or timeline PNG."""
