@@ -78,15 +78,14 @@ def shipped_models_dir() -> Path:
 
 
 def emotion_weights_path(label_set: str = "fer2013") -> Path:
-    """The shipped emotion model of ``label_set`` (fer2013 | ferplus: a weights file, or an ensemble's model.json
-    naming its members' weights; every checksum is checked on load); ``$MIEN_EMOTION_WEIGHTS`` replaces the default
-    fer2013 one."""
+    """The emotion model of ``label_set`` (fer2013 | ferplus: a weights file, or an ensemble's model.json naming
+    its members' weights; every checksum is checked on load): ``$MIEN_EMOTION_WEIGHTS`` whichever label set is
+    asked for (the loader refuses a file of another label set, naming it), else the shipped one."""
     from mien.pipeline import settings
 
     if label_set not in SHIPPED_EMOTION:
         raise ValueError(f"emotion model must be one of {sorted(SHIPPED_EMOTION)}, got {label_set!r}")
-    return (settings.emotion_weights() if label_set == "fer2013" else None) or \
-        shipped_models_dir() / SHIPPED_EMOTION[label_set]
+    return settings.emotion_weights() or shipped_models_dir() / SHIPPED_EMOTION[label_set]
 
 
 def _verified(path: Path, expected: str) -> bool:

@@ -181,7 +181,10 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
 
 
 URL_SCHEMES = ("http://", "https://")
-URL_TIMEOUT_S = 20.0
+URL_TIMEOUT_S = 20.0  # the longest wait for the connection or for any one read of the answer
+URL_DEADLINE_S = 60.0  # the whole download, redirects included: a server dripping a byte at a time is cut off here
+URL_MAX_BYTES = 64 * 2**20  # the most downloaded: photos on the web are compressed (a 50-MP JPEG is well below)
+URL_CHUNK = 1 << 16
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -189,31 +192,146 @@ def is_url(path: str | os.PathLike) -> bool:
     return isinstance(path, str) and path.lower().startswith(URL_SCHEMES)
 
 
-def read_url_bytes(url: str, timeout: float = URL_TIMEOUT_S) -> bytes:
-    """The bytes of a photo on the web, as ``read_image_bytes`` reads a file: at most ``max_file_bytes`` (a larger
-    or endless answer is refused while it arrives), within ``timeout`` seconds per read; ImageError names the URL
-    and what went wrong (HTTP status, a page that is not an image, no connection)."""
+def max_url_bytes() -> int:
+    """The most bytes downloaded for one photo: ``max_file_bytes`` or ``URL_MAX_BYTES``, whichever is smaller."""
+    return min(max_file_bytes(), URL_MAX_BYTES)
+
+
+def _url_too_large(url: str) -> ImageError:
+    """The error for an answer over ``max_url_bytes`` (told from Content-Length before the body when it is given)."""
+    limit = max_url_bytes()
+    if limit == max_file_bytes():
+        return ImageTooLargeError(f"{url}: more than {limit / 2**20:.0f} MB, larger than any image within the "
+                                  f"{max_pixels() / 1e6:.0f}-megapixel limit", "check that it is a photo")
+    return ImageError(f"{url}: more than {limit / 2**20:.0f} MB, more than mien downloads for one photo (an endless "
+                      "answer, or not a photo); download it and give the file instead.")
+
+
+class _Deadline:
+    """Cuts a download off ``seconds`` after it starts: a timer shuts down every connection opened through
+    ``opener()``, so a read blocked on a slow or dripping server returns at once and ``expired`` tells why."""
+
+    def __init__(self, seconds: float):
+        import threading
+
+        self.seconds = seconds
+        self.expired = threading.Event()
+        self._sockets: list = []
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _cut(self) -> None:
+        self.expired.set()
+        for sock in list(self._sockets):
+            _shutdown(sock)
+
+    def _connected(self, sock) -> None:
+        self._sockets.append(sock)
+        if self.expired.is_set():
+            _shutdown(sock)
+
+    def opener(self, url: str):
+        """A urllib opener for ``url`` whose connections this deadline cuts (a TLS handshake is bounded by the
+        per-read timeout only), following redirects to http(s) addresses only (urllib also follows ftp://)."""
+        import http.client
+        import urllib.request
+
+        deadline = self
+
+        def tracked(base: type) -> type:
+            class Connection(base):
+                def connect(self) -> None:
+                    super().connect()
+                    deadline._connected(self.sock)
+            return Connection
+
+        http_conn, https_conn = tracked(http.client.HTTPConnection), tracked(http.client.HTTPSConnection)
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(http_conn, req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(https_conn, req, context=self._context)
+
+        class HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, req, fp, code, msg, headers, newurl):
+                if not is_url(newurl):
+                    raise ImageError(f"{url}: the server redirects to {newurl}, not an http(s) address; mien "
+                                     "downloads photos over http and https only.")
+                return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+        return urllib.request.build_opener(Http, Https, HttpRedirectsOnly)
+
+
+def _shutdown(sock) -> None:
+    """Shut a connection down so that a read blocked on it returns; one already closed is left alone."""
+    import socket
+
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def read_url_bytes(url: str, timeout: float = URL_TIMEOUT_S, deadline: float | None = None) -> bytes:
+    """The bytes of a photo on the web, as ``read_image_bytes`` reads a file: at most ``max_url_bytes`` (a larger
+    or endless answer is refused from its Content-Length or while it arrives), within ``timeout`` seconds per read
+    and ``deadline`` (default ``URL_DEADLINE_S``) seconds in all; ImageError names the URL and what went wrong
+    (HTTP status, a page that is not an image, a redirect elsewhere than http(s), too slow, no connection)."""
+    import http.client
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url, headers={"User-Agent": "mien", "Accept": "image/*"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # http(s) only: is_url checked the scheme
-            kind = (answer.headers.get_content_type() or "").lower()
-            if kind.startswith(("text/", "application/json")):
-                raise ImageError(f"{url}: is a web page ({kind}), not an image; give the address of the photo itself.")
-            data = answer.read(max_file_bytes() + 1)
-    except ImageError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise ImageError(f"{url}: the server answered HTTP {exc.code} ({exc.reason}).") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ImageError(f"{url}: cannot be downloaded ({reason}).") from None
-    if len(data) > max_file_bytes():
-        raise ImageTooLargeError(f"{url}: more than {max_file_bytes() / 2**20:.0f} MB, larger than any image within "
-                                 f"the {max_pixels() / 1e6:.0f}-megapixel limit", "check that it is a photo")
-    return data
+    limit = max_url_bytes()
+    with _Deadline(deadline or URL_DEADLINE_S) as cut:
+        try:
+            with cut.opener(url).open(request, timeout=timeout) as answer:  # is_url checked the scheme
+                _check_answer(url, answer, limit)
+                data = bytearray()
+                while len(data) <= limit and (chunk := answer.read1(URL_CHUNK)):
+                    data += chunk
+        except ImageError:
+            raise
+        except urllib.error.HTTPError as exc:
+            raise ImageError(f"{url}: the server answered HTTP {exc.code} ({exc.reason}).") from None
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # a cut: IncompleteRead
+            if cut.expired.is_set():
+                raise _too_slow(url, cut.seconds) from None
+            reason = getattr(exc, "reason", exc)
+            raise ImageError(f"{url}: cannot be downloaded ({reason}).") from None
+        if cut.expired.is_set():
+            raise _too_slow(url, cut.seconds)
+    if len(data) > limit:
+        raise _url_too_large(url)
+    return bytes(data)
+
+
+def _check_answer(url: str, answer, limit: int) -> None:
+    """ImageError for an answer that says it is a web page or text, or whose Content-Length is over ``limit``.
+    An answer without a Content-Type is judged by its bytes when decoded (urllib would call it text/plain)."""
+    if answer.headers.get("Content-Type"):
+        kind = answer.headers.get_content_type().lower()
+        if kind.startswith(("text/", "application/json")):
+            raise ImageError(f"{url}: is a web page ({kind}), not an image; give the address of the photo itself.")
+    length = answer.headers.get("Content-Length", "")
+    if length.strip().isdigit() and int(length) > limit:
+        raise _url_too_large(url)
+
+
+def _too_slow(url: str, seconds: float) -> ImageError:
+    """The error for a download cut off by its deadline."""
+    return ImageError(f"{url}: not downloaded within {seconds:.0f} s (the server is too slow or its answer never "
+                      "ends); download it and give the file instead, or try again later.")
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

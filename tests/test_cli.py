@@ -231,6 +231,29 @@ def test_enroll_exits_1_for_unreadable_photos_and_folders_of_one_person_up_to_ca
     assert [p["name"] for p in people] == ["ben_afflek"]
 
 
+def test_verify_takes_the_url_of_a_photo(enrolled, mien_home, demo_photos):
+    """Issue 33 (low): `mien verify URL` said "no such file"; the photo is downloaded as recognize does, and a URL
+    that cannot be read is exit 2 (cannot say) naming it."""
+    import functools
+    import http.server
+    import threading
+
+    ben = sorted((demo_photos[1] / "ben_afflek").iterdir())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ben[0].parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        same = mien("verify", f"{base}/{ben[0].name}", ben[1], home=mien_home)
+        missing = mien("verify", f"{base}/missing.jpg", ben[1], home=mien_home)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert same.returncode == 0 and "same person" in same.stdout and f"[{base}/{ben[0].name} vs" in same.stdout, \
+        same.stderr
+    assert missing.returncode == 2 and f"{base}/missing.jpg: the server answered HTTP 404" in missing.stderr
+
+
 def test_recognize_takes_the_url_of_a_photo(enrolled, mien_home, demo_photos):
     """`mien recognize https://...`: the photo is downloaded and named like a file; the record keeps the URL."""
     import functools

@@ -88,3 +88,20 @@ def test_the_server_and_batch_rows_carry_the_ferplus_label_set(recognizer, enrol
     assert "is a ferplus model (8 emotions), not the fer2013 one" in caplog.text
     assert np.isfinite(rec.emotion_model.predict(np.zeros((1, 48, 48), np.uint8))).all()
 
+
+
+def test_mien_emotion_weights_applies_to_the_ferplus_choice_too(monkeypatch, caplog):
+    """Issue 33 (low): MIEN_EMOTION_WEIGHTS was silently ignored with --emotion-model ferplus (the shipped FER+
+    model ran); now it is the model whichever label set is asked for, and one of the other label set is refused
+    naming the file and the choice that fits it."""
+    from mien.pipeline.assets import emotion_weights_path
+    from mien.pipeline.models import load_emotion_model
+
+    seven = REPO / "models" / "emotion-vgg48" / "emotion_vgg48.weights.h5"  # a FER2013 (7-emotion) network
+    monkeypatch.setenv("MIEN_EMOTION_WEIGHTS", str(seven))
+    assert emotion_weights_path("ferplus") == seven
+    assert load_emotion_model(label_set="ferplus", runtime="tensorflow") is None
+    assert f"{seven} is a fer2013 model (7 emotions), not the ferplus one asked for; choose --emotion-model " \
+           "fer2013" in caplog.text
+    monkeypatch.setenv("MIEN_EMOTION_WEIGHTS", str(SHIPPED / "emotion_vgg48.weights.h5"))
+    assert load_emotion_model(label_set="ferplus", runtime="tensorflow").labels == FERPLUS_EMOTIONS

@@ -270,3 +270,85 @@ def test_a_photo_on_the_web_is_downloaded_within_the_limits_and_errors_name_the_
         server.server_close()
     with pytest.raises(ImageError, match=r"cannot be downloaded"):
         load_image(base + "/photo.jpg")  # the server is gone: connection refused
+
+
+def test_a_slow_endless_or_misdirected_url_is_cut_off_with_an_error_naming_it(monkeypatch):
+    """Issue 33 item 11 and low items: a server dripping its headers or its body a byte at a time is cut off by the
+    overall deadline (each read alone is quick); an endless body stops at the download limit and a Content-Length
+    over it is refused before the body; a redirect to ftp:// is refused; a photo sent without a Content-Type is
+    read (urllib calls it text/plain)."""
+    import http.server
+    import threading
+    import time
+
+    from mien.pipeline import images
+
+    photo = _jpeg(np.full((40, 60, 3), 200, np.uint8))
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def drip(self, data: bytes) -> None:
+            for byte in data[:40]:  # at most ~8 s, then the server gives up by itself
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def do_GET(self):  # noqa: N802
+            try:
+                if self.path == "/drip-body":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.end_headers()
+                    self.drip(photo)
+                elif self.path == "/drip-head":
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+                    self.drip(b"X-Slow: " + b"a" * 100)
+                elif self.path == "/untyped.jpg":
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\n\r\n" + photo)
+                elif self.path == "/to-ftp":
+                    self.send_response(302)
+                    self.send_header("Location", "ftp://127.0.0.1/photo.jpg")
+                    self.end_headers()
+                elif self.path == "/huge":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(10 * 2**30))
+                    self.end_headers()
+                    time.sleep(3)  # the body would never come: refused from the header
+                elif self.path == "/endless":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.end_headers()
+                    for _ in range(256):  # 16 MB at most
+                        self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(images, "URL_DEADLINE_S", 1.5)
+    monkeypatch.setattr(images, "URL_MAX_BYTES", 2 * 2**20)
+    try:
+        for path in ("/drip-body", "/drip-head"):
+            began = time.monotonic()
+            with pytest.raises(ImageError, match=rf"{path}: not downloaded within 2 s .*download it and give the file"):
+                load_image(base + path)
+            assert time.monotonic() - began < 4
+        assert load_image(base + "/untyped.jpg").shape == (40, 60, 3)
+        with pytest.raises(ImageError, match=r"/to-ftp: the server redirects to ftp://127.0.0.1/photo.jpg, not an "
+                                             r"http\(s\) address"):
+            load_image(base + "/to-ftp")
+        began = time.monotonic()
+        for path in ("/huge", "/endless"):
+            with pytest.raises(ImageError, match=rf"{path}: more than 2 MB, more than mien downloads for one photo"):
+                load_image(base + path)
+        assert time.monotonic() - began < 1.5  # /huge: from its Content-Length, before the body
+    finally:
+        server.shutdown()
+        server.server_close()

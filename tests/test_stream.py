@@ -225,3 +225,26 @@ def test_websocket_upgrades_count_against_the_connection_limit(app, frames, monk
             for ws in (a, b):
                 ws.send(frames["ben_afflek"][0])
                 assert json.loads(ws.recv(timeout=30))["faces"][0]["identity"] == "ben_afflek"
+
+
+def test_a_bad_every_or_record_is_a_422_naming_the_parameter(app):
+    """Issue 33 (low): ``/stream?every=abc`` was answered a bare 403 by the real server; now a 422 before the
+    upgrade whose detail names the parameter and its values (the test client and uvicorn alike)."""
+    from starlette.testclient import WebSocketDenialResponse
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from mien.pipeline.app.server import BackgroundServer
+
+    for query, message in (("every=abc", "every: 'abc' is not a whole number 1..30"), ("every=0", "every: '0'"),
+                           ("every=2&record=maybe", "record: 'maybe' is not 1 or 0")):
+        with pytest.raises(WebSocketDenialResponse) as refused:
+            with app.websocket_connect(f"/stream?{query}"):
+                pass
+        assert refused.value.status_code == 422 and message in refused.value.json()["detail"], query
+    with BackgroundServer(app.app) as url:
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(url.replace("http", "ws") + "/stream?every=abc", open_timeout=10):
+                pass
+    answer = refused.value.response
+    assert answer.status_code == 422 and b"every: 'abc' is not a whole number 1..30" in answer.body

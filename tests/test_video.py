@@ -500,3 +500,67 @@ def test_failed_video_jobs_do_not_evict_finished_ones(tmp_path):
     for i in range(KEEP_JOBS + 2):
         videos.reserve(f"bad{i}.mp4").status = "error"
     assert done.id in videos.jobs and len(videos.jobs) == KEEP_JOBS
+
+
+@pytest.mark.slow
+def test_a_video_run_stops_at_its_faces_in_frames_limit_and_says_so(recognizer, enrolled, clip, tmp_path):
+    """Issue 33 item 13: a run keeps at most ``max_observations`` faces-in-frames (the server's jobs: the live
+    stream's 200,000), stopping there with its outputs written and the summary saying why."""
+    from mien.pipeline.app.video import process_video
+
+    result = process_video(clip, recognizer, every=4, max_observations=5, out=tmp_path / "capped.mp4")
+    assert result.frames == 5 and len(result.observations) == 5  # one face a frame in the clip
+    assert "stopped after frame 5: the limit of 5 faces-in-frames" in result.summary["stopped"]
+    assert (tmp_path / "capped.mp4").stat().st_size > 0
+    assert "stopped" not in process_video(clip, recognizer, every=4, max_frames=3).summary
+
+
+@pytest.mark.slow
+def test_a_running_video_job_is_cancelled_and_a_finished_one_deleted(recognizer, mien_home, clip, tmp_path,
+                                                                     monkeypatch):
+    """Issue 33 item 13: DELETE /video/{id} stops a running job at its next frame (nothing of it is kept, the
+    slot is free at once) and deletes a finished job's files; jobs run under the 200,000 faces-in-frames limit."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from conftest import home_copy
+    from mien.pipeline.app import video
+    from mien.pipeline.app.server import ServerConfig, create_app
+
+    seen: dict = {}
+
+    def endless_run(source, recognizer, *, on_frame, max_observations=None, **kwargs):
+        seen["max_observations"] = max_observations
+        for i in range(1, 1001):  # ~10 s unless cancelled
+            on_frame(i, 1000)
+            time.sleep(0.01)
+        raise AssertionError("the job was not cancelled")
+
+    monkeypatch.setattr(video, "process_video", endless_run)
+    home = home_copy(mien_home, tmp_path / "home")
+    client = TestClient(create_app(recognizer, ServerConfig(home=home, token="v" * 16)))
+    upload = {"file": ("clip.avi", clip.read_bytes(), "video/x-msvideo")}
+    job = client.post("/video", files=upload).json()
+    deadline = time.monotonic() + 10
+    while client.get(f"/video/{job['id']}").json()["frames"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = client.delete(f"/video/{job['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "deleted" and r.json()["file"] == "clip.avi", r.text
+    assert seen["max_observations"] == 200_000
+    assert client.get(f"/video/{job['id']}").status_code == 404
+    while (home / "videos" / job["id"]).exists():  # the run stops at its next frame and its folder goes
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.delete(f"/video/{job['id']}").status_code == 404
+    assert client.delete("/video/" + "0" * 32).status_code == 404
+    videos = client.app.state.mien.videos
+    done = videos.reserve("old.mp4")
+    done.status = "done"
+    (done.folder / "annotated.mp4").write_bytes(b"a video")
+    assert client.delete(f"/video/{done.id}").json()["status"] == "deleted"
+    assert not done.folder.exists() and not videos.jobs
+    again = client.post("/video", files=upload)  # the slot is free
+    assert again.status_code == 200, again.text
+    client.delete(f"/video/{again.json()['id']}")

@@ -158,16 +158,17 @@ class ForgetResponse(BaseModel):
 
 
 class VideoJobResponse(BaseModel):
-    """``POST /video`` and ``GET /video/{id}``: a video job and how far it got."""
+    """``POST /video``, ``GET /video/{id}`` and ``DELETE /video/{id}``: a video job and how far it got."""
 
     id: str = Field(description="the job's id (32 hex digits): its results are read with it")
     file: str = Field(description="the uploaded file's name")
-    status: Literal["running", "done", "error"]
+    status: Literal["running", "done", "error", "deleted"] = Field(description="deleted: the answer to DELETE")
     frames: int = Field(description="frames processed so far")
     total: int = Field(description="frames in the video (0 when the container does not say)")
     error: str | None = Field(None, description="why the job failed (status error)")
     summary: dict[str, Any] | None = Field(None, description="when done: `mien video`'s summary (who was on screen "
-                                           "when, emotions over time; `source` is the uploaded file's name)")
+                                           "when, emotions over time; `source` is the uploaded file's name; "
+                                           "`stopped` when the job stopped at its faces-in-frames limit)")
     annotated_video: str | None = Field(None, description="when done: the URL of the annotated H.264 video")
 
 

@@ -33,7 +33,7 @@ from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
                                       page_security_headers, personal_data_problem)
-from mien.pipeline.app.stream import StreamLimits, serve_stream
+from mien.pipeline.app.stream import StreamLimits, refuse, serve_stream, stream_options
 from mien.pipeline.app.videojobs import VideoBusy, VideoJobs
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
@@ -358,9 +358,14 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     stream_limits = StreamLimits()
 
     @app.websocket("/stream")
-    async def stream(websocket: WebSocket, every: int = 1, record: bool = False) -> None:
+    async def stream(websocket: WebSocket) -> None:
         """A live camera: send frames (JPEG/PNG, one binary message each), get who + emotion per frame as JSON,
-        tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits)."""
+        tracked and smoothed as `mien video` does (see pipeline/app/stream.py for the protocol and limits). Query:
+        ``every`` (1-30) and ``record`` (1/0); a bad value is answered 422 naming it, before the upgrade."""
+        try:
+            every, record = stream_options(websocket.query_params)
+        except UsageError as exc:
+            return await refuse(websocket, 422, str(exc))
         await serve_stream(websocket, state, stream_limits, every, record=record)
 
     videos = state.videos = VideoJobs(state.home / "videos", lambda: state.snapshot(), state.model_lock)
@@ -408,6 +413,17 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         if job is None or job.status == "uploading":
             raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
         return job.to_dict()
+
+    @app.delete("/video/{job_id}", response_model=schemas.VideoJobResponse, response_model_exclude_none=True,
+                responses=schemas.error_responses(404))
+    def delete_video(job_id: str) -> dict:
+        """Cancel a running video job (it stops at its next frame; nothing of it is kept) or delete a finished
+        one's annotated video and summary; either way the job is gone and the one-video slot is free. Like the
+        job's results, this needs only its id."""
+        job = videos.delete(job_id)
+        if job is None:
+            raise HTTPException(404, "no such video job (jobs are kept until the server restarts, the last 5)")
+        return {"id": job.id, "file": job.name, "status": "deleted", "frames": job.frames, "total": job.total}
 
     @app.get("/video/{job_id}/{name}")
     def video_file(job_id: str, name: str):

@@ -21,12 +21,14 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
+from mien.pipeline.errors import UsageError
 from mien.pipeline.images import ImageError, checked_size, decode_image
 
 MAX_STREAMS = 4  # concurrent live streams per server (each holds a tracker and competes for the models)
@@ -54,6 +56,31 @@ class StreamLimits:
     def leave(self) -> None:
         with self._lock:
             self._open -= 1
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def stream_options(query: Mapping[str, str]) -> tuple[int, bool]:
+    """``every`` (1..MAX_EVERY, default 1) and ``record`` (default off) of a ``/stream`` address; UsageError naming
+    the parameter and the values it takes."""
+    every, record = query.get("every", "1").strip(), query.get("record", "0").strip().lower()
+    if not (every.isdigit() and 1 <= int(every) <= MAX_EVERY):
+        raise UsageError(f"every: {every!r} is not a whole number 1..{MAX_EVERY} (detect every N-th frame)")
+    if record not in BOOLEANS:
+        raise UsageError(f"record: {record!r} is not 1 or 0 (true or false: keep the stream in the history)")
+    return int(every), BOOLEANS[record]
+
+
+async def refuse(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP answer with ``{"detail": message}`` where the server can
+    send one (uvicorn, the test client), else a close with code 1008 and the message as its reason."""
+    from fastapi.responses import JSONResponse
+
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": message}, status))
+    else:
+        await websocket.close(code=1008, reason=message[:120])
 
 
 def origin_allowed(websocket: WebSocket) -> bool:

@@ -109,11 +109,13 @@ def _draw(frame_bgr: np.ndarray, obs: list[Observation]) -> np.ndarray:
 def process_video(source: str | int, recognizer, *, out: str | os.PathLike | None = None,
                   jsonl: str | os.PathLike | None = None, summary_dir: str | os.PathLike | None = None,
                   every: int = 1, smoothing: float = 0.3, max_frames: int | None = None,
-                  progress: bool = False, on_frame=None, model_lock=None, preview=None) -> VideoResult:
+                  progress: bool = False, on_frame=None, model_lock=None, preview=None,
+                  max_observations: int | None = None) -> VideoResult:
     """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen.
-    ``on_frame(done, total)`` is called after each frame (total 0 when unknown); ``model_lock`` is held around each
-    use of the models (a server shares them between requests); ``preview`` (``preview.Preview``) is shown each annotated
-    frame."""
+    ``on_frame(done, total)`` is called after each frame (total 0 when unknown; an exception it raises stops the
+    run, its outputs not written); ``model_lock`` is held around each use of the models (a server shares them
+    between requests); ``preview`` (``preview.Preview``) is shown each annotated frame. ``max_observations`` bounds
+    the memory of a run: past that many faces-in-frames the run stops there, and ``VideoResult.stopped`` says so."""
     if every < 1:
         raise VideoError("--every must be at least 1.")
     if out:
@@ -125,7 +127,7 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     stream = FrameTracker(recognizer, every=every, smoothing=smoothing, max_missed=max(every * 3, round(fps)),
                           model_lock=model_lock)
     observations: list[Observation] = []
-    frames, size = 0, (0, 0)
+    frames, size, stopped = 0, (0, 0), None
     start = time.perf_counter()
     from tqdm import tqdm
 
@@ -166,6 +168,11 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                     on_frame(frames, total)
                 if frames % 10 == 0:
                     bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}")
+                if max_observations is not None and len(observations) >= max_observations:
+                    stopped = (f"stopped after frame {frames}: the limit of {max_observations:,} faces-in-frames "
+                               "kept per video was reached; split the video to see the rest")
+                    log.warning("%s: %s", source, stopped)
+                    break
         except KeyboardInterrupt:  # a webcam runs until Ctrl-C: keep what was seen
             log.warning("interrupted after %d frames; writing the outputs", frames)
         except BaseException:
@@ -183,8 +190,8 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
         writer.commit()
     expected = min(total, max_frames) if (total and max_frames) else total
     result = VideoResult(str(source), fps, frames, stream.detected, expected or None, time.perf_counter() - start,
-                         observations, stream.tracker.all_tracks(), width=size[0], height=size[1])
-    if result.truncated:
+                         observations, stream.tracker.all_tracks(), width=size[0], height=size[1], stopped=stopped)
+    if result.truncated and not stopped:
         log.warning("%s: only %d of %d frames could be decoded; the video is probably truncated.",
                     source, frames, total)
     result.summary = summarize(result, recognizer, every, smoothing)

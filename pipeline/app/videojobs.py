@@ -3,7 +3,9 @@ at a time per server (a second is answered 429), progress readable while it runs
 (H.264 .mp4, which browsers play) and the summary (JSON + timeline PNGs) served from the job's folder under
 MIEN_HOME/videos/<id>/ (0600 files, like everything mien writes). The slot is taken (``reserve``) before the upload
 is read, the upload is written into the job's folder as it arrives and deleted once processed; folders left by a
-server that was killed (its process gone) are deleted when the next one starts.
+server that was killed (its process gone) are deleted when the next one starts. A job keeps at most
+``MAX_OBSERVATIONS`` faces-in-frames in memory (the live stream's recording limit; past it the job stops there and
+its summary says so), and ``delete`` cancels a running job (at its next frame) or deletes a finished one.
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mien.identity.storage import make_private
+from mien.pipeline.app.stream import RECORDED_OBSERVATIONS
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 SERVED = re.compile(r"^(annotated\.mp4|summary\.json|timeline(_[A-Za-z0-9._-]+)?\.png)$")
 KEEP_JOBS = 5  # finished jobs kept on disk; older ones are deleted when a new one starts
+MAX_OBSERVATIONS = RECORDED_OBSERVATIONS  # faces-in-frames a job keeps (~3.3 KB each: ~0.7 GB at most)
 
 
 @dataclass
@@ -34,6 +38,7 @@ class VideoJob:
     total: int = 0
     error: str | None = None
     summary: dict = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "file": self.name, "status": self.status, "frames": self.frames, "total": self.total}
@@ -47,6 +52,10 @@ class VideoJob:
 
 class VideoBusy(Exception):
     """A video is being processed already."""
+
+
+class VideoCancelled(Exception):
+    """A running job was deleted (``DELETE /video/{id}``): its run stops at the next frame."""
 
 
 OWNER = ".server"  # in each job folder: the id of the process that made it
@@ -103,19 +112,39 @@ class VideoJobs:
 
         def progress(done: int, total: int) -> None:
             job.frames, job.total = done, total
+            if job.cancelled.is_set():
+                raise VideoCancelled(job.id)
 
         try:
             result = process_video(source, self.view(), out=job.folder / "annotated.mp4",
                                    summary_dir=job.folder / "summary", every=every, on_frame=progress,
-                                   model_lock=self.model_lock)
+                                   model_lock=self.model_lock, max_observations=MAX_OBSERVATIONS)
             job.summary = {**result.summary, "source": job.name}  # the uploaded file's name, not the server's path
             job.status = "done"
+        except VideoCancelled:
+            pass
         except VideoError as exc:
             job.error, job.status = str(exc).replace(str(source), job.name), "error"
         except Exception as exc:  # noqa: BLE001 -- a job's failure is reported to its client, the server goes on
             job.error, job.status = f"could not process the video ({type(exc).__name__}: {exc})", "error"
         finally:
             source.unlink(missing_ok=True)  # the upload is not kept, only what mien made of it
+            if job.cancelled.is_set():  # deleted while it ran: nothing of it is kept
+                shutil.rmtree(job.folder, ignore_errors=True)
+
+    def delete(self, job_id: str) -> VideoJob | None:
+        """Cancel a running job (it stops at its next frame and its folder goes) or delete a finished one's files;
+        the job is forgotten at once (its slot is free). None for no such job (one still uploading included)."""
+        with self._lock:
+            job = self.jobs.get(job_id) if JOB_ID.match(job_id) else None
+            if job is None or job.status == "uploading":
+                return None
+            del self.jobs[job.id]
+            running = job.status == "running"
+            job.cancelled.set()
+        if not running:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        return job
 
     def _forget_old(self) -> None:
         finished = [j for j in self.jobs.values() if j.status in ("done", "error")]

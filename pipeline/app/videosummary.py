@@ -29,6 +29,7 @@ class VideoResult:
     summary: dict = field(default_factory=dict)
     width: int = 0  # of the frames
     height: int = 0
+    stopped: str | None = None  # why the run stopped before the end of the video (a memory limit), if it did
 
     @property
     def truncated(self) -> bool:
@@ -75,6 +76,7 @@ def summarize(result: VideoResult, recognizer, every: int, smoothing: float) -> 
                     "raw_emotion_changes": label_changes(t.raw_emotions),
                     "smoothed_emotion_changes": label_changes(t.smoothed_emotions)} for t in result.tracks],
         "people": people,
+        **({"stopped": result.stopped} if result.stopped else {}),
     }
 
 

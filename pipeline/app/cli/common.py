@@ -53,6 +53,13 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def existing_file_or_url(text: str) -> Path | str:
+    """A file that exists, or an http(s) URL of a photo (downloaded when its turn comes, as `recognize` does)."""
+    from mien.pipeline.images import is_url
+
+    return text if is_url(text) else existing_file(text)
+
+
 def existing_dir(text: str) -> Path:
     """A folder that exists."""
     path = Path(text)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mien.pipeline.app.cli.common import (add_detection_options, add_json_option, build_recognizer, existing_file,
-                                          existing_path, new_file, positive_float)
+from mien.pipeline.app.cli.common import (add_detection_options, add_json_option, build_recognizer,
+                                          existing_file_or_url, existing_path, new_file, positive_float)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                                    "nearest enrolled photo of --person), against the same-person threshold that "
                                    "recognition uses. Exit 0: same person; 1: different people; 2: usage problem, "
                                    "unreadable photo or no face.")
-    v.add_argument("a", type=existing_file, help="first photo")
-    v.add_argument("b", type=existing_file, nargs="?", help="second photo (or --person)")
+    v.add_argument("a", type=existing_file_or_url, help="first photo (a file or an http(s) URL)")
+    v.add_argument("b", type=existing_file_or_url, nargs="?", help="second photo (or --person)")
     v.add_argument("--person", help="compare with this enrolled person (the nearest of their enrolled photos)")
     v.add_argument("--distance-threshold", type=positive_float,
                    help="same person at or below this distance (default: SAME_PERSON_DISTANCE, as for recognition)")
