@@ -48,7 +48,9 @@ def test_health_people_page_and_docs(client):
     assert [p["name"] for p in people] == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
     assert all(p["photos"] >= 10 for p in people)
     page = client.get("/")
-    assert page.status_code == 200 and 'id="recognize-form"' in page.text and 'id="people-table"' in page.text
+    assert page.status_code == 200 and 'id="recognize-form"' in page.text and 'id="people-list"' in page.text
+    icon = client.get("/favicon.ico")  # browsers ask for it whatever the page says: no 404 on every load
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml" and b"<svg" in icon.content
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recognize", "/people", "/people/{name}/photos", "/people/{name}", "/health"} <= set(paths)

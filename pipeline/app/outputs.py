@@ -13,7 +13,7 @@ from mien.identity.match import UNKNOWN
 from mien.identity.storage import atomic_path, write_json_atomic
 from mien.pipeline.records import ImageRecord, envelope
 
-KNOWN_BGR, UNKNOWN_BGR = (60, 170, 60), (40, 40, 220)
+KNOWN_BGR, UNKNOWN_BGR = (55, 127, 26), (40, 40, 198)  # white text on either: >= 5:1 contrast (WCAG AA)
 # Annotated copies of small photos are enlarged to this long side so that labels are legible at 1x.
 MIN_ANNOTATED_SIDE = 640
 

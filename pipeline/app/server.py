@@ -33,6 +33,7 @@ from mien.pipeline.app import schemas
 from mien.pipeline.app.db import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
                                       page_security_headers, personal_data_problem)
+from mien.pipeline.app.page import FAVICON, web_page
 from mien.pipeline.app.stream import StreamLimits, refuse, serve_stream, stream_options
 from mien.pipeline.app.videojobs import VideoBusy, VideoJobs
 from mien.pipeline.errors import UsageError
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from mien.pipeline.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
-WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 MAX_PHOTOS_PER_REQUEST = 20
 # Leading bytes of the formats mien decodes (OpenCV): JPEG, PNG, BMP, WebP, TIFF.
@@ -259,7 +259,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     app.add_middleware(AuthBeforeBody, config=config)  # before the body limit reads anything
     app.add_middleware(RequestGuard, config=config)  # outermost: other sites' requests are not even authorised
     bearer = HTTPBearer(auto_error=False)
-    page = WEB_PAGE.read_text(encoding="utf-8")
+    page = web_page()  # index.html with the colours it shares with the charts and annotated images
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         """The same rule as AuthBeforeBody (which already applied it); here it documents the bearer scheme."""
@@ -288,6 +288,12 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
     def index() -> HTMLResponse:
         """The web page: recognize an uploaded photo, list, enroll and forget people."""
         return HTMLResponse(page, headers=page_headers)
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """The page's icon (browsers ask for /favicon.ico whatever the page says)."""
+        return Response(FAVICON.read_bytes(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/health", response_model=schemas.HealthResponse)
     def health() -> dict:
