@@ -95,7 +95,7 @@ def test_embed_and_verify(enrolled, mien_home, demo_photos, tmp_path):
     assert str(data["model_version"]).startswith("facenet-taniai-")
     r = mien("verify", ben[0], ben[1], home=mien_home)
     assert r.returncode == 0, r.stderr
-    assert "same person" in r.stdout and "(threshold 1.05)" in r.stdout
+    assert "same person" in r.stdout and "(threshold 1.00)" in r.stdout
     madonna = sorted((demo_photos[1] / "madonna").iterdir())[0]
     r = mien("verify", ben[0], madonna, home=mien_home)
     assert r.returncode == 1 and "different people" in r.stdout, r.stderr  # the exit code is the answer (issue 23)
@@ -189,7 +189,7 @@ def test_a_file_name_that_is_not_utf8_keeps_the_whole_run(enrolled, mien_home, d
     """Issue 26 item 6: such a name used to crash --json after the whole run (results lost), --db, --annotate
     and `people add`; it now appears with \\xNN escapes everywhere."""
     from conftest import home_copy
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     inputs = os.fsencode(tmp_path / "inputs")
     os.mkdir(inputs)
