@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     mismatches = [p for p, got in answers.items() if got != {cli[p]}]
     load["photos_checked_against_cli"] = len(answers)
     load["mismatches_vs_cli"] = mismatches
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     with ResultsDB(db_path) as db:
         load["stored_in_db"] = len(db.query())

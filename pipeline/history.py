@@ -77,6 +77,18 @@ def default_db_path() -> Path:
     return mien_home() / DB_NAME
 
 
+def redact_everywhere(name: str, names: Sequence[NameSpan], databases: Sequence[Path] = ()) -> list[tuple[Path, int]]:
+    """Erasure in every results database that holds history: MIEN_HOME's (whenever it exists) and ``databases``;
+    returns (database, faces redacted) for each. Forgetting through the CLI or Python calls this (a server redacts
+    its own database)."""
+    found = [p for p in [default_db_path(), *map(Path, databases)] if p.is_file()]
+    done = []
+    for path in dict.fromkeys(p.resolve() for p in found):
+        with ResultsDB(path, create=False) as db:
+            done.append((path, db.redact_person(name, names)))
+    return done
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION, one transaction per step; return the version found before."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -128,12 +128,15 @@ class LibraryMethods:
         return update
 
     def forget(self, name: str) -> int:
-        """Erase a person (embeddings, stored photos, cached embeddings); returns how many photos were erased."""
+        """Erase a person (embeddings, stored photos, cached embeddings) and redact their recognitions in MIEN_HOME's
+        history, as `mien people forget` does; returns how many photos were erased."""
+        from mien.pipeline.history import redact_everywhere
         from mien.pipeline.people import forget_person
 
-        removed = forget_person(name, self._writable_gallery())
+        forgotten = forget_person(name, self._writable_gallery())
         self._changed()
-        return removed
+        redact_everywhere(name, forgotten.names)
+        return forgotten.faces
 
     def rename(self, old: str, new: str) -> None:
         """Rename an enrolled person (the new name follows the enrollment rule)."""

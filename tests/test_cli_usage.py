@@ -100,7 +100,7 @@ def test_a_bare_command_lists_what_it_can_do():
 
 
 def empty_results_db(path):
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     ResultsDB(path).close()
     return path

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mien.identity.classifier import IdentityMatch
-from mien.pipeline.app.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
+from mien.pipeline.history import MIGRATIONS, SCHEMA_VERSION, DatabaseError, ResultsDB, parse_since
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
     from test_db import record, MODELS, THRESHOLDS
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     class Stuck(float):
         def __float__(self):  # called while the record's transaction is open: announce, then hang

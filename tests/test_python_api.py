@@ -147,8 +147,13 @@ def test_enroll_people_rename_remove_and_forget_round_trip(own_gallery, demo_pho
                                                                (False, "no face found")]
     assert update.photos[0].file == str(ann[0]) and update.to_dict()["photos"][4]["reason"] == "no face found"
     assert mien.people() == {"ann": 3}
-    face = mien.recognize(photo(demo_photos, "mindy_kaling")).faces[0]
+    record = mien.recognize(photo(demo_photos, "mindy_kaling"))
+    face = record.faces[0]
     assert face.identity.name == "ann" and face.identity.confidence is not None
+    from mien.pipeline.history import ResultsDB, default_db_path
+
+    with ResultsDB(default_db_path()) as db:  # what `mien recognize --db` or a server stored of her
+        db.add(record, image_sha256=None, thresholds={}, models={}, source="cli")
 
     with pytest.raises(mien.SimilarNameError, match="did you mean 'ann'"):
         mien.enroll("Anne", ann[3])
@@ -158,6 +163,10 @@ def test_enroll_people_rename_remove_and_forget_round_trip(own_gallery, demo_pho
     assert mien.remove_photo("bob", h[:10]) == 1
     assert mien.people() == {"ann": 3, "bob": 0}  # a person outlives their last photo, as in the gallery
     assert mien.forget("ann") == 3 and mien.forget("bob") == 0 and mien.people() == {}
+    with ResultsDB(default_db_path()) as db:  # erasure reaches the history, as `mien people forget` does
+        [row] = db.query()
+        assert db.query(person="ann") == [] and row["faces"][0]["identity"]["name"] == "unknown"
+        assert "mindy" not in json.dumps(row) and row["image_sha256"] is None
     with pytest.raises(mien.UnknownPersonError, match="'ann' is not enrolled"):
         mien.forget("ann")
     assert mien.recognize(ann[0]).faces[0].identity is None  # nobody left to name faces from

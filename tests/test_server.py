@@ -590,7 +590,7 @@ def test_a_name_taken_up_to_case_is_a_json_409(recognizer, enrolled, mien_home, 
 
 
 def test_forgetting_over_the_api_redacts_the_servers_results(recognizer, enrolled, mien_home, demo_photos, tmp_path):
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     client = make_client(recognizer, home_copy(mien_home, tmp_path / "home"), db_path=tmp_path / "r.db")
     r = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "madonna"))})

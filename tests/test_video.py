@@ -123,7 +123,7 @@ def test_video_tracks_votes_and_writes_outputs(recognizer, enrolled, clip, tmp_p
 
     # --db: the video is one entry of the history, a row per person (issue 22)
     from mien.pipeline.app.cli.video import store_video
-    from mien.pipeline.app.db import ResultsDB, history_rows
+    from mien.pipeline.history import ResultsDB, history_rows
 
     with ResultsDB(tmp_path / "results.db") as db:
         store_video(db, recognizer, result, str(clip))

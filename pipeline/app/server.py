@@ -30,7 +30,7 @@ from mien.identity.gallery.base import (GalleryBusyError, GalleryError, GalleryF
                                         PersonExistsError, UnknownPhotoError)
 from mien.identity.storage import content_hash
 from mien.pipeline.app import schemas
-from mien.pipeline.app.db import ResultsDB
+from mien.pipeline.history import ResultsDB
 from mien.pipeline.app.guards import (AuthBeforeBody, BodyLimit, RequestGuard, allowed_hosts_for, auth_problem,
                                       page_security_headers, personal_data_problem)
 from mien.pipeline.app.page import FAVICON, web_page
@@ -448,7 +448,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         """Past recognitions of this server and the CLI's database, newest first (`mien history`): ``person`` up
         to case, ``emotion`` shown (by that person), ``since`` a date or ISO time, at most ``limit`` (1-1000). Who
         was seen when is personal data: with a token configured, reading it needs the bearer token too."""
-        from mien.pipeline.app.db import DatabaseError, parse_since
+        from mien.pipeline.history import DatabaseError, parse_since
 
         token_for_personal_data(request, "the history and its file names")
         if not 1 <= limit <= 1000:

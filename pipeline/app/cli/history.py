@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def since_timestamp(text: str) -> float:
     """--since as a Unix timestamp; a malformed date is a usage error."""
-    from mien.pipeline.app.db import DatabaseError, parse_since
+    from mien.pipeline.history import DatabaseError, parse_since
 
     try:
         return parse_since(text)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the matching recognitions."""
     import sys
 
-    from mien.pipeline.app.db import ResultsDB, default_db_path, history_rows
+    from mien.pipeline.history import ResultsDB, default_db_path, history_rows
     from mien.pipeline.app.outputs import format_table, terminal_safe
 
     path = default_db_path() if args.db == "default" else args.db

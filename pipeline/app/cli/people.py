@@ -159,19 +159,15 @@ def _check_name(name: str, gallery, new: bool) -> None:
 def run_forget(args: argparse.Namespace) -> int:
     """Erase the person from the gallery."""
     from mien.pipeline.app.outputs import terminal_safe
+    from mien.pipeline.history import redact_everywhere
     from mien.pipeline.people import forget_person
-
-    from mien.pipeline.app.db import ResultsDB, default_db_path
 
     with _gallery() as gallery:
         if not args.yes:
             _confirm_forget(args.name, gallery)
         forgotten = forget_person(args.name, gallery)
     print(f"forgot {terminal_safe(args.name)}: {forgotten.faces} photos, their embeddings and cached embeddings erased")
-    databases = [p for p in [default_db_path(), *map(Path, args.db or [])] if p.is_file()]
-    for path in dict.fromkeys(p.resolve() for p in databases):
-        with ResultsDB(path, create=False) as db:
-            faces = db.redact_person(args.name, forgotten.names)
+    for path, faces in redact_everywhere(args.name, forgotten.names, [Path(p) for p in args.db or []]):
         print(f"{path}: {faces} recognised faces of {terminal_safe(args.name)} redacted to unknown")
     return 0
 

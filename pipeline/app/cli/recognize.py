@@ -141,7 +141,7 @@ class CsvOutput:
 
 def open_db(path: str):
     """The results database (its errors are usage errors, reported by main)."""
-    from mien.pipeline.app.db import ResultsDB
+    from mien.pipeline.history import ResultsDB
 
     return ResultsDB(None if path == "default" else path)
 
