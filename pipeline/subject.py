@@ -62,8 +62,9 @@ def find_faces(detector: Detector, image: np.ndarray, retry_threshold: float | N
     """Faces for a one-subject task: ``detector.detect``; when it finds none, its relaxed retry at
     ``retry_threshold`` (None: no retry), whose faces say ``detected_on_retry``."""
     faces = detector.detect(image)
-    if not faces and retry_threshold is not None:
-        faces = detector.detect_relaxed(image, retry_threshold)
+    relaxed = getattr(detector, "detect_relaxed", None)  # a caller's own Detector may have no relaxed search
+    if not faces and retry_threshold is not None and relaxed is not None:
+        faces = relaxed(image, retry_threshold)
     return faces
 
 
