@@ -7,8 +7,11 @@
   subject is not the largest face, and 3-fold accuracy / AUC / TAR at FAR 1e-3 before (the largest face found at
   the detection thresholds, as mien did) and after (``Recognizer.subject``: the retry, then the subject rule).
 - False faces: on the 118 demo photos and on a face-free set made from them (64 px patches away from every face
-  found, even by a relaxed search, tiled 2x2, 3x3 and 4x4 with random mirroring; seeded), the faces found by
-  ``recognize`` (the detection thresholds) and by a one-subject task (the same, then the retry when none).
+  found, even by a relaxed search, tiled 2x2, 3x3 and 4x4 with random mirroring, the 2x2 ones also as 64 and
+  96 px thumbnails; seeded), the faces found by ``recognize`` (the detection thresholds) and by a one-subject task
+  (the same, then the retry when none).
+- Upscaling on the retry (not built): on thumbnails, what a 2x copy would find: the demo val photos shrunk until
+  the default misses their face, and the face-free thumbnails.
 - The demo: enrollment's skipped photos before (no face, or several faces of similar size) and after, top-1 and
   leave-one-person-out strangers through ``mien evaluate identity``'s code.
 
@@ -59,7 +62,38 @@ def face_free_set(photos: list[Path], detector, seed: int = 38) -> list[np.ndarr
             pick = rng.choice(len(patches), n * n, replace=False)
             tiles = [patches[i][:, ::-1] if rng.random() < 0.5 else patches[i] for i in pick]
             out.append(np.vstack([np.hstack(tiles[r * n:(r + 1) * n]) for r in range(n)]))
+    import cv2
+
+    out += [cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in out if im.shape[0] == 2 * PATCH
+            for side in (PATCH, 3 * PATCH // 2)]
     return out
+
+
+def upscale_ablation(val: Path, face_free: list[np.ndarray], rec) -> dict:
+    """What the retry would find on a 2x copy of a thumbnail (under 100 px; faces down to min_face_size / 2) against
+    what it finds: demo val photos shrunk until the default misses their face, and the face-free thumbnails."""
+    import cv2
+
+    from mien.pipeline.images import load_image
+
+    d, t = rec.detector, rec.options.retry_threshold
+    tiny = []
+    for p in sorted(val.rglob("*.jpg")):
+        image = load_image(p)
+        for s in (0.4, 0.3, 0.25, 0.2, 0.15):
+            small = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            if not d.detect(small):
+                tiny.append(small)
+                break
+    thumbs = [im for im in face_free if min(im.shape[:2]) < 100 and not d.detect(im)]
+
+    def doubled(im: np.ndarray) -> list:  # faces down to min_face_size / 2 of the thumbnail
+        return d.detect_relaxed(cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR), t)
+
+    return {"tiny_demo_faces": len(tiny), "found_by_retry": sum(bool(d.detect_relaxed(x, t)) for x in tiny),
+            "found_by_retry_on_2x_copy": sum(bool(doubled(x)) for x in tiny),
+            "face_free_thumbnails": len(thumbs), "false_faces_by_retry": sum(len(d.detect_relaxed(x, t)) for x in thumbs),
+            "false_faces_by_retry_on_2x_copy": sum(len(doubled(x)) for x in thumbs)}
 
 
 def false_faces(images: list[np.ndarray], rec) -> dict:
@@ -186,7 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
     from mien.pipeline.images import load_image
 
     r["demo_photos"] = false_faces([load_image(p) for p in photos], rec)
-    r["face_free"] = false_faces(face_free_set(photos, rec.detector), rec)
+    face_free = face_free_set(photos, rec.detector)
+    r["face_free"] = false_faces(face_free, rec)
+    r["upscale_ablation"] = upscale_ablation(val, face_free, rec)
     r["demo_enrollment"] = demo_enrollment(train, rec)
     ident = evaluate_identity(train, val, rec)
     lopo = ident["leave_one_person_out"]["per_person"].values()
@@ -209,6 +245,10 @@ def main(argv: list[str] | None = None) -> dict:
         f = r[k]
         print(f"{k}: {f['images']} images, faces found by recognize {f['recognize_faces']}, by a one-subject task "
               f"{f['one_subject_faces']} ({f['images_with_a_face_on_retry']} images with a face only on the retry)")
+    u = r["upscale_ablation"]
+    print(f"retry on thumbnails: {u['found_by_retry']} of {u['tiny_demo_faces']} shrunk demo faces, "
+          f"{u['false_faces_by_retry']} false faces on {u['face_free_thumbnails']} face-free thumbnails; on a 2x copy "
+          f"{u['found_by_retry_on_2x_copy']} and {u['false_faces_by_retry_on_2x_copy']}")
     e = r["demo_enrollment"]
     print(f"demo enrollment: skipped before {e['skipped_before']}, after {e['skipped_after']}; subject not the "
           f"largest: {e['subject_not_largest']}")

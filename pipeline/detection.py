@@ -19,11 +19,6 @@ MAX_DETECTION_SIDE = 1600
 # also the retry's bound: a photo is retried at RETRY_SCALE only if that copy still holds 2x this.
 MTCNN_SAFE_MIN_FACE = 20
 RETRY_SCALE = 0.5  # an image with no face is searched once more at this scale
-# The relaxed retry of one-subject tasks (``detect_relaxed``) searches an image whose shorter side is under
-# RELAXED_UPSCALE_BELOW px at RELAXED_UPSCALE times its size (a thumbnail's face is under min_face_size). Measured
-# (benchmarks/subject.py): upscaling 128-200 px images found no face the default missed but a false one.
-RELAXED_UPSCALE_BELOW = 100
-RELAXED_UPSCALE = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +50,8 @@ class Detector(Protocol):
         """Faces in an RGB uint8 image, largest first."""
 
     def detect_relaxed(self, image: np.ndarray, threshold: float) -> list[Face]:
-        """Faces found with the P-Net and R-Net thresholds at ``threshold`` (O-Net's kept; small images upscaled),
-        for photos of one subject where ``detect`` found none; each is marked ``detected_on_retry``."""
+        """Faces found with the P-Net and R-Net thresholds at ``threshold`` (O-Net's kept), for photos of one
+        subject where ``detect`` found none; each is marked ``detected_on_retry``."""
 
 
 class _PyramidDetector:
@@ -85,19 +80,17 @@ class _PyramidDetector:
         return self._search(image, 1.0, self.thresholds)
 
     def detect_relaxed(self, image: np.ndarray, threshold: float) -> list[Face]:
-        """Faces found with the first two stages' thresholds (P-Net, R-Net) at ``threshold`` and O-Net's kept, on
-        a copy RELAXED_UPSCALE times larger when the image is under RELAXED_UPSCALE_BELOW px (then at half size as
-        ``detect`` does), each marked ``detected_on_retry``: the retry of one-subject tasks when ``detect`` found
-        nothing (issue 38). Lower first-stage thresholds let a face through that the cascade dropped early; the
-        last stage still asks a reported face for ``self.threshold``, and a face narrower than ``min_face_size``
-        (halved on an upscaled thumbnail) is dropped: the two false faces the retry found on the face-free set of
-        benchmarks/subject.py were 19 px wide."""
-        upscale = RELAXED_UPSCALE if 0 < min(image.shape[:2]) < RELAXED_UPSCALE_BELOW else 1.0
-        smallest = self.min_face_size / upscale
-        faces = [f for f in self._search(image, upscale, (threshold, threshold, self.threshold))
-                 if min(f.bbox[2], f.bbox[3]) >= smallest]
+        """Faces found with the first two stages' thresholds (P-Net, R-Net) at ``threshold`` and O-Net's kept (then
+        at half size, as ``detect`` does), each marked ``detected_on_retry``: the retry of one-subject tasks when
+        ``detect`` found nothing (issue 38). Lower first-stage thresholds let a face through that the cascade
+        dropped early; the last stage still asks a reported face for ``self.threshold``, and a face narrower than
+        ``min_face_size`` is dropped (the false faces the retry found on benchmarks/subject.py's face-free set were
+        19 px wide). The image is not upscaled: on thumbnails a 2x copy found 2 of 9 demo faces shrunk to ~45 px,
+        and 6 false faces on 174 face-free ones."""
+        faces = [f for f in self._search(image, 1.0, (threshold, threshold, self.threshold))
+                 if min(f.bbox[2], f.bbox[3]) >= self.min_face_size]
         if faces:
-            log.info("face found only by the relaxed retry (thresholds %.2f, %.2fx scale)", threshold, faces[0].scale)
+            log.info("face found only by the relaxed retry (P-Net and R-Net thresholds %.2f)", threshold)
         return [dataclasses.replace(f, detected_on_retry=True) for f in faces]
 
     def _search(self, image: np.ndarray, first_scale: float, thresholds: tuple[float, float, float]) -> list[Face]:
@@ -120,11 +113,10 @@ class _PyramidDetector:
         h, w = image.shape[:2]
         scale = self._work_scale(h, w, extra_scale)
         work = image
-        if scale != 1.0:
+        if scale < 1.0:
             import cv2
 
-            work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                              interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+            work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         if min(work.shape[:2]) < 12:  # smaller than MTCNN's first-stage window: nothing to find
             return []
         rows = self._rows(np.ascontiguousarray(work), max(12, round(self.min_face_size * scale)), thresholds)
@@ -187,7 +179,7 @@ class KerasMTCNNDetector(_PyramidDetector):
 
     def _work_scale(self, h: int, w: int, extra_scale: float) -> float:
         scale = super()._work_scale(h, w, extra_scale)
-        if extra_scale <= 1.0 and self.min_face_size * scale > MTCNN_SAFE_MIN_FACE:  # (an upscaled copy keeps its size)
+        if self.min_face_size * scale > MTCNN_SAFE_MIN_FACE:
             # mtcnn 1.0 sizes its pyramid from the image alone: with min_face_size above ~20 its last
             # levels fall under the 12 px P-Net window and every face is lost. Shrink the image instead.
             scale = MTCNN_SAFE_MIN_FACE / self.min_face_size

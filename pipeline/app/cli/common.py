@@ -200,7 +200,7 @@ def add_detection_options(p: argparse.ArgumentParser, one_subject: bool = False)
     if one_subject:
         g.add_argument("--retry-threshold", type=unit_interval, default=DEFAULTS.retry_threshold,
                        help="a photo with no face at the thresholds above is searched again with P-Net's and R-Net's "
-                            "at this (O-Net's kept; photos under 100 px doubled); the face says detected_on_retry")
+                            "at this (O-Net's and --min-face-size kept); the face says detected_on_retry")
 
 
 def add_identity_options(p: argparse.ArgumentParser, matcher: bool = True) -> None:
