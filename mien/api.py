@@ -45,12 +45,13 @@ def recognize(image: "ImageInput", *, candidates: int = 0, channels: "Channels" 
 
 def verify(a: "ImageInput", b: "ImageInput", *, threshold: float | None = None,
            channels: "Channels" = "rgb") -> "Verification":
-    """Whether the largest faces of two photos are the same person (``.same``, ``.distance``, ``.threshold``)."""
+    """Whether the subjects of two photos are the same person (``.same``, ``.distance``, ``.threshold``,
+    ``.detected_on_retry``); pipeline.subject picks each photo's face."""
     return default_recognizer().verify(a, b, threshold=threshold, channels=channels)
 
 
 def embed(image: "ImageInput", *, channels: "Channels" = "rgb") -> "list[FaceEmbedding]":
-    """Every face of a photo with its 128-d FaceNet embedding, largest first."""
+    """Every face of a photo with its 128-d FaceNet embedding, largest first, its subject marked (``.subject``)."""
     return default_recognizer().embed(image, channels=channels)
 
 

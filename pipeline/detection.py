@@ -2,6 +2,7 @@
 OpenVINO is the default, ``mtcnn`` 1.0's own TensorFlow implementation the reference (``mtcnn-keras``)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Face:
     confidence: float
     landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
     scale: float = 1.0  # of the image copy it was found in: RETRY_SCALE when only the downscaled retry found it
+    detected_on_retry: bool = False  # found only by the relaxed retry of one-subject tasks (``detect_relaxed``)
 
     @property
     def area(self) -> int:
@@ -47,6 +49,10 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, largest first."""
 
+    def detect_relaxed(self, image: np.ndarray, threshold: float) -> list[Face]:
+        """Faces found with the P-Net and R-Net thresholds at ``threshold`` (O-Net's kept), for photos of one
+        subject where ``detect`` found none; each is marked ``detected_on_retry``."""
+
 
 class _PyramidDetector:
     """What both MTCNN backends share: the longest-side cap, the downscaled retry, boxes and landmarks mapped
@@ -63,14 +69,37 @@ class _PyramidDetector:
         self.refine_threshold = float(refine_threshold)
         self.max_side = int(max_side)
 
+    @property
+    def thresholds(self) -> tuple[float, float, float]:
+        """The P-Net, R-Net and O-Net thresholds ``detect`` uses."""
+        return self.proposal_threshold, self.refine_threshold, self.threshold
+
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces, largest first. When none is found, one retry on a copy at RETRY_SCALE: MTCNN's pyramid misses
         some faces at full size that it finds at half size (a demo enrollment photo of 165x220 px is one)."""
-        faces = self._detect(image, 1.0)
+        return self._search(image, 1.0, self.thresholds)
+
+    def detect_relaxed(self, image: np.ndarray, threshold: float) -> list[Face]:
+        """Faces found with the first two stages' thresholds (P-Net, R-Net) at ``threshold`` and O-Net's kept (then
+        at half size, as ``detect`` does), each marked ``detected_on_retry``: the retry of one-subject tasks when
+        ``detect`` found nothing (issue 38). Lower first-stage thresholds let a face through that the cascade
+        dropped early; the last stage still asks a reported face for ``self.threshold``, and a face narrower than
+        ``min_face_size`` is dropped (the false faces the retry found on benchmarks/subject.py's face-free set were
+        19 px wide). The image is not upscaled: on thumbnails a 2x copy found 2 of 9 demo faces shrunk to ~45 px,
+        and 6 false faces on 174 face-free ones."""
+        faces = [f for f in self._search(image, 1.0, (threshold, threshold, self.threshold))
+                 if min(f.bbox[2], f.bbox[3]) >= self.min_face_size]
+        if faces:
+            log.info("face found only by the relaxed retry (P-Net and R-Net thresholds %.2f)", threshold)
+        return [dataclasses.replace(f, detected_on_retry=True) for f in faces]
+
+    def _search(self, image: np.ndarray, first_scale: float, thresholds: tuple[float, float, float]) -> list[Face]:
+        """Faces at ``first_scale``; when none, once more at RETRY_SCALE (if that copy is large enough)."""
+        faces = self._detect(image, first_scale, thresholds)
         h, w = image.shape[:2]
         retry = self.min_face_size <= MTCNN_SAFE_MIN_FACE and min(h, w) * RETRY_SCALE >= 2 * MTCNN_SAFE_MIN_FACE
         if not faces and retry:
-            faces = self._detect(image, RETRY_SCALE)
+            faces = self._detect(image, RETRY_SCALE, thresholds)
             if faces:
                 log.info("faces found only at %.2fx scale", RETRY_SCALE)
         return faces
@@ -78,7 +107,9 @@ class _PyramidDetector:
     def _work_scale(self, h: int, w: int, extra_scale: float) -> float:
         return min(1.0, self.max_side / max(h, w)) * extra_scale
 
-    def _detect(self, image: np.ndarray, extra_scale: float) -> list[Face]:
+    def _detect(self, image: np.ndarray, extra_scale: float,
+                thresholds: tuple[float, float, float] | None = None) -> list[Face]:
+        thresholds = thresholds or self.thresholds
         h, w = image.shape[:2]
         scale = self._work_scale(h, w, extra_scale)
         work = image
@@ -88,11 +119,11 @@ class _PyramidDetector:
             work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         if min(work.shape[:2]) < 12:  # smaller than MTCNN's first-stage window: nothing to find
             return []
-        rows = self._rows(np.ascontiguousarray(work), max(12, round(self.min_face_size * scale)))
+        rows = self._rows(np.ascontiguousarray(work), max(12, round(self.min_face_size * scale)), thresholds)
         faces = []
         for r in rows:
             conf = float(r[4])
-            if conf < self.threshold:
+            if conf < thresholds[2]:
                 continue
             x, y, bw, bh = (float(v) / scale for v in (r[0], r[1], r[2] - r[0], r[3] - r[1]))
             x0, y0 = max(0, round(x)), max(0, round(y))
@@ -103,8 +134,9 @@ class _PyramidDetector:
             faces.append(Face((x0, y0, x1 - x0, y1 - y0), conf, marks, scale=extra_scale))
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
-    def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
-        """Faces of ``image`` as rows [x1, y1, x2, y2, confidence, 5 landmark x, 5 landmark y]."""
+    def _rows(self, image: np.ndarray, min_face_size: int, thresholds: tuple[float, float, float]) -> np.ndarray:
+        """Faces of ``image`` as rows [x1, y1, x2, y2, confidence, 5 landmark x, 5 landmark y], found with the
+        P-Net, R-Net and O-Net ``thresholds``."""
         raise NotImplementedError
 
 
@@ -124,12 +156,11 @@ class MTCNNDetector(_PyramidDetector):
                           f"-t{self.proposal_threshold},{self.refine_threshold},{self.threshold}"
                           f"-s{self.max_side}-retry{RETRY_SCALE}" + ("" if self.precision == "fp32" else f"-{self.precision}"))
 
-    def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
+    def _rows(self, image: np.ndarray, min_face_size: int, thresholds: tuple[float, float, float]) -> np.ndarray:
         from mien.pipeline.mtcnn_cascade import StageThresholds, detect
 
         with self._lock:
-            return detect(self._nets, image, min_face_size,
-                          StageThresholds(self.proposal_threshold, self.refine_threshold, self.threshold))
+            return detect(self._nets, image, min_face_size, StageThresholds(*thresholds))
 
 
 class KerasMTCNNDetector(_PyramidDetector):
@@ -154,9 +185,10 @@ class KerasMTCNNDetector(_PyramidDetector):
             scale = MTCNN_SAFE_MIN_FACE / self.min_face_size
         return scale
 
-    def _rows(self, image: np.ndarray, min_face_size: int) -> np.ndarray:
-        raw = self._mtcnn.detect_faces(image, min_face_size=min_face_size, threshold_pnet=self.proposal_threshold,
-                                       threshold_rnet=self.refine_threshold, threshold_onet=self.threshold)
+    def _rows(self, image: np.ndarray, min_face_size: int, thresholds: tuple[float, float, float]) -> np.ndarray:
+        pnet, rnet, onet = thresholds
+        raw = self._mtcnn.detect_faces(image, min_face_size=min_face_size, threshold_pnet=pnet, threshold_rnet=rnet,
+                                       threshold_onet=onet)
         rows = []
         for r in raw:
             x, y, bw, bh = r["box"]

@@ -21,8 +21,6 @@ from mien.pipeline.errors import UsageError
 from mien.pipeline.names import PersonNameError, validate_person_name
 
 log = logging.getLogger(__name__)
-# Among several faces in an enrollment photo, the largest is used only if this many times bigger than the next.
-DOMINANT_AREA_RATIO = 2.0
 
 
 EMBED_CHUNK = 32  # photos per FaceNet call; each chunk's results are cached before the next starts
@@ -106,20 +104,11 @@ def check_enrollment_dir(root: str | os.PathLike) -> None:
 
 
 NO_FACE = "no face found"
-MANY_FACES = "faces of similar size; crop the photo to the person"
-
-
-def _choose_face(faces) -> tuple[object | None, str | None]:
-    if not faces:
-        return None, NO_FACE
-    if len(faces) == 1 or faces[0].area >= DOMINANT_AREA_RATIO * faces[1].area:
-        return faces[0], None
-    return None, f"{len(faces)} {MANY_FACES}"
 
 
 def is_unreadable(reason: str) -> bool:
     """Whether a photo was skipped because it could not be read (rather than for what it shows)."""
-    return reason != NO_FACE and not reason.endswith(MANY_FACES)
+    return reason != NO_FACE
 
 
 @dataclass
@@ -164,10 +153,11 @@ def embed_photos(photos: Iterable[tuple[str, bytes]], recognizer, gallery: Galle
             except ImageError as exc:
                 entry = CacheEntry(None, str(exc).split(": ", 1)[-1])
             else:
-                face, reason = _choose_face(recognizer.detect(image))
-                if face is None:
-                    entry = CacheEntry(None, reason)
+                subject = recognizer.subject(image)  # pipeline.subject: the relaxed retry, then the subject rule
+                if subject is None:
+                    entry = CacheEntry(None, NO_FACE)
                 else:
+                    face = subject.face
                     pending.append((len(entries), key, recognizer.identity_crop(image, face), face.bbox))
             if entry is not None:
                 fresh[key] = (None, entry.reason, None)

@@ -34,8 +34,12 @@ def gallery_model(recognizer) -> str:
 
 
 def cache_model(recognizer) -> str:
-    """What a cached photo result depends on: the gallery model plus the detector settings."""
-    return f"{gallery_model(recognizer)}|{recognizer.detector.signature}"
+    """What a cached photo result depends on: the gallery model, the detector settings, the subject rule and the
+    relaxed retry's threshold (pipeline.subject)."""
+    from mien.pipeline.subject import SUBJECT_RULE
+
+    return (f"{gallery_model(recognizer)}|{recognizer.detector.signature}|{SUBJECT_RULE}"
+            f"-retry{recognizer.options.retry_threshold}")
 
 
 def open_default_gallery(home: Path | None = None, recognizer=None) -> Gallery:

@@ -1,6 +1,6 @@
 """mien as a Python library: the Recognizer's verify / embed / enroll / people / forget / rename / remove_photo.
 
-Thin names over the pipeline the CLI and the API already use (``verification``'s largest-face embedding,
+Thin names over the pipeline the CLI and the API already use (``pipeline.subject``'s subject of a photo,
 ``people.enroll_photos``, the gallery), so ``mien.verify`` and ``mien verify`` give one answer. Every image argument
 takes whatever ``mien.pipeline.inputs`` takes (a path, a URL, bytes, a PIL image, an RGB or, said so, BGR array).
 The module functions ``mien.recognize(...)`` and friends run these on a default Recognizer (``mien/api.py``).
@@ -26,27 +26,34 @@ class NoFaceError(ImageError):
 
 @dataclass(frozen=True)
 class Verification:
-    """Whether two photos show the same person: ``same`` when ``distance`` (FaceNet, between their largest faces)
-    is at most ``threshold``."""
+    """Whether two photos show the same person: ``same`` when ``distance`` (FaceNet, between their subjects' faces)
+    is at most ``threshold``; ``detected_on_retry`` says, per photo, whether its face was found only by the relaxed
+    retry."""
 
     same: bool
     distance: float
     threshold: float
+    detected_on_retry: tuple[bool, bool] = (False, False)
 
     def to_dict(self) -> dict:
-        return {"same": self.same, "distance": round(self.distance, 4), "threshold": self.threshold}
+        return {"same": self.same, "distance": round(self.distance, 4), "threshold": self.threshold,
+                "detected_on_retry": list(self.detected_on_retry)}
 
 
 @dataclass(frozen=True)
 class FaceEmbedding:
-    """One face's box ``[x, y, w, h]``, detection confidence and L2-normalised 128-d FaceNet embedding."""
+    """One face's box ``[x, y, w, h]``, detection confidence and L2-normalised 128-d FaceNet embedding; whether it is
+    the photo's subject (pipeline.subject's rule) and whether only the relaxed retry found it."""
 
     bbox: tuple[int, int, int, int]
     detection_confidence: float
     embedding: np.ndarray
+    subject: bool = False
+    detected_on_retry: bool = False
 
     def to_dict(self) -> dict:
         return {"bbox": [int(v) for v in self.bbox], "detection_confidence": round(float(self.detection_confidence), 4),
+                "subject": self.subject, "detected_on_retry": self.detected_on_retry,
                 "embedding": [round(float(v), 6) for v in self.embedding]}
 
 
@@ -63,27 +70,40 @@ class LibraryMethods:
 
     # ---- faces ---------------------------------------------------------------------------------------------
     def embed(self, image: ImageInput, *, channels: Channels = "rgb") -> list[FaceEmbedding]:
-        """Every face of a photo with its FaceNet embedding, largest face first (empty when there is none)."""
+        """Every face of a photo with its FaceNet embedding, largest face first, the subject marked (empty when
+        there is none); a photo without a face at the detection thresholds gets the relaxed retry."""
+        from mien.pipeline.subject import choose_subject
+
         rgb = to_rgb(image, channels)
-        faces = self.detect(rgb)
-        return [FaceEmbedding(tuple(int(v) for v in f.bbox), float(f.confidence), vec)
+        faces = self.detect_one_subject(rgb)
+        subject = choose_subject(faces, *rgb.shape[:2])
+        return [FaceEmbedding(tuple(int(v) for v in f.bbox), float(f.confidence), vec,
+                              subject is not None and f is subject.face, f.detected_on_retry)
                 for f, vec in zip(faces, self.embed_faces(rgb, faces))]
 
-    def subject_embedding(self, image: ImageInput, *, channels: Channels = "rgb") -> np.ndarray:
-        """The embedding of a photo's largest face; NoFaceError names the photo when it has none."""
-        faces = self.embed(image, channels=channels)
-        if not faces:
+    def embed_subject(self, image: ImageInput, *, channels: Channels = "rgb") -> FaceEmbedding:
+        """The FaceEmbedding of a photo's subject (pipeline.subject's rule); NoFaceError names the photo when it has
+        no face, even on the relaxed retry."""
+        rgb = to_rgb(image, channels)
+        subject = self.subject(rgb)
+        if subject is None:
             raise NoFaceError(f"{describe(image)}: no face found.")
-        return faces[0].embedding
+        f = subject.face
+        [vec] = self.embed_faces(rgb, [f])
+        return FaceEmbedding(tuple(int(v) for v in f.bbox), float(f.confidence), vec, True, f.detected_on_retry)
+
+    def subject_embedding(self, image: ImageInput, *, channels: Channels = "rgb") -> np.ndarray:
+        """The embedding of a photo's subject (``embed_subject``); NoFaceError names the photo when it has none."""
+        return self.embed_subject(image, channels=channels).embedding
 
     def verify(self, a: ImageInput, b: ImageInput, *, threshold: float | None = None,
                channels: Channels = "rgb") -> Verification:
-        """Are the largest faces of two photos the same person? (The threshold defaults to the one recognition
-        uses, ``SAME_PERSON_DISTANCE``, or ``Options.distance_threshold``.)"""
-        distance = float(np.linalg.norm(self.subject_embedding(a, channels=channels)
-                                        - self.subject_embedding(b, channels=channels)))
+        """Are the subjects of two photos the same person? (pipeline.subject's rule picks each photo's face; the
+        threshold defaults to the one recognition uses, ``SAME_PERSON_DISTANCE``, or ``Options.distance_threshold``.)"""
+        fa, fb = self.embed_subject(a, channels=channels), self.embed_subject(b, channels=channels)
+        distance = float(np.linalg.norm(fa.embedding - fb.embedding))
         limit = same_person_distance(self.options) if threshold is None else float(threshold)
-        return Verification(distance <= limit, distance, limit)
+        return Verification(distance <= limit, distance, limit, (fa.detected_on_retry, fb.detected_on_retry))
 
     # ---- the gallery ---------------------------------------------------------------------------------------
     def _writable_gallery(self) -> "Gallery":

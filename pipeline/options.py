@@ -15,6 +15,10 @@ class Options:
     detection_threshold: float = 0.8  # O-Net, the last stage: the confidence a reported face has at least
     proposal_threshold: float = 0.6  # P-Net
     refine_threshold: float = 0.7  # R-Net
+    # One-subject tasks (enroll, verify, embed, evaluate pairs, people add): when no face passes the thresholds above,
+    # look again with P-Net's and R-Net's at this (O-Net's and min_face_size kept). None: no retry.
+    # recognize never retries (a group photo's faces are all reported, at the thresholds above).
+    retry_threshold: float | None = 0.4
     distance_threshold: float | None = None  # "same person" at or below (None: the gallery's, else SAME_PERSON_DISTANCE)
     probability_threshold: float | None = None  # the SVM's least probability to name a face (None: the gallery's)
     candidates: int = 0  # also list the nearest enrolled people with their distances, up to this many per face

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from mien.pipeline.inputs import Channels, ImageInput, describe, to_rgb
 from mien.pipeline.library import LibraryMethods
 from mien.pipeline.options import Options
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
+
+if TYPE_CHECKING:
+    from mien.pipeline.subject import Subject
 
 log = logging.getLogger(__name__)
 UNCERTAIN = "uncertain"
@@ -188,7 +191,26 @@ class Recognizer(LibraryMethods):
         )
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        """Every face of a photo at the detection thresholds (recognition of group photos: no relaxed retry)."""
         return self.detector.detect(image)
+
+    def detect_one_subject(self, image: np.ndarray) -> list[Face]:
+        """The faces of a photo of one subject: ``detect``, then the relaxed retry at ``Options.retry_threshold``
+        when it finds none (pipeline.subject)."""
+        from mien.pipeline.subject import find_faces
+
+        return find_faces(self.detector, image, self.options.retry_threshold)
+
+    def subject(self, image: np.ndarray) -> "Subject | None":
+        """The face a photo of one subject is about, by pipeline.subject's rule (None when no face is found)."""
+        from mien.pipeline.subject import choose_subject
+
+        return choose_subject(self.detect_one_subject(image), *image.shape[:2])
+
+    def subject_faces(self, image: np.ndarray) -> list[Face]:
+        """``[subject's face]``, or ``[]`` when a photo of one subject has no face (as enrollment chose it)."""
+        subject = self.subject(image)
+        return [subject.face] if subject else []
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """FaceNet embeddings of the given faces of one image, in one batch."""

@@ -1,7 +1,7 @@
 """Face verification measured on pairs (the LFW protocol): is the subject of photo A the person of photo B?
 
-Each image is embedded once through the product's own path (MTCNN, the subject face, the FaceNet crop and
-embedding); a pair's score is the L2 distance of the two embeddings. Reported as LFW papers do: k-fold accuracy
+Each image is embedded once through the product's own path (MTCNN with the one-subject retry, the subject rule of
+``pipeline.subject``, the FaceNet crop and embedding); a pair's score is the L2 distance of the two embeddings. Reported as LFW papers do: k-fold accuracy
 (the threshold of each fold chosen on the other folds) with its standard deviation, and besides it the accuracy at
 ``mien verify``'s own threshold, ROC AUC and TAR at fixed FARs. A pair with an image where no face was found counts
 as wrong, whatever the truth.
@@ -177,9 +177,12 @@ def plot_roc(dist: np.ndarray, same: np.ndarray, png: str | os.PathLike, title: 
     plt.close(fig)
 
 
-def embed_subjects(paths: list[str], recognizer, progress=iter, chunk: int = 32) -> dict[str, np.ndarray | None]:
-    """The embedding of each image's subject (its largest face) as the product makes it (the recognizer's identity
-    crop and flip), None where no face was found or the image could not be read; ``chunk`` faces per FaceNet call."""
+def embed_subjects(paths: list[str], recognizer, progress=iter, chunk: int = 32,
+                   subjects: dict | None = None) -> dict[str, np.ndarray | None]:
+    """The embedding of each image's subject (``Recognizer.subject``: the relaxed retry when no face is found, then
+    the subject rule) as the product makes it (the recognizer's identity crop and flip), None where no face was
+    found or the image could not be read; ``chunk`` faces per FaceNet call. ``subjects``, if given, receives each
+    image's ``Subject`` (how its face was found and chosen)."""
     from mien.pipeline.images import ImageError, load_image
 
     out: dict[str, np.ndarray | None] = {}
@@ -198,15 +201,28 @@ def embed_subjects(paths: list[str], recognizer, progress=iter, chunk: int = 32)
         except ImageError:
             out[path] = None
             continue
-        faces = recognizer.detect(image)
-        if not faces:
+        subject = recognizer.subject(image)
+        if subject is None:
             out[path] = None
             continue
-        pending.append((path, recognizer.identity_crop(image, faces[0])))  # faces come largest first
+        if subjects is not None:
+            subjects[path] = subject
+        pending.append((path, recognizer.identity_crop(image, subject.face)))
         if len(pending) >= chunk:
             flush()
     flush()
     return out
+
+
+def subject_counts(pairs: Pairs, subjects: dict) -> dict:
+    """What the retry and the subject rule did: the images whose face only the relaxed retry found, those whose
+    subject is not their largest face, and the pairs holding either kind of image."""
+    retried = sorted(p for p, s in subjects.items() if s.face.detected_on_retry)
+    by_rule = sorted(p for p, s in subjects.items() if s.decided_by_rule)
+    involves = lambda images: int(sum(a in images or b in images for a, b in zip(pairs.first, pairs.second)))  # noqa: E731
+    return {"images_found_on_retry": retried, "images_subject_not_largest": by_rule,
+            "images_with_several_faces": int(sum(s.faces > 1 for s in subjects.values())),
+            "pairs_with_retry_image": involves(set(retried)), "pairs_decided_by_subject_rule": involves(set(by_rule))}
 
 
 def pair_distances(pairs: Pairs, embeddings: dict[str, np.ndarray | None]) -> np.ndarray:

@@ -18,7 +18,8 @@ def test_enrollment_reports_every_person(enrolled):
     assert enrolled.enrolled == PEOPLE
     assert sum(p.photos for p in enrolled.persons) == 93
     used = sum(p.used for p in enrolled.persons)
-    assert used >= 88, [p.skipped for p in enrolled.persons]
+    # issue 38: a photo is skipped only when it has no face; the two with faces of similar size give their subject
+    assert used == 93, [p.skipped for p in enrolled.persons]
     for p in enrolled.persons:
         assert p.used + len(p.skipped) == p.photos
         assert all(reason for _, reason in p.skipped)

@@ -113,7 +113,8 @@ def test_verify_says_same_distance_threshold_and_agrees_with_the_cli(recognizer,
     assert same.same and same.distance <= same.threshold == SAME_PERSON_DISTANCE
     other = mien.verify(ben[0], photo(demo_photos, "madonna"))
     assert not other.same and other.distance > SAME_PERSON_DISTANCE
-    assert other.to_dict() == {"same": False, "distance": round(other.distance, 4), "threshold": SAME_PERSON_DISTANCE}
+    assert other.to_dict() == {"same": False, "distance": round(other.distance, 4), "threshold": SAME_PERSON_DISTANCE,
+                               "detected_on_retry": [False, False]}
     assert mien.verify(ben[0], ben[1], threshold=0.1).same is False
     with pytest.raises(mien.NoFaceError, match="no face found"):
         mien.verify(ben[0], np.full((200, 200, 3), 128, np.uint8))
@@ -130,7 +131,8 @@ def test_embed_gives_each_face_largest_first(recognizer, demo_photos, default_is
     assert len(faces) >= 1 and faces[0].embedding.shape == (128,)
     assert np.linalg.norm(faces[0].embedding) == pytest.approx(1.0, abs=1e-3)
     assert [f.bbox[2] * f.bbox[3] for f in faces] == sorted((f.bbox[2] * f.bbox[3] for f in faces), reverse=True)
-    assert set(faces[0].to_dict()) == {"bbox", "detection_confidence", "embedding"}
+    assert set(faces[0].to_dict()) == {"bbox", "detection_confidence", "subject", "detected_on_retry", "embedding"}
+    assert sum(f.subject for f in faces) == 1 and not any(f.detected_on_retry for f in faces)
     assert mien.embed(np.full((120, 120), 200, np.uint8)) == []
 
 

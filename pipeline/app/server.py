@@ -510,7 +510,7 @@ def create_app(recognizer, config: ServerConfig | None = None) -> FastAPI:
         token_for_personal_data(request, "a person's faces")
         try:
             jpeg = face_thumbnail(state.gallery, person_name(name), photo_hash, cache_model(state.base),
-                                  detect=state.base.detect, model_lock=state.model_lock)
+                                  detect=state.base.subject_faces, model_lock=state.model_lock)
         except (UnknownPersonError, UnknownPhotoError, PhotoGoneError) as exc:
             raise HTTPException(404, str(exc)) from None
         except ImageError as exc:

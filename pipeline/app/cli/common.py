@@ -178,8 +178,8 @@ def verbosity_parent() -> argparse.ArgumentParser:
     return p
 
 
-def add_detection_options(p: argparse.ArgumentParser) -> None:
-    """MTCNN options."""
+def add_detection_options(p: argparse.ArgumentParser, one_subject: bool = False) -> None:
+    """MTCNN options (``one_subject``: a command about one person per photo, which has the relaxed retry)."""
     from mien.pipeline.detection import DETECTORS
     from mien.pipeline.runtime import PRECISIONS, RUNTIMES
 
@@ -204,6 +204,10 @@ def add_detection_options(p: argparse.ArgumentParser) -> None:
                    help="MTCNN first stage (P-Net): lower finds harder faces, slower")
     g.add_argument("--refine-threshold", type=unit_interval, default=DEFAULTS.refine_threshold,
                    help="MTCNN second stage (R-Net)")
+    if one_subject:
+        g.add_argument("--retry-threshold", type=unit_interval, default=DEFAULTS.retry_threshold,
+                       help="a photo with no face at the thresholds above is searched again with P-Net's and R-Net's "
+                            "at this (O-Net's and --min-face-size kept); the face says detected_on_retry")
 
 
 def add_identity_options(p: argparse.ArgumentParser, matcher: bool = True) -> None:

@@ -25,7 +25,7 @@ def configure(e: argparse.ArgumentParser) -> None:
                    help="folder with one sub-folder of photos per person")
     e.add_argument("--replace", action="store_true",
                    help="make DIR the whole gallery: people not in DIR are forgotten (and listed)")
-    add_detection_options(e)
+    add_detection_options(e, one_subject=True)
     add_identity_options(e, matcher=False)
     e.set_defaults(run=run)
 

@@ -22,12 +22,13 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ei.add_argument("--fpir", type=number_in(float, 0.0, 1.0),
                     help="choose the distance threshold that lets this share of strangers be named (e.g. 0.01), "
                          "instead of a raw --distance-threshold")
-    add_detection_options(ei)
+    add_detection_options(ei, one_subject=True)
     add_identity_options(ei)
     ei.set_defaults(run=run_identity)
 
     ep = ev.add_parser("pairs", parents=parents, help="face verification on pairs (LFW protocol): k-fold accuracy, AUC",
-                       description="Verification accuracy on image pairs: each image embedded once (its largest face), "
+                       description="Verification accuracy on image pairs: each image embedded once (its subject: the relaxed "
+                                   "retry when no face is found, the subject rule when several are), "
                                    "k-fold accuracy with the threshold chosen on the other folds, accuracy at `mien "
                                    "verify`'s threshold, ROC AUC and TAR at FAR 1e-2 / 1e-3. A pair with an image "
                                    "without a face counts as wrong.")
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add_crop_options(ep)
     ep.add_argument("--json", type=new_file, help="write the full result here")
     ep.add_argument("--plot", type=new_file, help="write the ROC curve here (PNG)")
-    add_detection_options(ep)
+    add_detection_options(ep, one_subject=True)
     ep.set_defaults(run=run_pairs)
 
     ee = ev.add_parser("emotion", parents=parents, help="accuracy of the emotion model on a FER2013 split",
@@ -118,16 +119,21 @@ def run_pairs(args: argparse.Namespace) -> int:
     rec = build_recognizer(args, emotion=False, identity=False)
     rec.identity_crop = crop_from(args)
     start = time.perf_counter()
-    embeddings = v.embed_subjects(pairs.images, rec, progress=lambda items: progress(items, "embed"))
+    subjects: dict = {}
+    embeddings = v.embed_subjects(pairs.images, rec, progress=lambda items: progress(items, "embed"), subjects=subjects)
     seconds = time.perf_counter() - start
     dist = v.pair_distances(pairs, embeddings)
     result = v.score_pairs(dist, pairs.same, pairs.fold, SAME_PERSON_DISTANCE)
     missing = sorted(p for p, e in embeddings.items() if e is None)
     result.update(images=len(embeddings), images_without_face=missing, embedder=rec.embedder.version,
                   identity_crop=rec.identity_crop.signature,
-                  ms_per_image=round(1000 * seconds / max(len(embeddings), 1), 1))
+                  ms_per_image=round(1000 * seconds / max(len(embeddings), 1), 1), **v.subject_counts(pairs, subjects))
     print(f"{result['pairs']} pairs ({result['same_pairs']} same person), {result['images']} images, "
           f"{len(missing)} without a face; {result['ms_per_image']} ms/image")
+    print(f"found on the relaxed retry: {len(result['images_found_on_retry'])} images ({result['pairs_with_retry_image']} "
+          f"pairs); subject not the largest face: {len(result['images_subject_not_largest'])} images of "
+          f"{result['images_with_several_faces']} with several faces ({result['pairs_decided_by_subject_rule']} pairs "
+          "decided by the subject rule)")
     print(f"{result['folds']}-fold accuracy {100 * result['kfold_accuracy']:.2f} % +- {100 * result['kfold_std']:.2f} "
           f"(thresholds {', '.join(f'{t:.3f}' for t in result['fold_thresholds'])})")
     print(f"accuracy at mien verify's threshold {result['verify_threshold']:.2f}: "

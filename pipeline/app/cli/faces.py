@@ -11,16 +11,18 @@ from mien.pipeline.app.cli.common import (add_detection_options, add_json_option
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Add the ``embed`` and ``verify`` commands."""
     em = sub.add_parser("embed", parents=parents, help="a 128-d FaceNet embedding per face (.npz or JSON)",
-                        description="Files, boxes and L2-normalised 128-d embeddings of every face: to an .npz with "
+                        description="Files, boxes and L2-normalised 128-d embeddings of every face, each saying whether "
+                                    "it is its photo's subject and whether only the relaxed retry found it: to an .npz with "
                                     "--out, as JSON with --json; without either, JSON on standard output.")
     em.add_argument("paths", nargs="+", type=existing_path, help="image files, folders or http(s) URLs of photos")
     em.add_argument("--out", type=new_file, help="the .npz to write")
     add_json_option(em, "the faces and their embeddings")
-    add_detection_options(em)
+    add_detection_options(em, one_subject=True)
     em.set_defaults(run=run_embed)
 
-    v = sub.add_parser("verify", parents=parents, help="are the (largest) faces of two photos the same person?",
-                       description="FaceNet distance between the largest face of each photo (or of a photo and the "
+    v = sub.add_parser("verify", parents=parents, help="are the subjects of two photos the same person?",
+                       description="FaceNet distance between the subject of each photo (its only face; the largest, "
+                                   "or the most central when faces are of similar size) (or of a photo and the "
                                    "nearest enrolled photo of --person), against the same-person threshold that "
                                    "recognition uses. Exit 0: same person; 1: different people; 2: usage problem, "
                                    "unreadable photo or no face.")
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     v.add_argument("--distance-threshold", type=positive_float,
                    help="same person at or below this distance (default: SAME_PERSON_DISTANCE, as for recognition)")
     add_json_option(v, "same, distance and threshold")
-    add_detection_options(v)
+    add_detection_options(v, one_subject=True)
     v.set_defaults(run=run_verify)
 
 
@@ -61,6 +63,8 @@ def run_embed(args: argparse.Namespace) -> int:
                 np.savez(fh, files=np.array(files, dtype=str),
                          bboxes=np.array([f.bbox for f in faces], dtype=np.int32).reshape(-1, 4),
                          embeddings=np.array([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128),
+                         subject=np.array([f.subject for f in faces], dtype=bool),
+                         detected_on_retry=np.array([f.detected_on_retry for f in faces], dtype=bool),
                          model_version=np.array(rec.embedder.version))
     json_target = args.json or (None if args.out else "-")
     if json_target:

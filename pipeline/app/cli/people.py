@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add.add_argument("photos", nargs="+", type=existing_file, metavar="PHOTO")
     add.add_argument("--new", action="store_true",
                      help="enroll NAME as a new person even if it looks like a typo of an enrolled name")
-    add_detection_options(add)
+    add_detection_options(add, one_subject=True)
     add.set_defaults(run=run_add)
     forget = verbs.add_parser("forget", parents=parents,
                               help="erase a person: embeddings, stored photos and cached embeddings, and their "
