@@ -1,7 +1,9 @@
 """Photos in every shape users have: each either decodes to RGB uint8 or fails naming the file."""
 from __future__ import annotations
 
+import http.server
 import struct
+import threading
 
 import cv2
 import numpy as np
@@ -221,6 +223,14 @@ def test_a_gif_is_read_as_its_first_frame(tmp_path):
     assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] > 150 and rgb[0, 0, 1] < 60
 
 
+def serve_locally(handler: type) -> tuple["http.server.ThreadingHTTPServer", str]:
+    """A throwaway HTTP server on 127.0.0.1 in a daemon thread (shut it down when done) and its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def test_a_photo_on_the_web_is_downloaded_within_the_limits_and_errors_name_the_url(monkeypatch):
     """http(s) URLs (as deepface takes them): the photo is read like a file; a web page, a 404, a refused
     connection and an answer larger than any image (it never ends) each give an ImageError naming the URL."""
@@ -252,10 +262,7 @@ def test_a_photo_on_the_web_is_downloaded_within_the_limits_and_errors_name_the_
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server, base = serve_locally(Site)
     try:
         assert load_image(base + "/photo.jpg").shape == (40, 60, 3)
         with pytest.raises(ImageError, match=r"/page: is a web page \(text/html\)"):
@@ -328,10 +335,7 @@ def test_a_slow_endless_or_misdirected_url_is_cut_off_with_an_error_naming_it(mo
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server, base = serve_locally(Site)
     monkeypatch.setattr(images, "URL_DEADLINE_S", 1.5)
     monkeypatch.setattr(images, "URL_MAX_BYTES", 2 * 2**20)
     try:
