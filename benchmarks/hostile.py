@@ -44,6 +44,8 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the tests' makers of camera frames and huge-frame videos (test_stream.letterboxed, test_video.huge_frames_mp4)
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
 TOKEN = "hostile-benchmark-token"
 
 
@@ -313,23 +315,12 @@ class RssSampler:
                 "rss_samples": self.samples}
 
 
-def letterboxed(path: Path, size=(640, 480)) -> bytes:
-    """A demo photo centred on a grey 640x480 frame, as a JPEG (what the page's camera canvas sends)."""
-    import cv2
-    import numpy as np
-
-    photo = cv2.imread(str(path))
-    scale = min(size[0] / photo.shape[1], size[1] / photo.shape[0]) * 0.8
-    photo = cv2.resize(photo, None, fx=scale, fy=scale)
-    frame = np.full((size[1], size[0], 3), 110, np.uint8)
-    y, x = (size[1] - photo.shape[0]) // 2, (size[0] - photo.shape[1]) // 2
-    frame[y:y + photo.shape[0], x:x + photo.shape[1]] = photo
-    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-
 
 def stream_phase(server: Server, photos: list[Path], seconds: float = 30, fps: float = 2) -> dict:
     """Issue 33 item 1: a camera at ``fps`` frames/s on /stream?record=1 for ``seconds``, every answer read, then
     "stop" (the server used to drop every stream at 10.0 s)."""
+    from test_stream import letterboxed
+
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -357,23 +348,11 @@ def stream_phase(server: Server, photos: list[Path], seconds: float = 30, fps: f
             "goal": "open >= 25 s at 2 frames/s, every frame answered, stop answered", "pass": ok}
 
 
-def huge_frames_mp4(path: Path, size: tuple[int, int]) -> Path:
-    """Two flat frames of ``size`` in a small H.264 MP4 (the probe's was 32 KB of two 12000x12000 frames)."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
-        frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 110, np.uint8), format="bgr24")
-        for _ in range(2):
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
-
 
 def video_bomb_phase(server: Server, work: Path) -> dict:
     """Issue 33 item 3: POST /video of a small MP4 of huge frames (the server went from 1.4 to 4.5 GB)."""
+    from test_video import huge_frames_mp4
+
     import httpx
 
     for size in ((12000, 12000), (8192, 8192), (8000, 6400)):  # the largest the encoder takes
@@ -472,6 +451,8 @@ def uploads_phase(server: Server, uploads: int = 4, megabytes: int = 100) -> dic
 
 def long_clip(path: Path, photos: list[Path], frames: int = 300) -> Path:
     """``frames`` 640x480 MJPG frames of the demo photos, a face in each (a job that runs for a while)."""
+    from test_stream import letterboxed
+
     import cv2
     import numpy as np
 
