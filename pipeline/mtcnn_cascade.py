@@ -4,7 +4,7 @@ Same steps and constants as ``mtcnn`` 1.0's stages (pyramid with factor 0.709, P
 stride-2 grid of 12 px cells, per-scale then global NMS, square boxes, bilinear patches at 24 and 48 px
 sampled as ``tf.image.crop_and_resize`` does, box regression, landmarks, NMS by the smaller area last),
 so boxes and landmarks agree with it; but every stage is a few vectorised NumPy operations and one
-ONNX Runtime call per pyramid level or stage, instead of eager TensorFlow.
+OpenVINO call (the whole pyramid on one canvas for P-Net), instead of eager TensorFlow.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ SCALE_FACTOR = 0.709
 CELL = 12  # P-Net's window
 STRIDE = 2
 NMS_CHUNK = 1024  # rows of the pairwise-overlap matrix computed at once (bounds memory on busy images)
-# OpenVINO prepares kernels once per input shape (~3 ms each). Pyramid levels are padded up to multiples of
+# OpenVINO prepares kernels once per input shape (~3 ms each). The pyramid's canvas is padded up to multiples of
 # LEVEL_BUCKET px and patch batches up to BATCH_BUCKETS, so a folder of photos of many sizes reuses a few shapes.
 LEVEL_BUCKET = 16
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -127,31 +127,29 @@ def crop_patches(image: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
     flat = image.reshape(-1, channels)
     r0, r1 = (y0 * width)[:, :, None], (y1 * width)[:, :, None]
     c0, c1 = x0[:, None, :], x1[:, None, :]
+    # np.take and in-place arithmetic: ~2.5x faster than fancy indexing and temporaries, the same float32 operations
+    top, top_right = np.take(flat, r0 + c0, axis=0), np.take(flat, r0 + c1, axis=0)
+    bottom, bottom_right = np.take(flat, r1 + c0, axis=0), np.take(flat, r1 + c1, axis=0)
     wx = fx[:, None, :, None]
-    top = flat[r0 + c0] * (1 - wx) + flat[r0 + c1] * wx
-    bottom = flat[r1 + c0] * (1 - wx) + flat[r1 + c1] * wx
-    patches = top + (bottom - top) * fy[:, :, None, None]
-    patches *= (in_y[:, :, None] & in_x[:, None, :])[..., None]
-    return patches
+    left = 1 - wx
+    top *= left
+    top_right *= wx
+    top += top_right
+    bottom *= left
+    bottom_right *= wx
+    bottom += bottom_right
+    bottom -= top
+    bottom *= fy[:, :, None, None]
+    top += bottom
+    top *= (in_y[:, :, None] & in_x[:, None, :])[..., None]
+    return top
 
 
 def bucket(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
-PADDING = -1e30  # added to P-Net's first feature map over the padding: never wins a max-pool
-
-
-def padded_level(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A pyramid level zero-padded (bottom/right) up to the next bucket size, and P-Net's mask for it."""
-    h, w = level.shape[:2]
-    hp, wp = bucket(h, LEVEL_BUCKET), bucket(w, LEVEL_BUCKET)
-    out = np.zeros((1, hp, wp, 3), np.float32)
-    out[0, :h, :w] = level
-    mask = np.zeros((1, 1, hp - 2, wp - 2), np.float32)
-    mask[:, :, h - 2:, :] = PADDING
-    mask[:, :, :, w - 2:] = PADDING
-    return out, mask
+PADDING = -1e30  # added to P-Net's first feature map outside a level: never wins a max-pool
 
 
 def pnet_output_size(side: int) -> int:
@@ -168,23 +166,64 @@ def run_batched(net, patches: np.ndarray) -> list[np.ndarray]:
     return [out[:n] for out in net(patches)]
 
 
+def pack_levels(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Places pyramid levels of ``sizes`` (h, w) on one canvas: top-left corners (y, x), both even, and the canvas
+    (h, w) in LEVEL_BUCKET multiples. Skyline packing, largest level first, lowest free spot: the canvas is as wide as
+    the two largest levels side by side and holds all of them in ~1.15x their total area."""
+    width = sizes[0][1] + (sizes[1][1] if len(sizes) > 1 else 0)
+    width = bucket(width, 2)
+    skyline = np.zeros(width, np.int64)  # the lowest free row of each canvas column
+    corners = []
+    for h, w in sizes:
+        w2 = bucket(w, 2)
+        tops = np.lib.stride_tricks.sliding_window_view(skyline, w2)[::2].max(axis=1)
+        x = 2 * int(np.argmin(tops))
+        y = bucket(int(tops[x // 2]), 2)
+        skyline[x:x + w2] = y + h
+        corners.append((y, x))
+    return corners, (bucket(int(skyline.max()), LEVEL_BUCKET), bucket(width, LEVEL_BUCKET))
+
+
+def mosaic(levels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """The pyramid's levels on one canvas for a single P-Net call, the mask that makes each level pool as if run
+    alone (0 over a level's first feature map, -1e30 elsewhere), and each level's corner. A P-Net output cell sees
+    12 px of one level only: the -1e30 outside keeps a level's border cells exactly what they are alone, and the
+    cells between levels are never read. One call instead of one per level: on photos of ~300 px the per-call
+    cost of ~8 small inferences was most of P-Net's time."""
+    corners, (height, width) = pack_levels([level.shape[:2] for level in levels])
+    canvas = np.zeros((1, height, width, 3), np.float32)
+    mask = np.full((1, 1, height - 2, width - 2), PADDING, np.float32)
+    for (y, x), level in zip(corners, levels):
+        h, w = level.shape[:2]
+        canvas[0, y:y + h, x:x + w] = level
+        mask[0, 0, y:y + h - 2, x:x + w - 2] = 0.0
+    return canvas, mask, corners
+
+
 def propose(nets: Networks, image: np.ndarray, min_face_size: int, threshold: float) -> np.ndarray:
-    """P-Net over the pyramid: candidate squares [x1, y1, x2, y2, score] in image pixels."""
+    """P-Net over the pyramid (all levels in one call, ``mosaic``): candidate squares [x1, y1, x2, y2, score] in
+    image pixels."""
     height, width = image.shape[:2]
+    scales = pyramid_scales(height, width, min_face_size)
+    if not scales:
+        return np.empty((0, 5))
+    # sizes truncated, as tf.image.resize is given them
+    levels = [cv2.resize(image, (int(width * s), int(height * s)), interpolation=cv2.INTER_AREA) for s in scales]
+    canvas, mask, corners = mosaic(levels)
+    reg_map, prob_map = nets.pnet(canvas, mask)
     found = []
-    for scale in pyramid_scales(height, width, min_face_size):
-        h, w = int(height * scale), int(width * scale)  # truncated, as tf.image.resize is given them
-        level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        reg, prob = nets.pnet(*padded_level(level))
+    for scale, level, (y, x) in zip(scales, levels, corners):
+        h, w = level.shape[:2]
+        oy, ox = y // 2, x // 2
         oh, ow = pnet_output_size(h), pnet_output_size(w)
-        reg, prob = reg[:, :oh, :ow], prob[:, :oh, :ow]
-        ys, xs = np.nonzero(prob[0, :, :, 1] > threshold)
+        reg, prob = reg_map[0, oy:oy + oh, ox:ox + ow], prob_map[0, oy:oy + oh, ox:ox + ow, 1]
+        ys, xs = np.nonzero(prob > threshold)
         if not len(ys):
             continue
-        score = prob[0, ys, xs, 1]
+        score = prob[ys, xs]
         order = descending(score)
         ys, xs, score = ys[order], xs[order], score[order]
-        dx1, dy1, dx2, dy2 = reg[0, ys, xs].T
+        dx1, dy1, dx2, dy2 = reg[ys, xs].T
         left, top = xs * STRIDE + 1.0, ys * STRIDE + 1.0
         right, bottom = xs * STRIDE + float(CELL), ys * STRIDE + float(CELL)
         side = CELL - 1.0

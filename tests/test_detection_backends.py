@@ -35,20 +35,29 @@ def test_each_network_computes_what_the_keras_model_computes(networks, reference
             np.testing.assert_allclose(g, e, atol=1e-5)
 
 
-def test_padding_to_a_shape_bucket_does_not_change_pnet(networks):
-    """Levels are padded up to 16 px buckets with a -1e30 mask before the first max-pool: the cells of the
-    unpadded level come out as if it had been run alone, odd sizes included."""
-    from mien.pipeline.mtcnn_cascade import padded_level, pnet_output_size
+def test_pyramid_levels_on_one_canvas_come_out_as_if_run_alone(networks):
+    """P-Net runs once over a canvas holding every pyramid level (-1e30 mask around each before the first
+    max-pool): each level's cells equal those of the level run alone, odd sizes included, and no two levels
+    overlap on the canvas."""
+    from mien.pipeline.mtcnn_cascade import mosaic, pnet_output_size
 
     rng = np.random.default_rng(1)
-    for h, w in ((37, 45), (38, 46), (33, 64)):
-        level = rng.uniform(-1, 1, (h, w, 3)).astype(np.float32)
+    levels = [rng.uniform(-1, 1, (h, w, 3)).astype(np.float32) for h, w in ((91, 67), (64, 47), (45, 33), (37, 45),
+                                                                              (16, 12), (13, 13))]
+    canvas, mask, corners = mosaic(levels)
+    assert canvas.shape[1] % 16 == canvas.shape[2] % 16 == 0
+    taken = np.zeros(canvas.shape[1:3], int)
+    for (y, x), level in zip(corners, levels):
+        taken[y:y + level.shape[0], x:x + level.shape[1]] += 1
+    assert taken.max() == 1
+    reg_map, prob_map = networks.pnet(canvas, mask)
+    for (y, x), level in zip(corners, levels):
+        h, w = level.shape[:2]
         alone = networks.pnet(level[None], np.zeros((1, 1, h - 2, w - 2), np.float32))
-        padded = networks.pnet(*padded_level(level))
         oh, ow = pnet_output_size(h), pnet_output_size(w)
-        for a, p in zip(alone, padded):
+        for a, m in zip(alone, (reg_map, prob_map)):
             assert a.shape[1:3] == (oh, ow)
-            np.testing.assert_allclose(p[:, :oh, :ow], a, atol=1e-6)
+            np.testing.assert_allclose(m[:, y // 2:y // 2 + oh, x // 2:x // 2 + ow], a, atol=1e-5)
 
 
 def _as_rows(found: list[dict]) -> np.ndarray:
