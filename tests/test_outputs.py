@@ -98,3 +98,24 @@ def test_the_pages_csv_cells_are_quoted_as_rfc_4180_and_never_formulas():
     script = function + f"\nconsole.log({json.dumps(cells)}.map(csvCell).join(','));"
     line = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True, timeout=30).stdout
     assert next(csv.reader(io.StringIO(line))) == ['a "quoted", name\n', "'=1+1", "-3", "'+", "'@sum", "12", "plain"]
+
+
+def test_the_streamed_table_keeps_its_columns_for_strangers_and_near_ties():
+    """Widths come from the enrolled names and the emotion labels: ``unknown (closest: NAME)`` and a near tie of
+    the two longest labels still leave the face and file columns where the header puts them."""
+    from mien.identity.match import IdentityMatch
+    from mien.pipeline.app.outputs import table_rows
+    from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
+
+    people = ("madonna", "jerry_seinfeld")
+    labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    tie = EmotionResult("surprise", 0.41, {"surprise": 0.41, "disgust": 0.39, "happy": 0.2})
+    record = ImageRecord("p.jpg", 9, 9, [
+        FaceRecord(1, (0, 0, 9, 9), 0.99, {}, IdentityMatch("madonna", 0.93, 0.61, "madonna"), tie),
+        FaceRecord(2, (0, 0, 9, 9), 0.99, {}, IdentityMatch("unknown", None, 1.17, "jerry_seinfeld"), tie)])
+    table = StreamingTable.for_answers(people, labels)
+    lines = [table.header()] + [table.line(row) for row in table_rows(record)]
+    assert "unknown (closest: jerry_seinfeld)" in lines[2] and "surprise 0.41 ~ disgust 0.39" in lines[1]
+    assert len({line.index("p.jpg") for line in lines[1:]}) == 1
+    assert lines[1].index("p.jpg") == lines[0].index("file")
+    assert StreamingTable().widths[0] < table.widths[0]  # the fixed default would have shifted them

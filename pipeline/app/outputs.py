@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -106,7 +107,12 @@ def who_text(ident) -> str:
     """The name, ``unknown (closest: NAME)`` for a stranger (the distance sits in its own column), or ``-``."""
     if ident is None:
         return "-"
-    return f"{UNKNOWN} (closest: {ident.closest})" if ident.name == UNKNOWN and ident.closest else ident.name
+    return who_text_for_stranger(ident.closest) if ident.name == UNKNOWN and ident.closest else ident.name
+
+
+def who_text_for_stranger(closest: str) -> str:
+    """A stranger's who-cell: unknown, and the enrolled person nearest to them."""
+    return f"{UNKNOWN} (closest: {closest})"
 
 
 def _r4(value) -> str:
@@ -145,6 +151,16 @@ class StreamingTable:
 
     def __init__(self, widths: tuple[int, ...] = (16, 4, 4, 22, 4)):
         self.widths = (*widths, 0)
+
+    @classmethod
+    def for_answers(cls, people: Sequence[str] = (), emotions: Sequence[str] = ()) -> "StreamingTable":
+        """Widths that hold every answer these people and emotion labels can give: ``unknown (closest: NAME)``
+        and a near tie ``label 0.44 ~ label 0.39`` line up too (names capped at 24 characters of width)."""
+        longest_name = min(24, max((len(p) for p in people), default=0))
+        who = max(16, len(who_text_for_stranger("x" * longest_name)) if people else 0)
+        longest_label = max((len(e) for e in emotions), default=0)
+        emotion = max(22, 2 * (longest_label + len(" 0.00")) + len(" ~ "))
+        return cls((who, 4, 4, emotion, 4))
 
     def line(self, cells) -> str:
         """One formatted row (control characters escaped)."""

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
                          "given; give a folder")
     store = open_db(args.db) if args.db else None  # a bad database path fails before the models load
     rec = build_recognizer(args)
-    table = None if "-" in (args.json, args.csv) else StreamingTable()
+    table = None
+    if "-" not in (args.json, args.csv):
+        table = StreamingTable.for_answers(rec.matcher.persons if rec.matcher is not None else (),
+                                           rec.emotion_model.labels if rec.emotion_model is not None else ())
     csv_out = CsvOutput(args.csv, rec) if args.csv else None
     records, failed = [], 0
     with tqdm(total=len(paths), unit="photo", desc="recognize", leave=False,
