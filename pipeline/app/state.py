@@ -44,7 +44,7 @@ class ServerState:
         self.refresh_lock = threading.Lock()
         self.db = ResultsDB(config.db_path or self.home / "mien.db")
         self.stream_limits = StreamLimits()
-        self.videos = VideoJobs(self.home / "videos", lambda: self.snapshot(), self.model_lock)
+        self.videos = VideoJobs(self.home / "videos", lambda: self.snapshot(), self.model_lock, history=self.db)
         self.page = web_page()  # index.html with the colours it shares with the charts and annotated images
         self.page_headers = page_security_headers(self.page)
 
