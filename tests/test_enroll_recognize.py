@@ -194,7 +194,7 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
     import threading
 
     from mien.identity.gallery import open_gallery
-    from mien.pipeline.app.server import _LockedModels
+    from mien.pipeline.app.state import LockedModels
     from mien.pipeline.enroll import embed_photos
 
     lock, held = threading.Lock(), []
@@ -207,7 +207,7 @@ def test_server_enrollment_runs_facenet_inside_the_model_lock(recognizer, enroll
     monkeypatch.setattr(recognizer.embedder, "embed", spy)
     photos = [(p.name, p.read_bytes()) for p in sorted((demo_photos[1] / "madonna").iterdir())[:2]]
     with open_gallery(tmp_path / "g.sqlite3") as gallery:
-        result = embed_photos(photos, _LockedModels(recognizer, lock), gallery)
+        result = embed_photos(photos, LockedModels(recognizer, lock), gallery)
     assert result.embedded == 2 and held == [True]  # one batched FaceNet call, under the lock
 
 

@@ -75,6 +75,25 @@ def test_every_cli_command_module_registers_itself():
         assert "def register(" in source and "set_defaults(run=" in source, name
 
 
+def test_the_servers_routes_leave_mien_errors_to_one_place():
+    """Issue 34 item 6: `create_app` was one 289-line function whose endpoints each turned mien's errors into
+    HTTPExceptions; now each concern is a router of its own and ``routes/errors.py`` answers those errors for all
+    of them: no route catches an exception to raise an HTTPException, and ``create_app`` only assembles."""
+    routes = modules("pipeline/app/routes")
+    assert {p.stem for p in routes} >= {"recognize", "people", "video", "history", "stream", "site", "errors", "deps"}
+    bad = []
+    for path in routes:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ExceptHandler) and "HTTPException" in ast.unparse(node):
+                bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not bad, bad
+    server = ast.parse((REPO / "pipeline" / "app" / "server.py").read_text())
+    [create_app] = [n for n in server.body if isinstance(n, ast.FunctionDef) and n.name == "create_app"]
+    assert create_app.end_lineno - create_app.lineno < 25
+    assert not [n for stmt in create_app.body for n in ast.walk(stmt)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]  # no endpoint defined inside
+
+
 def module_name(path: Path) -> str:
     """``pipeline/app/video.py`` -> ``mien.pipeline.app.video`` (a package's ``__init__`` is the package)."""
     parts = list(path.relative_to(REPO).with_suffix("").parts)

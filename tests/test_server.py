@@ -373,16 +373,18 @@ def test_a_burst_of_uploads_stays_within_the_pixel_budget(recognizer, enrolled, 
 
     import httpx
 
-    import mien.pipeline.app.server as server_module
+    from mien.pipeline.app import state as state_module
+    from mien.pipeline.app.routes import recognize as recognize_module
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from mien.pipeline.history import ResultsDB
     from mien.pipeline.images import load_image
 
     path = val_photo(demo_photos, "madonna")
     h, w = load_image(path).shape[:2]
-    monkeypatch.setattr(server_module, "DECODED_IMAGES", 1)
-    monkeypatch.setattr(server_module, "max_pixels", lambda: 2 * h * w)
+    monkeypatch.setattr(state_module, "DECODED_IMAGES", 1)
+    monkeypatch.setattr(state_module, "max_pixels", lambda: 2 * h * w)
     alive, peak, lock = [0], [0], threading.Lock()
-    real_decode = server_module.decode_image
+    real_decode = recognize_module.decode_image
 
     def counting_decode(data, name):
         image = real_decode(data, name)
@@ -392,15 +394,15 @@ def test_a_burst_of_uploads_stays_within_the_pixel_budget(recognizer, enrolled, 
         time.sleep(0.05)
         return image
 
-    monkeypatch.setattr(server_module, "decode_image", counting_decode)
-    real_db_add = server_module.ResultsDB.add
+    monkeypatch.setattr(recognize_module, "decode_image", counting_decode)
+    real_db_add = ResultsDB.add
 
     def add_and_release(self, record, *a, **k):
         with lock:
             alive[0] -= record.width * record.height
         return real_db_add(self, record, *a, **k)
 
-    monkeypatch.setattr(server_module.ResultsDB, "add", add_and_release)
+    monkeypatch.setattr(ResultsDB, "add", add_and_release)
     app = create_app(recognizer, ServerConfig(token=TOKEN, home=home_copy(mien_home, tmp_path / "home"),
                                               db_path=tmp_path / "r.db"))
     budget = app.state.mien.pixel_budget

@@ -564,3 +564,76 @@ def test_a_running_video_job_is_cancelled_and_a_finished_one_deleted(recognizer,
     again = client.post("/video", files=upload)  # the slot is free
     assert again.status_code == 200, again.text
     client.delete(f"/video/{again.json()['id']}")
+
+
+def looped(clip: Path, path: Path, times: int) -> Path:
+    """``clip`` played ``times`` times over, in one MJPEG AVI: a video long enough to cancel mid-run."""
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame)
+    cap.release()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, frames[0].shape[1::-1])
+    for _ in range(times):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.slow
+def test_a_video_processed_by_the_server_is_stored_in_the_history_and_a_cancelled_one_is_not(
+        recognizer, enrolled, mien_home, clip, tmp_path):
+    """Issue 34 item 4: a video processed in the page (POST /video) reaches the History as `mien video --db`
+    stores one: a single entry, source ``video``, the uploaded file's name and hash, a row per person with their
+    most frequent emotion; it is there once the job says done. A job cancelled mid-run stores nothing."""
+    import time
+
+    import httpx
+
+    from conftest import home_copy
+    from mien.identity.storage import sha256_file
+    from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
+    from test_server import AUTH, TOKEN
+
+    app = create_app(recognizer, ServerConfig(home=home_copy(mien_home, tmp_path / "home"), token=TOKEN))
+    long = looped(clip, tmp_path / "long.avi", 10)
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+        def upload(path: Path, every: str) -> dict:
+            r = http.post("/video", files={"file": (path.name, path.read_bytes(), "video/x-msvideo")},
+                          data={"every": every})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        def videos() -> list[dict]:
+            r = http.get("/history", headers=AUTH)
+            assert r.status_code == 200, r.text
+            return [rec for rec in r.json()["recognitions"] if rec["source"] == "video"]
+
+        job = upload(clip, "2")
+        deadline = time.monotonic() + 180
+        while job["status"] == "running":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+            job = http.get(f"/video/{job['id']}").json()
+        assert job["status"] == "done", job
+        [stored] = videos()
+        assert stored["file"] == "clip.avi" and stored["image_sha256"] == sha256_file(clip)
+        assert (stored["width"], stored["height"]) == (640, 480)
+        assert [f["identity"]["name"] for f in stored["faces"]] == ["ben_afflek", "madonna"]
+        assert all(f["emotion"] and 0 < f["emotion"]["confidence"] <= 1 for f in stored["faces"])
+        assert stored["thresholds"] == job["summary"]["thresholds"] and stored["models"] == job["summary"]["models"]
+        assert [r["file"] for r in http.get("/history?person=madonna", headers=AUTH).json()["recognitions"]] \
+            == ["clip.avi"]  # the History tab's person filter finds it
+
+        job = upload(long, "1")  # 400 frames, each detected: cancelled long before its end
+        while job["frames"] == 0:
+            assert job["status"] == "running" and time.monotonic() < deadline, job
+            time.sleep(0.05)
+            job = http.get(f"/video/{job['id']}").json()
+        assert http.delete(f"/video/{job['id']}").json()["status"] == "deleted"
+        folder = tmp_path / "home" / "videos" / job["id"]
+        while folder.exists():  # the run stops at its next frame and its folder goes
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [r["file"] for r in videos()] == ["clip.avi"]  # nothing of long.avi

@@ -229,7 +229,7 @@ def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(br
 def test_the_video_tab_processes_an_upload_and_plays_it_with_timelines(browser, recognizer, enrolled, mien_home,
                                                                        demo_photos, tmp_path):
     """Issue 22 item 3: upload a clip in the page, see progress, then the annotated video plays in the page (H.264)
-    and each person's emotion timeline appears."""
+    and each person's emotion timeline appears; issue 34 item 4: the video is then in the History tab."""
     import re
 
     from playwright.sync_api import expect
@@ -268,6 +268,14 @@ def test_the_video_tab_processes_an_upload_and_plays_it_with_timelines(browser, 
         href = page.get_attribute("#video-people .video-person[data-person='madonna'] a", "href")
         assert page.request.get(url + href).headers["content-type"] == "image/png"  # the PNG chart, one click away
         page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+        expect(page.locator("#video-status")).to_contain_text("kept in the history")
+        use_token(page, TOKEN)
+        page.click("#tab-history")
+        rows = page.locator("#history-table tbody tr.recognition")
+        expect(rows).to_have_count(2)  # the clip, a row per person, as `mien video --db` stores it
+        assert rows.locator("td.file").all_inner_texts() == ["clip.avi", "clip.avi"]
+        assert sorted(rows.locator("td.who").all_inner_texts()) == ["ben_afflek", "madonna"]
+        assert rows.locator("td[data-label=source]").all_inner_texts() == ["video", "video"]
         page.close()
 
 

@@ -6,12 +6,19 @@ is read, the upload is written into the job's folder as it arrives and deleted o
 server that was killed (its process gone) are deleted when the next one starts. A job keeps at most
 ``MAX_OBSERVATIONS`` faces-in-frames in memory (the live stream's recording limit; past it the job stops there and
 its summary says so), and ``delete`` cancels a running job (at its next frame) or deletes a finished one.
+
+A finished job is stored in the server's results database (``history``) before it says "done", as `mien video --db`
+stores a video: one entry (source ``video``, the uploaded file's name and hash) with a row per person, so the
+History tab and ``GET /history`` show it. A job cancelled before its last frame, or one that failed, stores
+nothing; deleting a finished job deletes its files, not its entry in the history (``DELETE /people/{name}`` and
+`mien people forget` redact it).
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -64,8 +71,9 @@ OWNER = ".server"  # in each job folder: the id of the process that made it
 class VideoJobs:
     """The server's uploaded videos, processed one at a time in a background thread."""
 
-    def __init__(self, folder: Path, recognizer_view, model_lock: threading.Lock, every: int = 3):
+    def __init__(self, folder: Path, recognizer_view, model_lock: threading.Lock, every: int = 3, history=None):
         self.folder, self.view, self.model_lock, self.every = folder, recognizer_view, model_lock, every
+        self.history = history  # the results database finished jobs are stored in (None: not stored)
         self.jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
         self._sweep()
@@ -116,10 +124,14 @@ class VideoJobs:
                 raise VideoCancelled(job.id)
 
         try:
-            result = process_video(source, self.view(), out=job.folder / "annotated.mp4",
+            recognizer = self.view()
+            result = process_video(source, recognizer, out=job.folder / "annotated.mp4",
                                    summary_dir=job.folder / "summary", every=every, on_frame=progress,
                                    model_lock=self.model_lock, max_observations=MAX_OBSERVATIONS)
-            job.summary = {**result.summary, "source": job.name}  # the uploaded file's name, not the server's path
+            result.source = job.name  # the uploaded file's name, not the server's path (summary and history)
+            job.summary = {**result.summary, "source": job.name}
+            if self.history is not None and not job.cancelled.is_set():
+                self._store(job, recognizer, result, source)
             job.status = "done"
         except VideoCancelled:
             pass
@@ -131,6 +143,18 @@ class VideoJobs:
             source.unlink(missing_ok=True)  # the upload is not kept, only what mien made of it
             if job.cancelled.is_set():  # deleted while it ran: nothing of it is kept
                 shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _store(self, job: VideoJob, recognizer, result, source: Path) -> None:
+        """The finished job in the history as `mien video --db` stores a video (``videosummary.store_in_history``);
+        VideoError when the database refuses it (the job then fails, as POST /recognize does)."""
+        from mien.identity.storage import sha256_file
+        from mien.pipeline.app.videosummary import store_in_history
+        from mien.pipeline.app.videowriter import VideoError
+
+        try:
+            store_in_history(self.history, recognizer, result, "video", sha256_file(source))
+        except (sqlite3.Error, OSError) as exc:
+            raise VideoError(f"{job.name}: processed, but it could not be stored in the history ({exc})") from None
 
     def delete(self, job_id: str) -> VideoJob | None:
         """Cancel a running job (it stops at its next frame and its folder goes) or delete a finished one's files;
