@@ -206,6 +206,8 @@ def test_the_camera_tab_streams_a_live_camera_and_draws_each_persons_timeline(br
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(url + "/")
             page.click("#tab-camera")
+            legend = page.locator("#camera-legend span").all_text_contents()
+            assert legend == list(recognizer.emotion_model.labels) and "contempt" not in legend  # the model's 7
             page.check("#camera-record")  # and keep the recording in the history
             page.click("#camera-start")
             for person in ("ben_afflek", "madonna"):
@@ -306,5 +308,6 @@ def test_the_page_draws_all_8_emotions_of_a_ferplus_server(browser, recognizer, 
         page.wait_for_selector("#faces .face-card")
         names = page.locator("#faces .face-card .bars .emo").all_text_contents()  # the folded ones too
         assert set(FERPLUS_EMOTIONS) <= set(names) and page.locator("#faces .face-card .bars .bar").count() == 8
+        assert page.locator("#video-legend span").all_text_contents() == list(FERPLUS_EMOTIONS)  # contempt too
         page.screenshot(path=str(tmp_path / "ferplus.png"), full_page=True)
         page.close()

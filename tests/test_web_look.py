@@ -40,6 +40,9 @@ def test_the_page_draws_with_the_charts_and_annotations_palette():
         assert palette[key] == "#{2:02x}{1:02x}{0:02x}".format(*bgr)
         assert contrast("#ffffff", palette[key]) >= 4.5, key
     assert "EMOTION_COLORS = {" not in html  # no second definition of the emotion colours in the page
+    assert palette["labels"] == []  # the legends list the served model's emotions: none without a model
+    served = json.loads(re.search(r"const PALETTE = (\{.*?\});\n", web_page(("happy", "sad"))).group(1))
+    assert served["labels"] == ["happy", "sad"]
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,9 @@ class ServerState:
         self.db = ResultsDB(config.db_path or self.home / "mien.db")
         self.stream_limits = StreamLimits()
         self.videos = VideoJobs(self.home / "videos", lambda: self.snapshot(), self.model_lock, history=self.db)
-        self.page = web_page()  # index.html with the colours it shares with the charts and annotated images
+        emotion = recognizer.emotion_model
+        # index.html with the colours it shares with the charts and annotated images, and the model's emotions
+        self.page = web_page(emotion.labels if emotion is not None else ())
         self.page_headers = page_security_headers(self.page)
 
     def current(self):
