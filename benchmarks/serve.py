@@ -1,13 +1,13 @@
 """REST API throughput and latency, and video frames/s, on the 5-person demo photos.
 
-    python benchmarks/serve.py [--clients 8] [--seconds 20] [--json FILE]
+    python benchmarks/serve.py [--clients 8] [--seconds 30] [--rounds 5] [--json FILE]
 
 Starts `mien serve` (its own process, as deployed) on a free local port, lets N concurrent clients post
 the held-out demo photos for a bounded time and reports requests/s, p50/p95 latency, errors and the batch
 sizes the server formed; checks that every answer names the same people with the same boxes as
 `mien recognize --json` on those photos, and compares the throughput with the CLI's batched recognition
-of the same photos in this run (goal >= 0.9x). Before that, a freshly loaded and warmed-up server's first
-request is timed against steady-state single requests (goal <= 2x).
+of the same photos in this run, the two taking turns (goal >= 0.95x, issue 36). Before that, a freshly
+loaded and warmed-up server's first request is timed against steady-state single requests (goal <= 2x).
 Then measures `mien video` frames/s on a 640x480 clip built from the photos, detecting every frame vs
 every 5th frame. Runs in a temporary MIEN_HOME: a user's enrolled people are never touched.
 """
@@ -115,7 +115,8 @@ def load_clients(url: str, photos: list[Path], clients: int, seconds: float) -> 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=30.0, help="the clients' time in all (split over the rounds)")
+    ap.add_argument("--rounds", type=int, default=5, help="turns of the CLI and the server (ratio: their median)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -123,13 +124,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, train, val = demo_workspace("mien-bench-serve-")
 
+    import numpy as np
+
     from mien.pipeline import Recognizer
     from mien.pipeline.enroll import enroll_folder
     from mien.pipeline.app.server import BackgroundServer, ServerConfig, create_app
     from mien.pipeline.app.video import process_video
 
     r: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
+    # as a user's machine after `mien models fetch`: the default precision runs what it ships (FaceNet in INT8)
+    subprocess.run([sys.executable, "-m", "mien", "models", "fetch"], check=True, capture_output=True,
+                   env=dict(os.environ))
     rec = Recognizer()
+    r["precision"] = rec.precision
     enroll_folder(train, rec)
     rec.reload_classifier()
     photos = sorted(val.rglob("*.jpg"))
@@ -141,11 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
     cli = {i["file"]: tuple(faces_key(i)) for i in json.loads(cli_json.read_text())["images"]}
 
     # ---- the CLI's batched throughput on the same photos (decode + recognize, chunks of 16) ------------
+    def cli_images_per_s() -> float:
+        t = time.perf_counter()
+        for _ in range(3):
+            list(rec.recognize_paths(photos))
+        return 3 * len(photos) / (time.perf_counter() - t)
+
     list(rec.recognize_paths(photos[:4]))  # warm-up
-    t = time.perf_counter()
-    for _ in range(3):
-        list(rec.recognize_paths(photos))
-    r["cli_batched_images_per_s"] = 3 * len(photos) / (time.perf_counter() - t)
 
     # ---- first request after a fresh server is ready vs steady state ---------------------------------
     from http.client import HTTPConnection
@@ -189,7 +198,24 @@ def main(argv: list[str] | None = None) -> dict:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"mien serve did not start: {server.stdout.read() if server.poll() else ''}")
                 time.sleep(0.2)
-        load = load_clients(url, photos, args.clients, args.seconds)
+        # this machine's speed drifts by several % within a minute: the CLI and the server take turns, and the
+        # ratio is the median of the rounds' ratios (each round: the CLI's 3 passes, then the clients' share)
+        load_clients(url, photos, args.clients, 2)  # warm-up: every batch size the clients make
+        rounds = []
+        for _ in range(args.rounds):
+            cli_rate = cli_images_per_s()
+            rounds.append((cli_rate, load_clients(url, photos, args.clients, args.seconds / args.rounds)))
+        load = {"clients": args.clients, "seconds": sum(x["seconds"] for _, x in rounds),
+                "requests": sum(x["requests"] for _, x in rounds), "errors": [e for _, x in rounds for e in x["errors"]],
+                "answers": {}}
+        for _, x in rounds:
+            for photo, seen in x["answers"].items():
+                load["answers"].setdefault(photo, set()).update(seen)
+        load["requests_per_s"] = load["requests"] / load["seconds"]
+        load["p50_ms"] = float(np.median([x["p50_ms"] for _, x in rounds]))
+        load["p95_ms"] = float(np.median([x["p95_ms"] for _, x in rounds]))
+        load["round_ratios"] = [x["requests_per_s"] / c for c, x in rounds]
+        r["cli_batched_images_per_s"] = float(np.median([c for c, _ in rounds]))
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=30).read())
     finally:
         server.terminate()
@@ -203,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ResultsDB(db_path) as db:
         load["stored_in_db"] = len(db.query())
     load["mean_batch"] = health["batching"]["recent_mean_batch"]
-    load["ratio_vs_cli_batched"] = load["requests_per_s"] / r["cli_batched_images_per_s"]
+    load["ratio_vs_cli_batched"] = float(np.median(load["round_ratios"]))
     r["serve"] = load
 
     # ---- video frames/s on a 640x480 clip ------------------------------------------------------
@@ -220,8 +246,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"fresh server, first request after ready: {f['first_ms']:.0f} ms vs steady single requests "
           f"{f['steady_p50_ms']:.0f} ms p50 = {f['ratio']:.2f}x (goal <= 2)")
     s = r["serve"]
+    print(f"precision: {r['precision']}")
     print(f"CLI batched: {r['cli_batched_images_per_s']:.2f} images/s; API {s['requests_per_s']:.2f} req/s = "
-          f"{s['ratio_vs_cli_batched']:.2f}x (goal >= 0.9), mean batch {s['mean_batch']:.1f} images")
+          f"{s['ratio_vs_cli_batched']:.2f}x, the median of {len(s['round_ratios'])} alternating rounds "
+          f"({', '.join(f'{x:.2f}' for x in s['round_ratios'])}; goal >= 0.95), mean batch {s['mean_batch']:.1f} images")
     print(f"API: {s['clients']} clients for {s['seconds']:.0f}s: {s['requests']} requests, {s['requests_per_s']:.2f} req/s, "
           f"p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, {len(s['errors'])} errors, "
           f"{len(s['mismatches_vs_cli'])} of {s['photos_checked_against_cli']} photos differ from the CLI, "
