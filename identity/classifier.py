@@ -2,8 +2,9 @@
 
 A face is named only when (a) the calibrated SVM probability of the predicted person and
 (b) the distance to that person's nearest enrolled embedding both pass the thresholds. With a
-single enrolled person there is no SVM: distance alone decides. The SVM is never stored: it is
-refit in memory from the gallery (identity.gallery), which holds the embeddings.
+single enrolled person there is no SVM: distance alone decides. The SVM is fitted from the gallery
+(identity.gallery), which holds the embeddings; its probabilities' arrays may be handed back from an earlier fit
+on the same embeddings (``fitted``: identity.upkeep keeps them between runs), which needs no scikit-learn.
 """
 from __future__ import annotations
 
@@ -12,25 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# scikit-learn imports pandas (and pandas pyarrow) whenever they are installed, only to recognise DataFrames, which
-# mien never gives it: 63 MB of peak memory and 0.45 s of every `mien recognize` (measured on the demo folder,
-# 2026-12-05). Unless the process already has pandas, it is hidden while scikit-learn loads (a None entry makes
-# `import pandas` fail, and scikit-learn goes on without it), then unhidden for anyone who imports it later.
-if "pandas" not in sys.modules:
-    sys.modules["pandas"] = None  # type: ignore[assignment]
-    try:
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.svm import SVC
-    finally:
-        if sys.modules.get("pandas", 0) is None:
-            del sys.modules["pandas"]
-else:
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import SVC
-
 from mien.identity.errors import NotEnrolledError
 from mien.identity.match import UNKNOWN, Candidate, IdentityMatch  # noqa: F401 (re-exported)
-from mien.identity.svm_proba import fast_predict_proba
+from mien.identity.svm_proba import LinearSVMProba, fast_predict_proba
 
 # "Same person" is one distance for recognition (a face and a person's nearest enrolled photo) and for
 # verification (two photos). Measured 2026-12-07 (benchmarks/same_person.py): on the 118 demo photos, leave one
@@ -62,11 +47,32 @@ def nearest_people(dists: np.ndarray, labels: np.ndarray, persons: list[str], k:
     return [tuple(Candidate(persons[j], float(row[j])) for j in cols) for row, cols in zip(per_person, order)]
 
 
+def _sklearn():
+    """scikit-learn's calibrated SVC, imported only to fit one (a saved fit needs none of it: ~1 s of a cold start).
+
+    scikit-learn imports pandas (and pandas pyarrow) whenever they are installed, only to recognise DataFrames, which
+    mien never gives it: 63 MB of peak memory and 0.45 s of every `mien recognize` (measured on the demo folder,
+    2026-12-05). Unless the process already has pandas, it is hidden while scikit-learn loads (a None entry makes
+    `import pandas` fail, and scikit-learn goes on without it), then unhidden for anyone who imports it later."""
+    hide = "pandas" not in sys.modules
+    if hide:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import SVC
+    finally:
+        if hide and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+    return CalibratedClassifierCV, SVC
+
+
 class IdentityClassifier:
     """Linear SVM with calibrated probabilities + nearest-embedding distance, over L2-normalised embeddings."""
 
     def __init__(self, embeddings: np.ndarray, labels: list[str], embedder_version: str,
-                 thresholds: MatchThresholds = MatchThresholds()):
+                 thresholds: MatchThresholds = MatchThresholds(), fitted: LinearSVMProba | None = None):
+        """``fitted``: the SVM's probabilities saved from an earlier fit on these same embeddings (``fitted_svm``);
+        without it the SVM is fitted now (scikit-learn)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             raise NotEnrolledError("no enrolled embeddings: enroll at least one person with `mien enroll`.")
@@ -77,12 +83,25 @@ class IdentityClassifier:
         self.persons = sorted(set(labels))
         self.embedder_version = embedder_version
         self.thresholds = thresholds
-        self.svm = self._fit_svm() if len(self.persons) > 1 else None
-        # scikit-learn's own predict_proba unless the NumPy form reproduces it (identity.svm_proba: 8x faster a call)
-        self._proba = None if self.svm is None else (fast_predict_proba(self.svm, self.embeddings)
-                                                       or self.svm.predict_proba)
+        self.svm = None  # scikit-learn's fitted model, when fitted in this process
+        if len(self.persons) < 2:
+            self._proba, self.classes = None, self.persons
+        elif fitted is not None and list(fitted.classes) == self.persons:
+            self._proba, self.classes = fitted, list(fitted.classes)
+        else:
+            self.svm = self._fit_svm()
+            self.classes = list(self.svm.classes_)
+            # scikit-learn's own predict_proba unless the NumPy form reproduces it (identity.svm_proba: 8x faster)
+            self._proba = fast_predict_proba(self.svm, self.embeddings) or self.svm.predict_proba
 
-    def _fit_svm(self) -> CalibratedClassifierCV:
+    @property
+    def fitted_svm(self) -> LinearSVMProba | None:
+        """The SVM's probabilities as arrays that can be saved and handed back (None without an SVM, or where only
+        scikit-learn's own predict_proba reproduces the fit)."""
+        return self._proba if isinstance(self._proba, LinearSVMProba) else None
+
+    def _fit_svm(self):
+        CalibratedClassifierCV, SVC = _sklearn()
         counts = [int((self.labels == p).sum()) for p in self.persons]
         folds = min(5, min(counts))
         if folds >= 2:
@@ -111,9 +130,9 @@ class IdentityClassifier:
             return []
         dists = np.linalg.norm(embeddings[:, None, :] - self.embeddings[None, :, :], axis=-1)
         nearest = nearest_people(dists, self.labels, self.persons, max(1, candidates))
-        if self.svm is not None:
+        if self._proba is not None:
             proba = self._proba(embeddings)
-            classes = list(self.svm.classes_)
+            classes = self.classes
             best = proba.argmax(axis=1)
             picks = [classes[i] for i in best]
             confidences = proba[np.arange(len(best)), best]
@@ -125,7 +144,7 @@ class IdentityClassifier:
             distance = float(dists[i, self.labels == person].min())
             conf = float(confidences[i])
             top = nearest[i][:candidates]
-            if distance <= th.distance and (self.svm is None or conf >= th.probability):
+            if distance <= th.distance and (self._proba is None or conf >= th.probability):
                 out.append(IdentityMatch(person, conf, distance, person, top))
             else:  # a stranger: who they are closest to, by distance (the SVM's pick may differ)
                 out.append(IdentityMatch(UNKNOWN, None, nearest[i][0].distance, nearest[i][0].name, top))

@@ -1,6 +1,7 @@
 """Matchers: who is this embedding, among a gallery snapshot, with one open-set rule for strangers.
 
-``svm``: the design's calibrated linear SVM (small galleries; refit in memory from the gallery, never stored).
+``svm``: the design's calibrated linear SVM (small galleries; fitted from the gallery, its arrays kept between
+runs by identity.upkeep).
 ``knn``: nearest neighbours over an index (exact numpy search for small galleries, HNSW for large ones),
 updated incrementally from the gallery's change log. Both say ``unknown`` unless the distance to the candidate
 person's nearest enrolled embedding is within the threshold (the SVM also needs its probability).
@@ -17,6 +18,7 @@ from mien.identity.classifier import IdentityClassifier, MatchThresholds
 from mien.identity.errors import NotEnrolledError, StaleModelError
 from mien.identity.gallery.base import Changes, GallerySnapshot
 from mien.identity.match import UNKNOWN, Candidate, IdentityMatch
+from mien.identity.svm_proba import LinearSVMProba
 
 # Above this many enrolled embeddings `auto` uses the nearest-neighbour matcher: the calibrated one-vs-one SVM's
 # refit grows faster than the gallery (benchmarks/gallery.py, 2 idle cores, 5 photos per person: 100 faces 0.08 s,
@@ -50,7 +52,7 @@ def thresholds_of(snapshot: GallerySnapshot) -> MatchThresholds:
                       probability=float(th.get("probability", base.probability)))
 
 
-def _fingerprint(snapshot: GallerySnapshot) -> str:
+def snapshot_fingerprint(snapshot: GallerySnapshot) -> str:
     """Changes with every enrollment: the gallery's face ids, labels and generation."""
     h = hashlib.sha256(np.ascontiguousarray(snapshot.face_ids).tobytes())
     h.update("\0".join(snapshot.labels).encode())
@@ -63,10 +65,10 @@ class SVMMatcher(IdentityClassifier):
 
     kind = "svm"
 
-    def __init__(self, snapshot: GallerySnapshot, embedder_version: str):
-        super().__init__(snapshot.vectors, snapshot.labels, embedder_version, thresholds_of(snapshot))
+    def __init__(self, snapshot: GallerySnapshot, embedder_version: str, fitted: LinearSVMProba | None = None):
+        super().__init__(snapshot.vectors, snapshot.labels, embedder_version, thresholds_of(snapshot), fitted)
         self.generation = snapshot.generation
-        self.fingerprint = _fingerprint(snapshot)
+        self.fingerprint = snapshot_fingerprint(snapshot)
 
 
 class KNNMatcher:
@@ -82,7 +84,7 @@ class KNNMatcher:
         self.embedder_version = embedder_version
         self.thresholds = thresholds_of(snapshot)
         self.generation = snapshot.generation
-        self.fingerprint = _fingerprint(snapshot)
+        self.fingerprint = snapshot_fingerprint(snapshot)
         self._lock = threading.Lock()  # an update and a search never interleave (requests run in threads)
         self._names: list[str] = []
         self._code_of: dict[str, int] = {}
@@ -195,8 +197,10 @@ def choose_matcher_kind(n_faces: int, n_people: int) -> str:
     return "svm" if n_faces <= SVM_MAX_FACES else "knn"
 
 
-def build_matcher(snapshot: GallerySnapshot, model: str, kind: str = "auto") -> Matcher:
-    """A matcher over ``snapshot``; refuses a gallery whose embeddings another model (weights, face crop) made."""
+def build_matcher(snapshot: GallerySnapshot, model: str, kind: str = "auto",
+                  fitted: LinearSVMProba | None = None) -> Matcher:
+    """A matcher over ``snapshot``; refuses a gallery whose embeddings another model (weights, face crop) made.
+    ``fitted``: an SVM saved from an earlier fit on this snapshot (identity.upkeep), so none is fitted now."""
     if not len(snapshot.labels):
         raise NotEnrolledError("nobody is enrolled yet: enroll people with `mien enroll DIR` or `mien people add`.")
     if snapshot.model is not None and snapshot.model != model:
@@ -207,4 +211,4 @@ def build_matcher(snapshot: GallerySnapshot, model: str, kind: str = "auto") -> 
         kind = choose_matcher_kind(len(snapshot.labels), len(set(snapshot.labels)))
     if kind not in MATCHERS:
         raise ValueError(f"unknown matcher {kind!r}; choose from {sorted(MATCHERS)} or auto")
-    return MATCHERS[kind](snapshot, model)
+    return SVMMatcher(snapshot, model, fitted) if kind == "svm" else MATCHERS[kind](snapshot, model)

@@ -30,8 +30,21 @@ def _ovr(decision: np.ndarray, n_classes: int) -> np.ndarray:
 class LinearSVMProba:
     """The probabilities of a calibrated linear SVM from its arrays (picklable, like the model it stands for)."""
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, a: np.ndarray, b: np.ndarray, n_classes: int):
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, a: np.ndarray, b: np.ndarray, n_classes: int,
+                 classes: list[str] | tuple[str, ...] = ()):
         self.coef, self.intercept, self.a, self.b, self.n_classes = coef, intercept, a, b, n_classes
+        self.classes = list(classes)  # the people, in the order of the probabilities' columns
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything it is, as arrays (``np.savez``); ``from_arrays`` makes it again."""
+        return {"coef": self.coef, "intercept": self.intercept, "a": self.a, "b": self.b,
+                "classes": np.array(self.classes, dtype=str)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "LinearSVMProba":
+        classes = [str(c) for c in arrays["classes"]]
+        return cls(*(np.asarray(arrays[k], np.float64) for k in ("coef", "intercept", "a", "b")), len(classes),
+                   classes)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         decision = np.asarray(x, np.float64) @ self.coef.T + self.intercept
@@ -54,7 +67,8 @@ def fast_predict_proba(model, check: np.ndarray) -> LinearSVMProba | None:
             return None
         proba = LinearSVMProba(np.asarray(svc.coef_, np.float64), np.asarray(svc.intercept_, np.float64),
                                np.array([c.a_ for c in calibrated.calibrators], np.float64),
-                               np.array([c.b_ for c in calibrated.calibrators], np.float64), len(svc.classes_))
+                               np.array([c.b_ for c in calibrated.calibrators], np.float64), len(svc.classes_),
+                               [str(c) for c in svc.classes_])
         same = np.allclose(proba(check), model.predict_proba(check), rtol=0, atol=1e-6)
     except (AttributeError, TypeError, ValueError, FloatingPointError):
         return None

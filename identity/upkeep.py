@@ -1,15 +1,20 @@
-"""Keeping a matcher in step with its gallery: built from a snapshot, a large gallery's index saved and reloaded
-with only the changes since applied, updated in place from the change log, discarded when faces are erased."""
+"""Keeping a matcher in step with its gallery: built from a snapshot, a large gallery's index (or a small one's fitted
+SVM) saved and reloaded, with only the changes since applied, updated in place from the change log, discarded when
+faces are erased."""
 from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from mien.identity import knn
 from mien.identity.gallery import Gallery, GallerySnapshot
-from mien.identity.matchers import KNNMatcher, build_matcher, choose_matcher_kind
-from mien.identity.storage import write_json_atomic
+from mien.identity.matchers import KNNMatcher, build_matcher, choose_matcher_kind, snapshot_fingerprint
+from mien.identity.storage import atomic_path, write_json_atomic
+from mien.identity.svm_proba import LinearSVMProba
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +22,53 @@ log = logging.getLogger(__name__)
 def index_file(index_dir: Path, snapshot: GallerySnapshot, kind: str) -> Path:
     """Where the nearest-neighbour index of a gallery is kept between runs (one file per gallery and index kind)."""
     return index_dir / f"{snapshot.gallery_id or 'gallery'}.{kind}"
+
+
+SVM_FIT_VERSION = 1  # part of a saved fit's name: bump when the fit changes (folds, calibration)
+
+
+def svm_file(index_dir: Path, snapshot: GallerySnapshot) -> Path:
+    """Where the SVM fitted on ``snapshot`` is kept between runs: named by the snapshot (faces, names, generation,
+    model), scikit-learn's version and the fit's, so a saved fit is only ever used for what it was fitted on. Beside
+    the indexes, so erasing faces discards it too (``discard_saved_indexes``)."""
+    from importlib.metadata import version
+
+    return index_dir / (f"{snapshot.gallery_id or 'gallery'}.svm-{snapshot_fingerprint(snapshot)}"
+                        f"-sklearn{version('scikit-learn')}-v{SVM_FIT_VERSION}.npz")
+
+
+def _saved_svm(index_dir: Path, snapshot: GallerySnapshot) -> LinearSVMProba | None:
+    """The SVM saved for exactly this snapshot, or None (none saved, or a damaged file: then it is fitted again).
+    Loading it spares a cold start scikit-learn's import and the fit (~1 s of `mien recognize one.jpg`)."""
+    path = svm_file(index_dir, snapshot)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            fitted = LinearSVMProba.from_arrays(arrays)
+        proba = fitted(snapshot.vectors[:64])
+        if fitted.classes != sorted(set(snapshot.labels)) or not np.isfinite(proba).all():
+            raise ValueError("it does not fit this gallery")
+        return fitted
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        log.warning("ignoring the saved SVM %s (%s); fitting it again", path, exc)
+        return None
+
+
+def _save_svm(matcher, snapshot: GallerySnapshot, index_dir: Path) -> None:
+    """Keep the matcher's fitted SVM for the next run (replacing this gallery's earlier fits); a folder that cannot
+    be written only means the next run fits it again."""
+    fitted = matcher.fitted_svm
+    if fitted is None:
+        return
+    path = svm_file(index_dir, snapshot)
+    try:
+        for old in index_dir.glob(f"{snapshot.gallery_id or 'gallery'}.svm-*.npz"):
+            old.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **fitted.arrays())
+    except OSError as exc:
+        log.debug("could not save the fitted SVM to %s (%s); the next run fits it again", path, exc)
 
 
 def discard_saved_indexes(gallery: Gallery, index_dir: Path) -> list[Path]:
@@ -84,10 +136,13 @@ def load_matcher(gallery: Gallery, model: str, kind: str = "auto", index_dir: Pa
         if index is not None:
             return KNNMatcher(light, model, index=index)
     snapshot = gallery.snapshot()
+    fitted = _saved_svm(index_dir, snapshot) if n and wanted == "svm" and index_dir is not None else None
     try:
-        matcher = build_matcher(snapshot, model, wanted)
+        matcher = build_matcher(snapshot, model, wanted, fitted)
     except NotEnrolledError:
         return None
+    if matcher.kind == "svm" and fitted is None and index_dir is not None:
+        _save_svm(matcher, snapshot, index_dir)
     if matcher.kind == "knn" and index_kind != "exact" and index_dir is not None:
         _save_index(matcher, snapshot, index_kind, model, index_dir)
     return matcher
