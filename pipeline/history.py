@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
 from mien.identity.gallery.base import NameSpan
-from mien.identity.match import UNKNOWN, IdentityMatch
+from mien.identity.match import UNKNOWN, IdentityMatch, name_text
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 DB_NAME = "mien.db"
@@ -333,14 +333,15 @@ def _recognition_dict(r: sqlite3.Row, faces: list[FaceRecord]) -> dict[str, Any]
 
 
 def history_rows(recognitions: list[dict]) -> list[list[str]]:
-    """Table rows (time, source, image, face, who, emotion) for ``mien history``."""
+    """Table rows (time, source, image, face, who, emotion) for ``mien history``: a stranger is ``unknown (closest:
+    NAME)`` as in ``mien recognize``'s table."""
     rows = []
     for r in recognitions:
         if r.get("error") or not r["faces"]:
             rows.append([r["created"], r["source"], r["file"], "-", "ERROR" if r.get("error") else "(no face)",
                          r.get("error") or ""])
         for f in r["faces"]:
-            who = f["identity"]["name"] if f["identity"] else "-"
+            who = name_text(f["identity"]["name"], f["identity"].get("closest")) if f["identity"] else "-"
             emo = f"{f['emotion']['label']} {f['emotion']['confidence']:.2f}" if f["emotion"] else "-"
             rows.append([r["created"], r["source"], r["file"], str(f["face_id"]), who, emo])
     return rows

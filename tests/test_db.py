@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -99,6 +100,23 @@ def test_a_stranger_reads_back_with_the_person_they_were_closest_to(tmp_path):
     assert [f["identity"] for f in found["faces"]] == [f["identity"] for f in made.to_dict()["faces"]] == [
         {"name": "unknown", "confidence": None, "distance": 1.17, "closest": "alice"},
         {"name": "bob", "confidence": 0.9, "distance": 0.5, "closest": "bob"}]
+
+
+def test_history_table_says_whom_a_stranger_was_closest_to(tmp_path, capfd):
+    """`mien history`'s who column says it as `mien recognize`'s table does: unknown (closest: NAME)."""
+    from mien.pipeline.app.cli import main
+
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        db.add(stranger("party.jpg", "alice"), image_sha256=None, thresholds=THRESHOLDS, models=MODELS, source="cli")
+        db.add(stranger("crowd.jpg", None), image_sha256=None, thresholds=THRESHOLDS, models=MODELS, source="cli")
+    capfd.readouterr()
+    assert main(["history", "--db", str(path)]) == 0
+    rows = [re.split(r"\s{2,}", line)[2:] for line in capfd.readouterr().out.splitlines()[1:]]
+    assert rows == [["crowd.jpg", "1", "unknown", "sad 0.70"],  # no closest person known: unknown alone
+                    ["crowd.jpg", "2", "bob", "happy 0.80"],
+                    ["party.jpg", "1", "unknown (closest: alice)", "sad 0.70"],
+                    ["party.jpg", "2", "bob", "happy 0.80"]]
 
 
 def test_a_schema_4_database_migrates_and_its_strangers_have_no_closest_person(tmp_path):
