@@ -59,3 +59,14 @@ class IdentityMatch:
         if self.candidates:
             out["candidates"] = [c.to_dict() for c in self.candidates]
         return out
+
+
+def who_text_for_stranger(closest: str) -> str:
+    """A stranger's who-cell in a table: unknown, and the enrolled person nearest to them."""
+    return f"{UNKNOWN} (closest: {closest})"
+
+
+def name_text(name: str, closest: str | None) -> str:
+    """How a table names a face (``mien recognize``, ``mien history``): the name, or ``unknown (closest: NAME)`` for
+    a stranger whose closest enrolled person is known (the distance sits in its own column)."""
+    return who_text_for_stranger(closest) if name == UNKNOWN and closest else name

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from mien.pipeline.errors import UsageError
 from mien.pipeline.home import mien_home
 from mien.identity.gallery.base import NameSpan
-from mien.identity.match import IdentityMatch
+from mien.identity.match import UNKNOWN, IdentityMatch, name_text
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 DB_NAME = "mien.db"
@@ -63,6 +63,9 @@ MIGRATIONS: list[str] = [
     """,
     """
     ALTER TABLE faces ADD COLUMN detection_scale REAL NOT NULL DEFAULT 1.0;
+    """,
+    """
+    ALTER TABLE faces ADD COLUMN identity_closest TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -184,7 +187,7 @@ class ResultsDB:
                 cur.executemany(
                     "INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity,"
                     " identity_confidence, identity_distance, emotion, emotion_confidence, emotion_scores, landmarks,"
-                    " detection_scale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " detection_scale, identity_closest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(rid, f.face_id, *map(int, f.bbox), float(f.detection_confidence),
                       f.identity.name if f.identity else None,
                       float(f.identity.confidence) if f.identity and f.identity.confidence is not None else None,
@@ -192,7 +195,8 @@ class ResultsDB:
                       f.emotion.label if f.emotion else None,
                       float(f.emotion.confidence) if f.emotion else None,
                       json.dumps(f.emotion.scores) if f.emotion else None,
-                      json.dumps(f.to_dict()["landmarks"]), float(f.detection_scale)) for f in record.faces])
+                      json.dumps(f.to_dict()["landmarks"]), float(f.detection_scale),
+                      f.identity.closest if f.identity and not f.identity.known else None) for f in record.faces])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -202,23 +206,30 @@ class ResultsDB:
     def redact_person(self, name: str, names: Sequence[NameSpan] | None = None) -> int:
         """Erasure of a forgotten person: every face recognised as them becomes ``unknown`` (no confidence, no
         distance), and each recognition they appeared in loses its file name and photo hash (the name may be in
-        the file name; the hash links back to the photo). Emotions and boxes stay, as for any stranger. ``names``
-        (``Gallery.name_spans``, read before forgetting) are every name they had and when: rows stored under a name
-        before a rename are theirs too. Returns the faces redacted; the write-ahead log is folded in so the old
-        values do not linger there."""
+        the file name; the hash links back to the photo). A stranger whose closest enrolled person they were is
+        linked to them too (and may be them on a photo mien could not name): that face loses its closest person
+        and the distance to them, and its recognition its file name and hash, likewise. Emotions and boxes stay,
+        as for any stranger. ``names`` (``Gallery.name_spans``, read before forgetting) are every name they had
+        and when: rows stored under a name before a rename are theirs too. Returns the faces recognised as them
+        (strangers merely nearest to them are redacted but not counted); the write-ahead log is folded in so the
+        old values do not linger there."""
         from mien.identity.gallery.base import name_key
-        from mien.identity.match import UNKNOWN
 
         spans = list(names) if names else [NameSpan(name)]
         with self._lock:
-            ids = []
+            rows = self._conn.execute(
+                "SELECT f.id, f.identity, f.identity_closest, r.created FROM faces f JOIN recognitions r "
+                "ON r.id = f.recognition_id WHERE f.identity IS NOT NULL OR f.identity_closest IS NOT NULL").fetchall()
+            named, linked = set(), set()
             for span in spans:
                 key = name_key(span.name)
-                ids += [fid for fid, who, created in self._conn.execute(
-                    "SELECT f.id, f.identity, r.created FROM faces f JOIN recognitions r ON r.id = f.recognition_id "
-                    "WHERE f.identity IS NOT NULL") if name_key(who) == key and (span.since is None or created >=
-                    span.since) and (span.until is None or created < span.until)]
-            ids = sorted(set(ids))
+                for fid, who, closest, created in rows:
+                    if (span.since is None or created >= span.since) and (span.until is None or created < span.until):
+                        if who is not None and name_key(who) == key:
+                            named.add(fid)
+                        elif closest is not None and name_key(closest) == key:
+                            linked.add(fid)
+            ids = sorted(named | linked)
             if not ids:
                 return 0
             self._conn.execute("BEGIN IMMEDIATE")
@@ -227,15 +238,15 @@ class ResultsDB:
                     marks = ",".join("?" * len(chunk))
                     self._conn.execute(f"UPDATE recognitions SET image_name = '(redacted)', image_sha256 = NULL WHERE id "
                                        f"IN (SELECT recognition_id FROM faces WHERE id IN ({marks}))", chunk)
-                    self._conn.execute(f"UPDATE faces SET identity = ?, identity_confidence = NULL, "
-                                       f"identity_distance = NULL WHERE id IN ({marks})", (UNKNOWN, *chunk))
+                    self._conn.execute(f"UPDATE faces SET identity = ?, identity_confidence = NULL, identity_distance = "
+                                       f"NULL, identity_closest = NULL WHERE id IN ({marks})", (UNKNOWN, *chunk))
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return len(ids)
+        return len(named)
 
     def query(self, person: str | None = None, since: float | None = None, limit: int | None = None,
               emotion: str | None = None) -> list[dict]:
@@ -296,9 +307,14 @@ class ResultsDB:
 
 
 def _face_record(f: sqlite3.Row) -> FaceRecord:
-    """A stored face as the FaceRecord it was (rows from before schema 3 have no landmarks; before 4, scale 1)."""
-    identity = None if f["identity"] is None else IdentityMatch(
-        f["identity"], f["identity_confidence"], f["identity_distance"], f["identity"])
+    """A stored face as the FaceRecord it was (rows from before schema 3 have no landmarks; before 4, scale 1;
+    a stranger stored before 5, or whose closest person was forgotten, has no closest person: None, never
+    ``unknown``)."""
+    identity = None
+    if f["identity"] is not None:
+        named = f["identity"] != UNKNOWN
+        identity = IdentityMatch(f["identity"], f["identity_confidence"], f["identity_distance"],
+                                 f["identity"] if named else (f["identity_closest"] or UNKNOWN))
     emotion = None if f["emotion"] is None else EmotionResult(
         f["emotion"], f["emotion_confidence"], json.loads(f["emotion_scores"]))
     landmarks = {k: tuple(v) for k, v in json.loads(f["landmarks"] or "{}").items()}
@@ -317,14 +333,15 @@ def _recognition_dict(r: sqlite3.Row, faces: list[FaceRecord]) -> dict[str, Any]
 
 
 def history_rows(recognitions: list[dict]) -> list[list[str]]:
-    """Table rows (time, source, image, face, who, emotion) for ``mien history``."""
+    """Table rows (time, source, image, face, who, emotion) for ``mien history``: a stranger is ``unknown (closest:
+    NAME)`` as in ``mien recognize``'s table."""
     rows = []
     for r in recognitions:
         if r.get("error") or not r["faces"]:
             rows.append([r["created"], r["source"], r["file"], "-", "ERROR" if r.get("error") else "(no face)",
                          r.get("error") or ""])
         for f in r["faces"]:
-            who = f["identity"]["name"] if f["identity"] else "-"
+            who = name_text(f["identity"]["name"], f["identity"].get("closest")) if f["identity"] else "-"
             emo = f"{f['emotion']['label']} {f['emotion']['confidence']:.2f}" if f["emotion"] else "-"
             rows.append([r["created"], r["source"], r["file"], str(f["face_id"]), who, emo])
     return rows

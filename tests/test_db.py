@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -70,13 +71,75 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
     conn.commit()
     conn.close()
     with ResultsDB(path) as db:
-        assert db.schema_version == SCHEMA_VERSION == 4
+        assert db.schema_version == SCHEMA_VERSION == 5
         [old] = db.query()
         assert old["file"] == "old.jpg" and old["faces"][0]["identity"]["name"] == "madonna"
         assert old["faces"][0]["landmarks"] == {}  # stored before schema 3 added landmarks
         assert old["faces"][0]["detection_scale"] == 1.0  # before schema 4 every face was found at full size
     indexes = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"faces_identity", "recognitions_created"} <= indexes
+
+
+def stranger(file: str, closest: str | None, distance: float | None = 1.17) -> ImageRecord:
+    """A photo of a stranger nearest to ``closest`` (None: no closest person) beside bob."""
+    return ImageRecord(file, 640, 480, [
+        FaceRecord(1, (5, 6, 30, 40), 0.98, {}, IdentityMatch("unknown", None, distance, closest or "unknown"),
+                   EmotionResult("sad", 0.7, {"happy": 0.3, "sad": 0.7})),
+        FaceRecord(2, (50, 6, 30, 40), 0.99, {}, IdentityMatch("bob", 0.9, 0.5, "bob"),
+                   EmotionResult("happy", 0.8, {"happy": 0.8, "sad": 0.2}))])
+
+
+def test_a_stranger_reads_back_with_the_person_they_were_closest_to(tmp_path):
+    """Schema 5: a stranger's closest enrolled person is stored, so a record read back says what it said when made
+    (`unknown`, no confidence, the distance, closest), like recognize --json; a named face's closest is itself."""
+    made = stranger("party.jpg", "alice")
+    with ResultsDB(tmp_path / "r.db") as db:
+        db.add(made, image_sha256="p" * 64, thresholds=THRESHOLDS, models=MODELS, source="cli")
+        [found] = db.query()
+        assert db.query(person="alice") == []  # near alice is not alice: --person finds where they were seen
+    assert [f["identity"] for f in found["faces"]] == [f["identity"] for f in made.to_dict()["faces"]] == [
+        {"name": "unknown", "confidence": None, "distance": 1.17, "closest": "alice"},
+        {"name": "bob", "confidence": 0.9, "distance": 0.5, "closest": "bob"}]
+
+
+def test_history_table_says_whom_a_stranger_was_closest_to(tmp_path, capfd):
+    """`mien history`'s who column says it as `mien recognize`'s table does: unknown (closest: NAME)."""
+    from mien.pipeline.app.cli import main
+
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        db.add(stranger("party.jpg", "alice"), image_sha256=None, thresholds=THRESHOLDS, models=MODELS, source="cli")
+        db.add(stranger("crowd.jpg", None), image_sha256=None, thresholds=THRESHOLDS, models=MODELS, source="cli")
+    capfd.readouterr()
+    assert main(["history", "--db", str(path)]) == 0
+    rows = [re.split(r"\s{2,}", line)[2:] for line in capfd.readouterr().out.splitlines()[1:]]
+    assert rows == [["crowd.jpg", "1", "unknown", "sad 0.70"],  # no closest person known: unknown alone
+                    ["crowd.jpg", "2", "bob", "happy 0.80"],
+                    ["party.jpg", "1", "unknown (closest: alice)", "sad 0.70"],
+                    ["party.jpg", "2", "bob", "happy 0.80"]]
+
+
+def test_a_schema_4_database_migrates_and_its_strangers_have_no_closest_person(tmp_path):
+    """A stranger stored before schema 5 has no closest person: read back as null, never as `unknown`."""
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO recognitions (created, source, image_name, thresholds, models, n_faces) "
+                 "VALUES (1.0, 'server', 'crowd.jpg', '{}', '{}', 1)")
+    conn.execute("INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity, "
+                 "identity_distance, emotion, emotion_confidence, emotion_scores) "
+                 "VALUES (1, 1, 5, 6, 30, 40, 0.99, 'unknown', 1.3, 'sad', 0.7, '{\"sad\": 0.7}')")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with ResultsDB(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 5
+        [old] = db.query()
+        assert old["faces"][0]["identity"] == {"name": "unknown", "confidence": None, "distance": 1.3, "closest": None}
+        assert old["faces"][0]["emotion"]["label"] == "sad" and not db.unreadable
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(faces)")}
+    assert "identity_closest" in columns
 
 
 def test_newer_schema_or_foreign_file_is_refused(tmp_path):
@@ -219,6 +282,62 @@ def test_the_results_database_is_private_and_forgetting_redacts_the_person(tmp_p
         assert db.query(person="Ann") == [] and len(db.query(person="bob")) == 2 and not db.unreadable
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("r.db"))
     assert b"Ann" not in blob and b"ann_at_the_beach" not in blob and b"a" * 64 not in blob
+
+
+def all_text(path: Path) -> list[str]:
+    """Every text value in every row of every table of a database."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return [v for t in tables for row in conn.execute(f'SELECT * FROM "{t}"') for v in row if isinstance(v, str)]
+    finally:
+        conn.close()
+
+
+def test_forgetting_a_person_unlinks_the_strangers_closest_to_them(tmp_path):
+    """Erasure with schema 5: a stranger whose closest enrolled person was the forgotten one links to them (and may
+    be them on a photo mien could not name). After forget no row holds their name: that face keeps its emotion and
+    box, loses closest and distance, its recognition file name and hash; other strangers and people stay."""
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        db.add(stranger("alice_or_her_sister.jpg", "alice"), image_sha256="a" * 64, thresholds=THRESHOLDS,
+               models=MODELS, source="cli")
+        db.add(stranger("crowd.jpg", "carol"), image_sha256="c" * 64, thresholds=THRESHOLDS, models=MODELS,
+               source="server")
+        assert db.redact_person("Alice") == 0  # nobody was recognised as her (the count); the link still goes
+        rows = {r["image_sha256"]: r for r in db.query()}
+        assert not db.unreadable
+    assert set(rows) == {None, "c" * 64}
+    near, far = rows[None], rows["c" * 64]
+    assert near["file"] == "(redacted)"
+    assert near["faces"][0]["identity"] == {"name": "unknown", "confidence": None, "distance": None, "closest": None}
+    assert near["faces"][0]["emotion"]["label"] == "sad" and near["faces"][0]["bbox"] == [5, 6, 30, 40]
+    assert near["faces"][1]["identity"]["name"] == "bob" and near["faces"][1]["emotion"]["label"] == "happy"
+    assert far["file"] == "crowd.jpg" and far["faces"][0]["identity"]["closest"] == "carol"
+    assert [v for v in all_text(path) if "alice" in v.lower()] == []
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("r.db"))
+    assert b"alice" not in blob.lower()
+
+
+def test_forgetting_unlinks_strangers_closest_to_a_former_name_only_while_it_was_theirs(tmp_path):
+    """Alice was renamed "Alice B" at t=1000 and another person enrolled as alice at t=2000: strangers nearest
+    to alice before 2000 and to "Alice B" are hers; those nearest to the newcomer alice stay."""
+    from mien.identity.gallery.base import NameSpan
+
+    path = tmp_path / "r.db"
+    with ResultsDB(path) as db:
+        for file, closest, created in [("early.jpg", "alice", 500), ("renamed.jpg", "Alice B", 1500),
+                                       ("newcomer.jpg", "alice", 2500)]:
+            db.add(stranger(file, closest), image_sha256=None, thresholds=THRESHOLDS, models=MODELS, source="cli",
+                   created=created)
+        db.add(record("the_new_alice.jpg", "alice"), image_sha256=None, thresholds=THRESHOLDS, models=MODELS,
+               source="cli", created=2600)
+        assert db.redact_person("Alice B", [NameSpan("Alice B"), NameSpan("alice", None, 2000.0)]) == 0
+        found = db.query()
+    closest = sorted((r["file"], f["identity"]["closest"] or "-") for r in found for f in r["faces"])
+    assert closest == [("(redacted)", "-"), ("(redacted)", "-"), ("(redacted)", "bob"), ("(redacted)", "bob"),
+                       ("newcomer.jpg", "alice"), ("newcomer.jpg", "bob"), ("the_new_alice.jpg", "alice")]
+    assert [v for v in all_text(path) if "alice b" in v.lower()] == []
 
 
 def test_files_mien_writes_are_readable_by_their_owner_only(tmp_path):

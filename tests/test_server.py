@@ -659,6 +659,12 @@ def test_history_needs_the_token_and_filters_like_the_cli(client, demo_photos):
     bad = client.get("/history", params={"since": "0001-01-01"}, headers=AUTH)  # issue 33 item 8: was a 500
     assert bad.status_code == 422 and bad.json()["detail"].startswith("since '0001-01-01': out of the range")
     assert client.get("/history", params={"limit": 0}, headers=AUTH).status_code == 422
+    # a stranger (elton_john at a distance threshold nobody passes) comes back as /recognize said it: closest too
+    said = client.post("/recognize", files={"file": jpeg(val_photo(demo_photos, "elton_john"))},
+                       data={"distance_threshold": "0.01"}).json()
+    [stored] = [r for r in client.get("/history", headers=AUTH).json()["recognitions"] if r["id"] == said["id"]]
+    assert [f["identity"] for f in stored["faces"]] == [f["identity"] for f in said["faces"]]
+    assert stored["faces"][0]["identity"]["name"] == "unknown" and stored["faces"][0]["identity"]["closest"] == "elton_john"
 
 
 def test_read_only_servers_serve_personal_data_with_the_token_and_without_one_not_at_all(

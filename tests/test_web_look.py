@@ -209,7 +209,7 @@ def test_recognize_shows_the_photo_first_with_labels_off_the_faces_and_a_card_pe
 def test_without_the_token_personal_data_is_locked_not_broken_and_one_token_opens_it(browser, served):
     from test_server import TOKEN
 
-    url, group, _ = served
+    url, group, tmp = served
     page, problems = open_page(browser, url, 390, 844)
     recognize(page, group)  # something in the history
     page.click("#tab-history")
@@ -232,6 +232,18 @@ def test_without_the_token_personal_data_is_locked_not_broken_and_one_token_open
     assert page.locator("#history-downloads a").count() == 2
     # at phone width the table rows are cards: every cell says what it is
     assert page.eval_on_selector("#history-table td.who", "td => getComputedStyle(td, '::before').content") == '"who"'
+    # a stranger of the group photo: unknown, and (muted) whom they were closest to, as the server stored it
+    from mien.pipeline.history import ResultsDB
+
+    with ResultsDB(tmp / "look.db", create=False) as db:
+        nearest = {f["identity"]["closest"] for r in db.query() for f in r["faces"]
+                   if f["identity"] and f["identity"]["name"] == "unknown"}
+    stranger = page.locator("#history-table td.who", has=page.locator(".closest")).first
+    assert re.fullmatch(r"unknown\s+closest: \S+", stranger.inner_text())
+    shown = set(page.locator("#history-table td.who .closest strong").all_inner_texts())
+    assert shown and shown == nearest - {None}
+    assert page.eval_on_selector("#history-table td.who .closest", "p => getComputedStyle(p).color") != \
+        page.eval_on_selector("#history-table td.who strong", "s => getComputedStyle(s).color")  # muted
     # the token is kept for this tab's session only
     assert page.evaluate("() => sessionStorage.getItem('mien-token')") == TOKEN
     page.reload()

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mien.identity.match import UNKNOWN
+from mien.identity.match import UNKNOWN, name_text, who_text_for_stranger
 from mien.identity.storage import atomic_path, write_json_atomic
 from mien.pipeline.records import ImageRecord, envelope
 
@@ -105,14 +105,7 @@ def _csv_rows(record: ImageRecord, emotions: tuple[str, ...]) -> list[list]:
 
 def who_text(ident) -> str:
     """The name, ``unknown (closest: NAME)`` for a stranger (the distance sits in its own column), or ``-``."""
-    if ident is None:
-        return "-"
-    return who_text_for_stranger(ident.closest) if ident.name == UNKNOWN and ident.closest else ident.name
-
-
-def who_text_for_stranger(closest: str) -> str:
-    """A stranger's who-cell: unknown, and the enrolled person nearest to them."""
-    return f"{UNKNOWN} (closest: {closest})"
+    return "-" if ident is None else name_text(ident.name, ident.closest)
 
 
 def _r4(value) -> str:
