@@ -76,9 +76,9 @@ def test_names_and_emotions_on_the_demo_are_the_same_on_both_runtimes(recognizer
 
 
 def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, enrolled, mien_home):
-    """Once converted, a new process loads the OpenVINO models from MIEN_HOME without importing TensorFlow; naming
-    faces (the SVM) loads scikit-learn without the pandas and pyarrow it would pull in (63 MB); pandas still imports
-    afterwards for whoever needs it."""
+    """Once converted, a new process loads the OpenVINO models from MIEN_HOME without importing TensorFlow; fitting
+    the SVM loads scikit-learn without the pandas and pyarrow it would pull in (63 MB; pandas still imports afterwards
+    for whoever needs it), and a process that finds the fit kept imports no scikit-learn at all."""
     from mien.pipeline.runtime import cache_dir
 
     cached = sorted(p.name for p in cache_dir().iterdir())
@@ -94,11 +94,20 @@ def test_recognition_from_the_cache_imports_no_tensorflow(recognizer, enrolled, 
     assert fresh_process("r = Recognizer(identity=False); r.recognize(np.zeros((200, 200, 3), np.uint8)); "
                          "r.embed_crops([np.zeros((160, 160, 3), np.uint8)]); "
                          "print('tensorflow' in sys.modules)")[-1] == "False"
+    from mien.pipeline.gallery import index_dir
+
+    for saved in index_dir(mien_home).glob("*.svm-*.npz"):  # the first process below fits the SVM again
+        saved.unlink()
     assert fresh_process("r = Recognizer(emotion=False); "
-                         "assert r.classifier is not None and 'sklearn' in sys.modules; "
+                         "assert r.classifier.svm is not None and 'sklearn' in sys.modules; "
                          "r.identify(r.embed_crops([np.zeros((160, 160, 3), np.uint8)])); "
                          "print('pandas' in sys.modules, 'pyarrow' in sys.modules); import pandas; "
                          "print(pandas.__name__)")[-2:] == ["False False", "pandas"]
+    # the next one loads the fit the first one kept: no scikit-learn at all (issue 36: ~1 s of a cold start)
+    assert fresh_process("r = Recognizer(emotion=False); "
+                         "r.identify(r.embed_crops([np.zeros((160, 160, 3), np.uint8)])); "
+                         "print(r.classifier.svm is None, r.classifier.fitted_svm is not None, 'sklearn' in sys.modules)"
+                         )[-1] == "True True False"
 
 
 def test_a_damaged_conversion_is_converted_again(tmp_path, monkeypatch, caplog):
