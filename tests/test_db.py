@@ -59,17 +59,26 @@ def test_round_trip_and_filters(tmp_path):
         assert db.check() == []
 
 
-def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
-    path = tmp_path / "v1.db"
+def old_database(path, version: int, source: str, image: str, face: dict) -> None:
+    """A results database at schema ``version`` holding one recognition of ``image`` with one face (its columns)."""
     conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
+    for script in MIGRATIONS[:version]:
+        conn.executescript(script)
     conn.execute("INSERT INTO recognitions (created, source, image_name, thresholds, models, n_faces) "
-                 "VALUES (1.0, 'cli', 'old.jpg', '{}', '{}', 1)")
-    conn.execute("INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity, "
-                 "identity_confidence, identity_distance) VALUES (1, 1, 5, 6, 30, 40, 0.99, 'madonna', 0.9, 0.5)")
-    conn.execute("PRAGMA user_version = 1")
+                 "VALUES (1.0, ?, ?, '{}', '{}', 1)", (source, image))
+    columns = {"recognition_id": 1, "face_id": 1, "x": 5, "y": 6, "w": 30, "h": 40, "detection_confidence": 0.99,
+               **face}
+    conn.execute(f"INSERT INTO faces ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                 tuple(columns.values()))
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
+
+
+def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v1.db"
+    old_database(path, 1, "cli", "old.jpg", {"identity": "madonna", "identity_confidence": 0.9,
+                                              "identity_distance": 0.5})
     with ResultsDB(path) as db:
         assert db.schema_version == SCHEMA_VERSION == 5
         [old] = db.query()
@@ -122,17 +131,8 @@ def test_history_table_says_whom_a_stranger_was_closest_to(tmp_path, capfd):
 def test_a_schema_4_database_migrates_and_its_strangers_have_no_closest_person(tmp_path):
     """A stranger stored before schema 5 has no closest person: read back as null, never as `unknown`."""
     path = tmp_path / "v4.db"
-    conn = sqlite3.connect(path)
-    for script in MIGRATIONS[:4]:
-        conn.executescript(script)
-    conn.execute("INSERT INTO recognitions (created, source, image_name, thresholds, models, n_faces) "
-                 "VALUES (1.0, 'server', 'crowd.jpg', '{}', '{}', 1)")
-    conn.execute("INSERT INTO faces (recognition_id, face_id, x, y, w, h, detection_confidence, identity, "
-                 "identity_distance, emotion, emotion_confidence, emotion_scores) "
-                 "VALUES (1, 1, 5, 6, 30, 40, 0.99, 'unknown', 1.3, 'sad', 0.7, '{\"sad\": 0.7}')")
-    conn.execute("PRAGMA user_version = 4")
-    conn.commit()
-    conn.close()
+    old_database(path, 4, "server", "crowd.jpg", {"identity": "unknown", "identity_distance": 1.3, "emotion": "sad",
+                                                   "emotion_confidence": 0.7, "emotion_scores": '{"sad": 0.7}'})
     with ResultsDB(path) as db:
         assert db.schema_version == SCHEMA_VERSION == 5
         [old] = db.query()
