@@ -12,6 +12,8 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 Shift = tuple[int, int]
 MAX_SHIFT = 8  # pixels at 48 px; more would move the face's features out of the frame the model learnt
 
@@ -89,3 +91,50 @@ SHIFT3_FOUR_WAYS = TestTimeViews(shifts=((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3
 # (`"tta": true`), as shift views gave the ensemble no gain for 5x the passes; recognition follows model.json.
 PRESETS: dict[str, TestTimeViews] = {"none": NONE, "mirror": MIRROR, "mirror+shift3": SHIFT3_FOUR_WAYS}
 DEFAULT_PRESET = "mirror+shift3"
+
+
+# Chosen on FER2013 PublicTest with the shipped ensemble (docs/results.md, "Mirror when unsure"): at this margin
+# the mirror changed no face's emotion there, and 35 % of the faces needed it.
+UNSURE_MARGIN = 0.3
+
+
+class MirrorWhenUnsure:
+    """An emotion model whose own views are the face and its mirror image, run on the face alone first and on its
+    mirror image too only where the answer is unsure: the two most probable emotions within ``margin`` of each
+    other, or the most probable within ``margin / 2`` of the 'uncertain' threshold asked for. Those faces get the
+    mean of both views, exactly what the model gives with its mirror view; the others their single view's."""
+
+    def __init__(self, single_view_model, margin: float = UNSURE_MARGIN):
+        self.model = single_view_model  # the same network(s) loaded with NONE views
+        self.margin = margin
+        self.labels, self.label_set = single_view_model.labels, single_view_model.label_set
+        self.views = MIRROR  # at most; ``passes`` says so
+        self.version = f"{single_view_model.version}-mirror-if-unsure{margin:g}"
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)  # config, members, input_size, ... of the model itself
+
+    @property
+    def passes(self) -> int:
+        """Network passes per face at most (an unsure face's two views)."""
+        return 2 * getattr(self.model, "passes", self.model.views.passes)
+
+    def unsure(self, probs: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+        """Rows whose answer the mirror image could change (see the class)."""
+        top = np.sort(probs, axis=1)[:, -2:]
+        near = (top[:, 1] - top[:, 0]) < self.margin
+        if threshold > 0:
+            near |= np.abs(top[:, 1] - threshold) < self.margin / 2
+        return near
+
+    def predict(self, faces: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+        """Probabilities float32 [N,len(labels)] for grayscale 48x48 faces, the mirror seen where ``unsure``."""
+        faces = np.asarray(faces)
+        probs = np.array(self.model.predict(faces), dtype=np.float32)  # a copy: rows are replaced below
+        again = np.flatnonzero(self.unsure(probs, threshold))
+        if len(again):
+            probs[again] = (probs[again] + self.model.predict(faces[again][:, :, ::-1])) / 2
+        return probs
+
+    def __repr__(self) -> str:
+        return f"MirrorWhenUnsure({self.model!r}, margin={self.margin:g})"

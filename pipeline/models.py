@@ -13,6 +13,7 @@ from mien.identity.embedders import Embedder, build_embedder
 from mien.identity.errors import ModelFileError
 from mien.pipeline.assets import FACENET, emotion_weights_path, resolve
 from mien.pipeline.errors import UsageError
+from mien.pipeline.options import Options
 from mien.pipeline.runtime import compile_forward_for, is_cached, network_precision, views_per_call_for
 
 log = logging.getLogger(__name__)
@@ -61,20 +62,24 @@ def _say_fp32(why: str) -> None:
 
 
 def load_emotion_model(path: str | os.PathLike | None = None, required: bool = False, runtime: str = "openvino",
-                       views=None, precision: str = "auto", label_set: str = "fer2013"):
+                       views=None, precision: str = "auto", label_set: str = "fer2013", mirror: str = Options.mirror):
     """The emotion model at ``path`` (a weights file, or an ensemble's model.json; default: the shipped model of
     ``label_set``, fer2013 | ferplus; a file given is used whatever its labels) run by ``runtime`` (openvino | tensorflow) in ``precision``, or None (with one
     warning) when it is missing or incompatible; ``views`` (emotion.views.TestTimeViews) overrides model.json's
-    test-time views."""
+    test-time views; with ``mirror`` "unsure" a model whose views are the face and its mirror image sees the mirror
+    only where its answer is unsure (emotion.views.MirrorWhenUnsure)."""
     from mien.emotion import EmotionClassifier, EmotionModelError
     from mien.emotion.ensemble import EmotionEnsemble, is_ensemble
+    from mien.emotion.views import NONE, MirrorWhenUnsure
 
     chosen = path is None  # a shipped model by label set (else the file is whatever model it is)
     path = Path(path) if path else emotion_weights_path(label_set)
     kind = EmotionEnsemble if is_ensemble(path) else EmotionClassifier  # a model.json of members, or one network
     try:
-        model = kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision), views=views,
-                          views_per_call=views_per_call_for(runtime))
+        unsure = mirror == "unsure" and _mirror_views(path, views)
+        model = kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision),
+                          views=NONE if unsure else views, views_per_call=views_per_call_for(runtime))
+        model = MirrorWhenUnsure(model) if unsure else model
         if chosen and model.label_set != label_set:
             raise EmotionModelError(f"{path} is a {model.label_set} model ({len(model.labels)} emotions), not the "
                                     f"{label_set} one asked for; choose --emotion-model {model.label_set}")
@@ -86,13 +91,28 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
         return None
 
 
-def openvino_models_cached(emotion_views: str | None = "model", label_set: str = "fer2013") -> bool:
+def _mirror_views(path: Path, views) -> bool:
+    """Whether the model at ``path`` runs with the face and its mirror image as its views (every member's, as
+    model.json says, unless ``views`` overrides them): the views ``mirror`` "unsure" applies to."""
+    from mien.emotion.ensemble import members_of
+    from mien.emotion.views import MIRROR, TestTimeViews
+
+    if views is not None:
+        return views == MIRROR
+    try:
+        return all(TestTimeViews.from_meta(meta.get("tta", True)) == MIRROR for _, meta in members_of(path))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # the loader reports what is wrong with the files
+
+
+def openvino_models_cached(emotion_views: str | None = "model", label_set: str = "fer2013",
+                           mirror: str = Options.mirror) -> bool:
     """Whether FaceNet and the shipped emotion model of ``label_set`` (every member of an ensemble) with
     ``emotion_views`` ("model":
     model.json's views, a preset name of emotion.views.PRESETS, None: no emotion) are already converted: then
     recognition never imports TensorFlow. Reads only model.json files, never the weights."""
     from mien.emotion.ensemble import members_of
-    from mien.emotion.views import PRESETS, TestTimeViews
+    from mien.emotion.views import MIRROR, NONE, PRESETS, TestTimeViews
 
     if not is_cached("facenet", FACENET.sha256):
         return False
@@ -107,6 +127,7 @@ def openvino_models_cached(emotion_views: str | None = "model", label_set: str =
     try:
         for _, meta in members:
             views = TestTimeViews.from_meta(meta.get("tta", True)) if emotion_views == "model" else PRESETS[emotion_views]
+            views = NONE if mirror == "unsure" and views == MIRROR else views  # as load_emotion_model runs it
             if not is_cached(views.cache_name, meta["weights_sha256"]):
                 return False
     except (ValueError, KeyError):

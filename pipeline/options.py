@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MIRROR_CHOICES = ("unsure", "always")  # Options.mirror
+
 
 @dataclass
 class Options:
@@ -25,4 +27,8 @@ class Options:
     emotion_threshold: float = 0.0
     emotion_model: str = "fer2013"  # which shipped emotion model: fer2013 (7 emotions) | ferplus (8, with contempt)
     emotion_views: str = "model"  # test-time views per face: model (as model.json says) or an emotion.views preset
+    # When FaceNet and an emotion network that averages a face with its mirror image look at the mirror too:
+    # unsure (only faces whose single-view answer lies near a threshold, where the mirror can change it: the same
+    # answers on LFW and FER2013 for about half the passes, docs/results.md) | always.
+    mirror: str = "unsure"
     matcher: str = "auto"  # svm | knn | auto (svm for small galleries, nearest neighbours for large ones)

@@ -24,7 +24,7 @@ from mien.pipeline.faceprep import EmotionCrop, IdentityCrop
 from mien.pipeline.images import ImageError, load_image, path_text
 from mien.pipeline.inputs import Channels, ImageInput, describe, to_rgb
 from mien.pipeline.library import LibraryMethods
-from mien.pipeline.options import Options
+from mien.pipeline.options import MIRROR_CHOICES, Options
 from mien.pipeline.records import EmotionResult, FaceRecord, ImageRecord
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class _StageClock:
 
 # Options the models are built with (a view cannot change them: the networks are shared, not rebuilt).
 LOAD_TIME_OPTIONS = frozenset({"runtime", "precision", "detector", "min_face_size", "detection_threshold",
-                               "proposal_threshold", "refine_threshold", "emotion_model", "emotion_views"})
+                               "proposal_threshold", "refine_threshold", "emotion_model", "emotion_views", "mirror"})
 
 
 class Recognizer(LibraryMethods):
@@ -70,6 +70,8 @@ class Recognizer(LibraryMethods):
                  emotion_crop: EmotionCrop = EmotionCrop()):
         self.options = options or Options()
         o = self.options
+        if o.mirror not in MIRROR_CHOICES:
+            raise ValueError(f"mirror must be one of {list(MIRROR_CHOICES)}, got {o.mirror!r}")
         start = time.perf_counter()
         self.detector = detector or build_detector(
             o.detector, min_face_size=o.min_face_size, threshold=o.detection_threshold,
@@ -123,6 +125,7 @@ class Recognizer(LibraryMethods):
         if views != "model" and views not in PRESETS:
             raise ValueError(f"emotion_views must be 'model' or one of {sorted(PRESETS)}, got {views!r}")
         return models.load_emotion_model(runtime=self.options.runtime, views=None if views == "model" else PRESETS[views],
+                                         mirror=self.options.mirror,
                                          precision=self.options.precision, label_set=self.options.emotion_model)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
@@ -226,6 +229,27 @@ class Recognizer(LibraryMethods):
         mean = both[:len(batch)] + both[len(batch):]
         return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
+    def embed_and_identify(self, crops: list[np.ndarray]) -> tuple[np.ndarray, list]:
+        """Embeddings and IdentityMatch per identity crop. With ``Options.mirror`` "unsure", FaceNet sees a face's
+        mirror image only when the face alone gives an answer near a threshold (``identity.match.near_threshold``),
+        and that face's embedding is then the mean of both, as ``embed_crops`` makes every one under "always"."""
+        from mien.identity.match import near_threshold
+
+        if self.options.mirror == "always" or not self.identity_crop.flip or not crops or self.matcher is None:
+            embeddings = self.embed_crops(crops)
+            return embeddings, self.identify(embeddings)
+        batch = np.stack(crops)
+        embeddings = self.embedder.embed(batch)
+        matches = self.identify(embeddings)
+        th = self.thresholds()
+        again = [i for i, m in enumerate(matches) if near_threshold(m, th.distance, th.probability)]
+        if again:
+            mean = embeddings[again] + self.embedder.embed(batch[again][:, :, ::-1])
+            embeddings[again] = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+            for i, m in zip(again, self.identify(embeddings[again])):
+                matches[i] = m
+        return embeddings, matches
+
     def identify(self, embeddings: np.ndarray) -> list:
         """IdentityMatch per embedding under the current thresholds (None for each while nobody is enrolled)."""
         if self.matcher is None or not len(embeddings):
@@ -236,7 +260,11 @@ class Recognizer(LibraryMethods):
         """EmotionResult per 48x48 gray face, in one batched call (None for each without an emotion model)."""
         if self.emotion_model is None or not gray_faces:
             return [None] * len(gray_faces)
-        probs = self.emotion_model.predict(np.stack(gray_faces))
+        from mien.emotion.views import MirrorWhenUnsure
+
+        faces, threshold = np.stack(gray_faces), self.options.emotion_threshold
+        model = self.emotion_model
+        probs = model.predict(faces, threshold) if isinstance(model, MirrorWhenUnsure) else model.predict(faces)
         out = []
         for p in probs:
             scores = {l: float(v) for l, v in zip(self.emotion_model.labels, p)}
@@ -258,10 +286,8 @@ class Recognizer(LibraryMethods):
         clock.lap("crops")
         matches: list = [None] * len(id_crops)
         if id_crops and self.matcher is not None:  # no FaceNet work while nobody is enrolled
-            embeddings = self.embed_crops(id_crops)
+            _, matches = self.embed_and_identify(id_crops)
             clock.lap("facenet")
-            matches = self.identify(embeddings)
-            clock.lap("match")
         emotions = self.emotions(emo_crops)
         clock.lap("emotion")
         self.last_timing = clock.ms
@@ -289,7 +315,7 @@ class Recognizer(LibraryMethods):
         rgb = [cv2.resize(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), (160, 160)) for f in faces]
         matches: list = [None] * len(faces)
         if faces and self.matcher is not None:
-            matches = self.identify(self.embed_crops(rgb))
+            _, matches = self.embed_and_identify(rgb)
         emotions = self.emotions(gray)
         return [
             ImageRecord(n, int(f.shape[1]), int(f.shape[0]),

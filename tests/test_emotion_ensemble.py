@@ -48,7 +48,7 @@ def test_the_ensemble_is_the_weighted_average_of_its_members(two_models, tmp_pat
     assert is_ensemble(spec) and is_ensemble(spec.parent) and not is_ensemble(paths[0])
     faces = np.random.default_rng(5).integers(0, 256, (6, 48, 48), dtype=np.uint8)
     a, b = (EmotionClassifier.load(p).predict(faces) for p in paths)
-    ens = load_emotion_model(spec, required=True, runtime="tensorflow")
+    ens = load_emotion_model(spec, required=True, runtime="tensorflow", mirror="always")  # every face, both views
     assert isinstance(ens, EmotionEnsemble) and ens.weights == [0.75, 0.25] and ens.passes == 4
     assert np.allclose(ens.predict(faces), 0.75 * a + 0.25 * b, atol=1e-5)
     other = EmotionEnsemble.load(write_ensemble(tmp_path / "other", paths, [1, 1]))

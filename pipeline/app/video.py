@@ -242,8 +242,7 @@ def _recognize_frame(recognizer, tracker: Tracker, frame: int, t: float, rgb: np
     if not faces:
         tracker.update(frame, [])
         return []
-    embeddings = recognizer.embed_faces(rgb, faces)
-    matches = recognizer.identify(embeddings)
+    embeddings, matches = recognizer.embed_and_identify([recognizer.identity_crop(rgb, f) for f in faces])
     emotions = recognizer.emotions([recognizer.emotion_crop(rgb, f) for f in faces])
     tracks = tracker.update(frame, [f.bbox for f in faces], embeddings)
     obs = []
