@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
     members, probs, report = [], [], {"split": args.split, "members": []}
     for spec in args.members:
         path, _, views = spec.partition("@")
-        clf = load_emotion_model(path, required=True, runtime=args.runtime, views=PRESETS[views] if views else None)
+        # every face with all its views: the weights are chosen on the members' full answers (recognition then looks
+        # at the mirror image only where the ensemble's answer is unsure, which kept every PublicTest answer)
+        clf = load_emotion_model(path, required=True, runtime=args.runtime, views=PRESETS[views] if views else None,
+                                 mirror="always")
         if members and clf.labels != members[0].labels:
             raise SystemExit(f"{path}: its labels differ from the first member's")
         if not members and args.ferplus:

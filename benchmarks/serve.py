@@ -112,6 +112,15 @@ def load_clients(url: str, photos: list[Path], clients: int, seconds: float) -> 
             "p95_ms": 1000 * percentile(latencies, 95), "answers": answers}
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc), or by this process (all threads)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -201,10 +210,15 @@ def main(argv: list[str] | None = None) -> dict:
         # this machine's speed drifts by several % within a minute: the CLI and the server take turns, and the
         # ratio is the median of the rounds' ratios (each round: the CLI's 3 passes, then the clients' share)
         load_clients(url, photos, args.clients, 2)  # warm-up: every batch size the clients make
-        rounds = []
+        rounds, cpu = [], {"cli": 0.0, "server": 0.0, "clients": 0.0}
         for _ in range(args.rounds):
+            c0 = cpu_seconds()
             cli_rate = cli_images_per_s()
+            c1, s1 = cpu_seconds(), cpu_seconds(server.pid)
             rounds.append((cli_rate, load_clients(url, photos, args.clients, args.seconds / args.rounds)))
+            cpu["cli"] += c1 - c0
+            cpu["server"] += cpu_seconds(server.pid) - s1
+            cpu["clients"] += cpu_seconds() - c1
         load = {"clients": args.clients, "seconds": sum(x["seconds"] for _, x in rounds),
                 "requests": sum(x["requests"] for _, x in rounds), "errors": [e for _, x in rounds for e in x["errors"]],
                 "answers": {}}
@@ -216,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
         load["p95_ms"] = float(np.median([x["p95_ms"] for _, x in rounds]))
         load["round_ratios"] = [x["requests_per_s"] / c for c, x in rounds]
         r["cli_batched_images_per_s"] = float(np.median([c for c, _ in rounds]))
+        # where the CPU went: the CLI's per photo, the server's and the clients' (this process's threads) per request
+        load["cpu_ms"] = {"cli_per_photo": 1000 * cpu["cli"] / (3 * len(photos) * args.rounds),
+                          "server_per_request": 1000 * cpu["server"] / load["requests"],
+                          "clients_per_request": 1000 * cpu["clients"] / load["requests"]}
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=30).read())
     finally:
         server.terminate()
@@ -254,6 +272,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, {len(s['errors'])} errors, "
           f"{len(s['mismatches_vs_cli'])} of {s['photos_checked_against_cli']} photos differ from the CLI, "
           f"{s['stored_in_db']} stored in the results database")
+    c = s["cpu_ms"]
+    print(f"CPU ms: the CLI {c['cli_per_photo']:.1f} per photo; the server {c['server_per_request']:.1f} and the "
+          f"benchmark's clients {c['clients_per_request']:.1f} per request (all on the same cores)")
     for e in s["errors"][:5]:
         print(f"  error: {e}")
     for k, v in r["video"].items():
