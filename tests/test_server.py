@@ -724,6 +724,8 @@ def test_one_photo_of_a_person_is_listed_and_removed_with_the_token(client, demo
     assert {p["name"]: p["photos"] for p in r.json()["people"]}["Cy"] == 1
     r = client.delete(f"/people/Cy/photos/{first}", headers=AUTH)
     assert r.status_code == 404 and "has no photo" in r.json()["detail"]
+    thumbnail = client.get(f"/people/Cy/photos/{first}/face", headers=AUTH)  # the same photo, asked another way
+    assert thumbnail.status_code == 404 and thumbnail.json()["detail"] == r.json()["detail"]
     assert client.get("/people/nobody", headers=AUTH).status_code == 404
     assert client.delete("/people/Cy", headers=AUTH).status_code == 200
 

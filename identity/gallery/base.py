@@ -41,6 +41,12 @@ class UnknownPersonError(GalleryError):
 class UnknownPhotoError(GalleryError):
     """The person has no photo with that content hash."""
 
+    @classmethod
+    def of(cls, name: str, photo_hash: str) -> "UnknownPhotoError":
+        """The one wording for every place that looks a photo up (removing it, its thumbnail)."""
+        return cls(f"{name!r} has no photo {photo_hash[:16]}...; `mien people show {name}` (GET /people/{name}) "
+                   "lists their photos.")
+
 
 class PersonExistsError(GalleryError):
     """A person of that name (or one differing only in case or Unicode form) is already enrolled."""

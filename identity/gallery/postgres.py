@@ -544,8 +544,7 @@ class PostgresGallery(Gallery):
             ids = [r[0] for r in db.execute("SELECT id FROM mien_faces WHERE person=%s AND photo_hash=%s",
                                             (pid, photo_hash))]
             if not ids:
-                raise UnknownPhotoError(f"{enrolled!r} has no photo {photo_hash[:16]}...; `mien people show "
-                                        f"{enrolled}` lists their photos.")
+                raise UnknownPhotoError.of(enrolled, photo_hash)
             return self._delete_faces(db, self._next_generation(db), ids)
 
     def name_spans(self, name: str) -> list[NameSpan]:

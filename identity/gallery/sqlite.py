@@ -363,8 +363,7 @@ class SQLiteGallery(Gallery):
             pid, enrolled = self._person_id(db, name)
             ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE person=? AND photo_hash=?", (pid, photo_hash))]
             if not ids:
-                raise UnknownPhotoError(f"{enrolled!r} has no photo {photo_hash[:16]}...; `mien people show "
-                                        f"{enrolled}` lists their photos.")
+                raise UnknownPhotoError.of(enrolled, photo_hash)
             self._delete_faces(db, self._next_generation(db), ids)
         self._checkpoint()
         return len(ids)

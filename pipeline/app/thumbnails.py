@@ -27,7 +27,7 @@ def face_thumbnail(gallery: Gallery, name: str, photo_hash: str, cache_model: st
     info = gallery.person(name)
     face = next((f for f in info.faces if f["photo_hash"] == photo_hash), None)
     if face is None:
-        raise UnknownPhotoError(f"{info.name} has no photo {photo_hash[:12]}")
+        raise UnknownPhotoError.of(info.name, photo_hash)
     data = gallery.stored_photo(face["face_id"]) if face["photo_stored"] else None
     if data is None:
         try:
