@@ -325,6 +325,8 @@ def test_a_video_uploaded_to_the_server_is_processed_as_mien_video_does(recogniz
     assert job["status"] == "done" and job["frames"] == 40, job
     assert set(job["summary"]["people"]) == {"ben_afflek", "madonna"}
     assert job["summary"]["source"] == "clip.avi"  # the uploaded name, not the server's path (issue 33, low)
+    on_disk = json.loads((tmp_path / "home" / "videos" / job["id"] / "summary" / "summary.json").read_text())
+    assert on_disk["source"] == "clip.avi"  # the file the job keeps says so too
     video = client.get(job["annotated_video"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 1000
     png = job["summary"]["people"]["madonna"]["timeline_png"]

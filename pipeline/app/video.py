@@ -110,8 +110,10 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
                   jsonl: str | os.PathLike | None = None, summary_dir: str | os.PathLike | None = None,
                   every: int = 1, smoothing: float = 0.3, max_frames: int | None = None,
                   progress: bool = False, on_frame=None, model_lock=None, preview=None,
-                  max_observations: int | None = None) -> VideoResult:
+                  max_observations: int | None = None, name: str | None = None) -> VideoResult:
     """Track, recognize and smooth every face of a video; write the requested outputs; return what was seen.
+    ``name`` is what the result and its summary call the video (default: ``source`` as given; the server gives the
+    uploaded file's name, never its own path).
     ``on_frame(done, total)`` is called after each frame (total 0 when unknown; an exception it raises stops the
     run, its outputs not written); ``model_lock`` is held around each use of the models (a server shares them
     between requests); ``preview`` (``preview.Preview``) is shown each annotated frame. ``max_observations`` bounds
@@ -189,7 +191,7 @@ def process_video(source: str | int, recognizer, *, out: str | os.PathLike | Non
     if writer is not None:
         writer.commit()
     expected = min(total, max_frames) if (total and max_frames) else total
-    result = VideoResult(str(source), fps, frames, stream.detected, expected or None, time.perf_counter() - start,
+    result = VideoResult(name or str(source), fps, frames, stream.detected, expected or None, time.perf_counter() - start,
                          observations, stream.tracker.all_tracks(), width=size[0], height=size[1], stopped=stopped)
     if result.truncated and not stopped:
         log.warning("%s: only %d of %d frames could be decoded; the video is probably truncated.",

@@ -127,9 +127,8 @@ class VideoJobs:
             recognizer = self.view()
             result = process_video(source, recognizer, out=job.folder / "annotated.mp4",
                                    summary_dir=job.folder / "summary", every=every, on_frame=progress,
-                                   model_lock=self.model_lock, max_observations=MAX_OBSERVATIONS)
-            result.source = job.name  # the uploaded file's name, not the server's path (summary and history)
-            job.summary = {**result.summary, "source": job.name}
+                                   model_lock=self.model_lock, max_observations=MAX_OBSERVATIONS, name=job.name)
+            job.summary = result.summary  # "source": the uploaded file's name, on disk and in the history
             if self.history is not None and not job.cancelled.is_set():
                 self._store(job, recognizer, result, source)
             job.status = "done"
