@@ -76,7 +76,7 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
     path = Path(path) if path else emotion_weights_path(label_set)
     kind = EmotionEnsemble if is_ensemble(path) else EmotionClassifier  # a model.json of members, or one network
     try:
-        unsure = mirror == "unsure" and _mirror_views(path, views)
+        unsure = _single_view(path, views, mirror)
         model = kind.load(path, compile_forward=compile_forward_for(runtime, "emotion", precision),
                           views=NONE if unsure else views, views_per_call=views_per_call_for(runtime))
         model = MirrorWhenUnsure(model) if unsure else model
@@ -91,12 +91,16 @@ def load_emotion_model(path: str | os.PathLike | None = None, required: bool = F
         return None
 
 
-def _mirror_views(path: Path, views) -> bool:
-    """Whether the model at ``path`` runs with the face and its mirror image as its views (every member's, as
-    model.json says, unless ``views`` overrides them): the views ``mirror`` "unsure" applies to."""
+def _single_view(path: Path, views, mirror: str) -> bool:
+    """Whether the model at ``path`` is loaded with one view per face and looks at the mirror itself where unsure
+    (emotion.views.MirrorWhenUnsure): under ``mirror`` "unsure", when its views (every member's, as model.json
+    says, unless ``views`` overrides them) are the face and its mirror image. The loader and the cache check both
+    ask this, so they agree on which converted graphs recognition runs."""
     from mien.emotion.ensemble import members_of
     from mien.emotion.views import MIRROR, TestTimeViews
 
+    if mirror != "unsure":
+        return False
     if views is not None:
         return views == MIRROR
     try:
@@ -112,22 +116,24 @@ def openvino_models_cached(emotion_views: str | None = "model", label_set: str =
     model.json's views, a preset name of emotion.views.PRESETS, None: no emotion) are already converted: then
     recognition never imports TensorFlow. Reads only model.json files, never the weights."""
     from mien.emotion.ensemble import members_of
-    from mien.emotion.views import MIRROR, NONE, PRESETS, TestTimeViews
+    from mien.emotion.views import NONE, PRESETS, TestTimeViews
 
     if not is_cached("facenet", FACENET.sha256):
         return False
     if emotion_views is None:
         return True
+    path = emotion_weights_path(label_set)
     try:
-        members = members_of(emotion_weights_path(label_set))
+        members = members_of(path)
     except FileNotFoundError:
         return True  # no emotion model: nothing to convert (recognition warns about it)
     except (OSError, ValueError, KeyError):
         return False  # the emotion loader reports what is wrong with it
     try:
+        given = None if emotion_views == "model" else PRESETS[emotion_views]
+        single = _single_view(path, given, mirror)  # as load_emotion_model runs it
         for _, meta in members:
-            views = TestTimeViews.from_meta(meta.get("tta", True)) if emotion_views == "model" else PRESETS[emotion_views]
-            views = NONE if mirror == "unsure" and views == MIRROR else views  # as load_emotion_model runs it
+            views = NONE if single else given or TestTimeViews.from_meta(meta.get("tta", True))
             if not is_cached(views.cache_name, meta["weights_sha256"]):
                 return False
     except (ValueError, KeyError):

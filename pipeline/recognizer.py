@@ -40,6 +40,12 @@ def emotion_label(scores: dict[str, float], threshold: float) -> str:
     return label if scores[label] >= threshold else UNCERTAIN
 
 
+def _mean_of_views(face: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """The embedding of a face seen both ways: the re-normalised mean of its own and its mirror image's."""
+    mean = face + mirror
+    return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+
+
 class _StageClock:
     """Milliseconds spent in each stage of one call, lap by lap."""
 
@@ -226,8 +232,7 @@ class Recognizer(LibraryMethods):
         if not self.identity_crop.flip or not len(batch):
             return self.embedder.embed(batch)
         both = self.embedder.embed(np.concatenate([batch, batch[:, :, ::-1]]))
-        mean = both[:len(batch)] + both[len(batch):]
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        return _mean_of_views(both[:len(batch)], both[len(batch):])
 
     def embed_and_identify(self, crops: list[np.ndarray]) -> tuple[np.ndarray, list]:
         """Embeddings and IdentityMatch per identity crop. With ``Options.mirror`` "unsure", FaceNet sees a face's
@@ -244,8 +249,7 @@ class Recognizer(LibraryMethods):
         th = self.thresholds()
         again = [i for i, m in enumerate(matches) if near_threshold(m, th.distance, th.probability)]
         if again:
-            mean = embeddings[again] + self.embedder.embed(batch[again][:, :, ::-1])
-            embeddings[again] = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+            embeddings[again] = _mean_of_views(embeddings[again], self.embedder.embed(batch[again][:, :, ::-1]))
             for i, m in zip(again, self.identify(embeddings[again])):
                 matches[i] = m
         return embeddings, matches
