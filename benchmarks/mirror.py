@@ -6,8 +6,8 @@
 face alone gives an answer near a threshold; `--mirror always` looks at it for every face. In one run, both ways:
 - identity: an open-set gallery built from lfw-dev (the first 2 photos of each of its people with 3 or more, ~450
   faces; the SVM and the nearest-neighbour matcher at the default thresholds), asked about their other photos and
-  about one photo of each of 600 people never enrolled; and the 5-person demo gallery asked about its 25 held-out photos. Gate: the same name
-  for every face; reported: the share of faces that needed the mirror, the largest change of a distance;
+  about one photo of each of 600 people never enrolled; and the 5-person demo gallery asked about its 25 held-out
+  photos. Gate: the same name for every face; reported: the share of faces that needed the mirror, the largest change of a distance;
 - emotion: FER2013 PublicTest (where the margin was chosen) and PrivateTest with the shipped fer2013 model, FER+
   PublicTest and PrivateTest majority labels with the ferplus model. Gate: no accuracy lost beyond 0.1 point;
   reported: the share of faces with the same emotion and the share that needed the mirror;
@@ -28,19 +28,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DATA = REPO.parent / "shared" / "data"
 GATES = {"identity_names_differing": 0, "emotion_points_lost": 0.1}
-
-
-def private_home(user: Path) -> Path:
-    """A temp MIEN_HOME sharing the user's weights, downloads and converted models (never their gallery)."""
-    home = Path(tempfile.mkdtemp(prefix="mien-mirror-"))
-    for shared in ("weights", "downloads", "cache"):
-        if (user / shared).is_dir():
-            (home / shared).symlink_to(user / shared)
-    os.environ["MIEN_HOME"] = str(home)
-    return home
 
 
 def lfw_gallery(work: Path) -> tuple[Path, list[str], list[str]]:
@@ -59,8 +50,8 @@ def lfw_gallery(work: Path) -> tuple[Path, list[str], list[str]]:
     return enroll, known, strangers
 
 
-def faces_of(rec, paths: list[str]):
-    """Per face of the photos (recognize's own path): (IdentityMatch, emotion label)."""
+def faces_of(rec, paths: list[str]) -> list:
+    """The IdentityMatch of every face of the photos, by recognition's own path (chunks of 16)."""
     from mien.pipeline.images import load_image
 
     out = []
@@ -118,9 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from mien.pipeline.home import mien_home
+    from workspace import shared_models_home
 
     user = mien_home()
-    homes = [private_home(user)]
+    homes = [shared_models_home(user)]
     work = Path(tempfile.mkdtemp(prefix="mien-mirror-work-"))
     from mien.pipeline import Options, Recognizer, assets
     from mien.pipeline.enroll import enroll_folder
@@ -138,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     # identity and speed on the demo gallery
     train, val = work / "train", work / "val"
     assets.extract_demo_photos(train, val)
-    homes.append(private_home(user))  # a second gallery: the demo's 5 people
+    homes.append(shared_models_home(user))  # a second gallery: the demo's 5 people
     enroll_folder(train, Recognizer(Options(), emotion=False))
     ways = {m: Recognizer(Options(mirror=m)) for m in ("always", "unsure")}
     photos = sorted(str(p) for p in val.rglob("*") if p.is_file())
@@ -158,8 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
                 r.recognize(img)
             per[m].append(1000 * (time.perf_counter() - t) / len(images))
     med = {m: round(float(np.median(v)), 2) if v else None for m, v in per.items()}
-    report["speed"] = {} if not args.rounds else {"ms_per_photo": med, "unsure_vs_always": round(med["unsure"] / med["always"], 3),
-                       "rounds": {m: [round(v, 2) for v in vs] for m, vs in per.items()}}
+    if args.rounds:
+        report["speed"] = {"ms_per_photo": med, "unsure_vs_always": round(med["unsure"] / med["always"], 3),
+                           "rounds": {m: [round(v, 2) for v in vs] for m, vs in per.items()}}
     # emotion
     for label_set in () if args.speed_only else ("fer2013", "ferplus"):
         report["emotion"][label_set] = emotion_compare(label_set)

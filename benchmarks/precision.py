@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -198,14 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     precisions = ["fp32", *(p for p in args.precisions.split(",") if p != "fp32")]  # fp32: the reference arm
 
     from mien.pipeline.home import mien_home
+    from workspace import shared_models_home
 
-    user_home = mien_home()
-    home = Path(tempfile.mkdtemp(prefix="mien-precision-"))
-    # the fetched weights, the sdist (int8's calibration photos) and OpenVINO conversions (keyed by weights: never stale)
-    for shared in ("weights", "downloads", "cache"):
-        if (user_home / shared).is_dir():
-            (home / shared).symlink_to(user_home / shared)
-    os.environ["MIEN_HOME"] = str(home)  # a fresh gallery: the user's enrolled people are never touched
+    home = shared_models_home(mien_home(), "mien-precision-")  # a fresh gallery: the user's people never touched
     from mien.emotion.training.data import load_dataset
     from mien.pipeline import Options, Recognizer
     from mien.pipeline.enroll import embed_folder, enroll_folder

